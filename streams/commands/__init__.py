@@ -1,0 +1,1 @@
+"""One module per command of ``freshpaint-iterable``; ``streams.cli`` loads them lazily."""

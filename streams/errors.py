@@ -1,0 +1,187 @@
+"""The one error tree of the processor.
+
+Every error we raise on purpose is a ``StreamsError``. Each class carries a stable ``reason``
+code (dead letters and metrics key on it; nothing branches on message text) and ``retriable``
+(whether trying the same thing again later can succeed)::
+
+    StreamsError
+    ├── ConfigError                 settings or transformation rules are invalid (fail at start-up)
+    ├── DecodeError                 bytes on a topic could not become a record
+    │   ├── UnknownMagicByte
+    │   ├── UnknownSchemaId
+    │   └── TruncatedRecord
+    ├── InvalidEvent                a record is not a Freshpaint event we understand (names the field)
+    ├── MappingError                a valid event cannot become a valid Iterable request
+    └── DeliveryError               Iterable did not accept a request
+        ├── RetriableDelivery       5xx, timeouts, refused connections: try again later
+        │   ├── RateLimited         429; carries retry_after
+        │   └── UserNotYetVisible   the user was just created; the event is retried after a delay
+        ├── BadApiKey               401: pause everything, the operator must fix the key
+        └── Rejected                4xx for this item: it goes to the dead letter with Iterable's answer
+
+Drops that are expected outcomes (anonymous users, filtered events, incomplete purchases) are not
+errors: the mapping core returns them as ``Decision`` values with a ``DropReason``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "BadApiKey",
+    "ConfigError",
+    "DecodeError",
+    "DeliveryError",
+    "InvalidEvent",
+    "MappingError",
+    "RateLimited",
+    "Reason",
+    "Rejected",
+    "RetriableDelivery",
+    "StreamsError",
+    "TruncatedRecord",
+    "UnknownMagicByte",
+    "UnknownSchemaId",
+    "UserNotYetVisible",
+]
+
+
+class Reason(StrEnum):
+    """Stable snake_case codes for dead letters, metrics and logs."""
+
+    CONFIG_INVALID = "config_invalid"
+    UNDECODABLE = "undecodable"
+    UNKNOWN_MAGIC_BYTE = "unknown_magic_byte"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    TRUNCATED = "truncated"
+    INVALID_EVENT = "invalid_event"
+    MAPPING_FAILED = "mapping_failed"
+    ITERABLE_UNAVAILABLE = "iterable_unavailable"
+    RATE_LIMITED = "rate_limited"
+    USER_NOT_FOUND = "user_not_found"
+    BAD_API_KEY = "bad_api_key"
+    ITERABLE_REJECTED = "iterable_rejected"
+    FIELD_TYPE_MISMATCH = "field_type_mismatch"
+
+
+class StreamsError(Exception):
+    """Root of every error the processor raises on purpose."""
+
+    reason: Reason = Reason.MAPPING_FAILED
+    retriable: bool = False
+
+    def __init__(self, message: str, *, reason: Reason | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(StreamsError):
+    """Raised when settings or transformation rules are invalid; fix the configuration and restart."""
+
+    reason = Reason.CONFIG_INVALID
+
+
+class DecodeError(StreamsError):
+    """Raised when bytes from Kafka are not a record of a known schema; the message is dead-lettered."""
+
+    reason = Reason.UNDECODABLE
+
+
+class UnknownMagicByte(DecodeError):
+    """Raised when a Confluent-framed message does not start with magic byte 0."""
+
+    reason = Reason.UNKNOWN_MAGIC_BYTE
+
+
+class UnknownSchemaId(DecodeError):
+    """Raised when the schema id in a message is not known to the registry (or not yet fetched)."""
+
+    reason = Reason.UNKNOWN_SCHEMA
+
+    def __init__(self, message: str, *, schema_id: int) -> None:
+        super().__init__(message)
+        self.schema_id = schema_id
+
+
+class TruncatedRecord(DecodeError):
+    """Raised when an Avro body ends before the record does."""
+
+    reason = Reason.TRUNCATED
+
+
+class InvalidEvent(StreamsError):
+    """Raised when a record is not a Freshpaint event we understand; ``field`` names what was wrong."""
+
+    reason = Reason.INVALID_EVENT
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class MappingError(StreamsError):
+    """Raised when a valid event cannot be turned into a valid Iterable request."""
+
+    reason = Reason.MAPPING_FAILED
+
+
+class DeliveryError(StreamsError):
+    """Raised when Iterable did not accept a request; ``status`` and ``response`` say how it answered."""
+
+    reason = Reason.ITERABLE_REJECTED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        response: Any = None,
+        reason: Reason | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.status = status
+        self.code = code
+        self.response = response
+
+
+class RetriableDelivery(DeliveryError):
+    """Raised for 5xx, timeouts and connection errors: the sender retries with backoff, never drops."""
+
+    reason = Reason.ITERABLE_UNAVAILABLE
+    retriable = True
+
+
+class RateLimited(RetriableDelivery):
+    """Raised on HTTP 429; ``retry_after`` (seconds) comes from the Retry-After header when present."""
+
+    reason = Reason.RATE_LIMITED
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class UserNotYetVisible(RetriableDelivery):
+    """Raised when Iterable does not yet know the user of an event; retried a bounded number of times."""
+
+    reason = Reason.USER_NOT_FOUND
+
+
+class BadApiKey(DeliveryError):
+    """Raised on 401 BadApiKey: the sender pauses and /readyz turns red; rotate the key and restart."""
+
+    reason = Reason.BAD_API_KEY
+    retriable = True
+
+
+class Rejected(DeliveryError):
+    """Raised when Iterable rejects this item (4xx); it goes to the dead-letter topic with the answer."""
+
+    reason = Reason.ITERABLE_REJECTED

@@ -1,0 +1,147 @@
+"""Plain, frozen data shared by every layer: the normalized event, identity state, Iterable
+requests, decisions and dead letters. No Faust, Kafka or HTTP here (the pure core's floor).
+
+Datetimes are timezone-aware UTC everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "Decision",
+    "DropReason",
+    "Endpoint",
+    "Event",
+    "EventType",
+    "Identity",
+    "IterableRequest",
+    "JSONValue",
+    "PageContext",
+    "ProjectType",
+]
+
+JSONValue = Any
+"""A value that came from or goes to JSON: None, bool, int, float, str, list or dict of these."""
+
+
+class EventType(StrEnum):
+    IDENTIFY = "identify"
+    TRACK = "track"
+    PAGE = "page"
+    SCREEN = "screen"
+    ALIAS = "alias"
+    GROUP = "group"
+
+
+class ProjectType(StrEnum):
+    """How the Iterable project identifies users (iterable-api.md §5.1)."""
+
+    EMAIL = "email"
+    USER_ID = "userId"
+    HYBRID = "hybrid"
+
+
+class Endpoint(StrEnum):
+    """Iterable endpoints the mapping core targets; the sender may batch them into bulk calls."""
+
+    USERS_UPDATE = "/api/users/update"
+    USERS_BULK_UPDATE = "/api/users/bulkUpdate"
+    USERS_UPDATE_EMAIL = "/api/users/updateEmail"
+    EVENTS_TRACK = "/api/events/track"
+    EVENTS_TRACK_BULK = "/api/events/trackBulk"
+    COMMERCE_TRACK_PURCHASE = "/api/commerce/trackPurchase"
+    COMMERCE_UPDATE_CART = "/api/commerce/updateCart"
+
+
+class DropReason(StrEnum):
+    """Why an event is not sent; expected outcomes, not errors."""
+
+    ANONYMOUS = "anonymous"
+    MISSING_IDENTIFIER = "missing_identifier"
+    INVALID_EMAIL = "invalid_email"
+    PURCHASE_INCOMPLETE = "purchase_incomplete"
+    FILTERED = "filtered_by_transformation"
+    UNSUPPORTED_TYPE = "unsupported_type"
+    STALE_IDENTIFY = "stale_identify"
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    url: str | None = None
+    path: str | None = None
+    title: str | None = None
+    referrer: str | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One Freshpaint event, whichever dialect it arrived in.
+
+    ``properties``, ``traits`` and ``context`` keep the arbitrary JSON the user sent; keys are
+    not renamed here (field hygiene happens at mapping time).
+    """
+
+    type: EventType
+    message_id: str
+    timestamp: datetime
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    email: str | None = None
+    event_name: str | None = None
+    properties: Mapping[str, JSONValue] = field(default_factory=dict)
+    traits: Mapping[str, JSONValue] = field(default_factory=dict)
+    context: Mapping[str, JSONValue] = field(default_factory=dict)
+    page: PageContext | None = None
+    previous_id: str | None = None
+    """For alias: the identifier being replaced (Segment's previousId, raw $create_alias)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What we know of one identified person (the ``identities`` table's value)."""
+
+    person_key: str
+    user_id: str | None = None
+    email: str | None = None
+    first_identified_at: datetime | None = None
+    last_identified_at: datetime | None = None
+    """Timestamp of the newest identify applied; older replayed identifies do not overwrite."""
+
+
+@dataclass(frozen=True, slots=True)
+class IterableRequest:
+    """One Iterable call for one source event; the sender may fold several into a bulk call."""
+
+    endpoint: Endpoint
+    body: Mapping[str, JSONValue]
+    person_key: str
+    source_event_id: str
+    attempt: int = 0
+    first_seen_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one event becomes: requests to send, or a drop with a reason."""
+
+    requests: tuple[IterableRequest, ...] = ()
+    drop_reason: DropReason | None = None
+    detail: str | None = None
+
+    @property
+    def sends(self) -> bool:
+        return self.drop_reason is None
+
+    @classmethod
+    def send(cls, *requests: IterableRequest) -> Decision:
+        return cls(requests=tuple(requests))
+
+    @classmethod
+    def drop(cls, reason: DropReason, detail: str | None = None) -> Decision:
+        return cls(drop_reason=reason, detail=detail)

@@ -1,0 +1,141 @@
+"""One typed, frozen settings object, loaded from ``FPI_*`` environment variables.
+
+Every field has a default that works locally against ``dev/kafka/broker.sh`` and the emulator.
+Secrets are ``SecretStr`` and never appear in ``as_dict()``, logs or topics. The shell loads
+``Settings`` once and hands each layer only the fields it uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.model import ProjectType
+
+__all__ = ["ITERABLE_BASE_URLS", "Settings"]
+
+ITERABLE_BASE_URLS = {
+    "us": "https://api.iterable.com",
+    "eu": "https://api.eu.iterable.com",
+}
+
+
+class Settings(BaseSettings):
+    """Processor settings. Each field's environment variable is ``FPI_`` + its upper-cased name."""
+
+    model_config = SettingsConfigDict(env_prefix="FPI_", frozen=True, extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------------------------
+    app_id: str = "freshpaint-iterable"
+    """FPI_APP_ID: Faust app id; also the consumer group and the prefix of changelog topics."""
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    """FPI_KAFKA_BOOTSTRAP: comma-separated host:port list."""
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """FPI_KAFKA_SECURITY_PROTOCOL."""
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """FPI_KAFKA_SASL_MECHANISM."""
+    kafka_sasl_username: str | None = None
+    """FPI_KAFKA_SASL_USERNAME."""
+    kafka_sasl_password: SecretStr | None = None
+    """FPI_KAFKA_SASL_PASSWORD."""
+    kafka_ssl_cafile: Path | None = None
+    """FPI_KAFKA_SSL_CAFILE: CA bundle to verify the brokers."""
+    kafka_ssl_certfile: Path | None = None
+    """FPI_KAFKA_SSL_CERTFILE: client certificate for mutual TLS."""
+    kafka_ssl_keyfile: Path | None = None
+    """FPI_KAFKA_SSL_KEYFILE: client key for mutual TLS."""
+
+    source_topic: str = "freshpaint.events"
+    """FPI_SOURCE_TOPIC: Avro Freshpaint events, any key."""
+    by_person_topic: str = "freshpaint.by-person"
+    """FPI_BY_PERSON_TOPIC: internal, keyed by person key."""
+    requests_topic: str = "iterable.requests"
+    """FPI_REQUESTS_TOPIC: internal Iterable requests, keyed by person key."""
+    dead_letter_topic: str = "iterable.dead-letter"
+    """FPI_DEAD_LETTER_TOPIC: everything that will not be sent, with its reason."""
+    topic_partitions: int = Field(default=4, ge=1)
+    """FPI_TOPIC_PARTITIONS: partitions of internal and changelog topics (co-partitioned)."""
+    topic_replication_factor: int = Field(default=1, ge=1)
+    """FPI_TOPIC_REPLICATION_FACTOR: use 3 in production."""
+    source_keyed_by_device: bool = False
+    """FPI_SOURCE_KEYED_BY_DEVICE: skip the first repartition hop when the source is keyed by device id."""
+    store: str = "memory://"
+    """FPI_STORE: ``memory://`` (local, tests) or ``rocksdb://`` (production, needs the rocksdb extra)."""
+    table_standby_replicas: int = Field(default=1, ge=0)
+    """FPI_TABLE_STANDBY_REPLICAS."""
+    data_dir: Path = Path(".faust-data")
+    """FPI_DATA_DIR: where Faust keeps RocksDB tables."""
+    consumer_instance_id: str | None = None
+    """FPI_CONSUMER_INSTANCE_ID: static group membership (e.g. the StatefulSet pod name)."""
+    web_port: int = 6066
+    """FPI_WEB_PORT: health, readiness and metrics endpoints."""
+    web_bind: str = "0.0.0.0"
+    """FPI_WEB_BIND."""
+
+    # --- Avro --------------------------------------------------------------------------------
+    avro_format: Literal["confluent", "schemaless"] = "confluent"
+    """FPI_AVRO_FORMAT: Confluent wire format (magic byte, schema id) or schemaless Avro."""
+    schema_registry_url: str | None = None
+    """FPI_SCHEMA_REGISTRY_URL: Confluent-compatible registry; without it the bundled schemas are used."""
+
+    # --- Iterable ----------------------------------------------------------------------------
+    iterable_api_key: SecretStr | None = None
+    """FPI_ITERABLE_API_KEY: server-side key. Without it the local run starts the emulator."""
+    iterable_region: Literal["us", "eu"] = "us"
+    """FPI_ITERABLE_REGION."""
+    iterable_base_url: str | None = None
+    """FPI_ITERABLE_BASE_URL: overrides the region (the emulator in dev and tests)."""
+    iterable_insecure_skip_tls_verify: bool = False
+    """FPI_ITERABLE_INSECURE_SKIP_TLS_VERIFY: only for test rigs; logged loudly at start-up."""
+
+    # --- Mapping -----------------------------------------------------------------------------
+    project_type: ProjectType = ProjectType.EMAIL
+    """FPI_PROJECT_TYPE: email, userId or hybrid; must match the Iterable project."""
+    default_identify_transformations: bool = False
+    """FPI_DEFAULT_IDENTIFY_TRANSFORMATIONS: first_name -> firstName and the four others."""
+    require_identify_first: bool = True
+    """FPI_REQUIRE_IDENTIFY_FIRST: events count as identified only after an identify for the person."""
+    merge_nested_objects: bool = False
+    """FPI_MERGE_NESTED_OBJECTS: users/update mergeNestedObjects."""
+    page_event_name: str = "Page Viewed"
+    """FPI_PAGE_EVENT_NAME: Iterable event name for page views."""
+    screen_event_name: str = "Screen Viewed"
+    """FPI_SCREEN_EVENT_NAME: Iterable event name for screens."""
+    date_fields: tuple[str, ...] = ()
+    """FPI_DATE_FIELDS: JSON list of field names whose epoch values are dates."""
+    transformations_file: Path | None = None
+    """FPI_TRANSFORMATIONS_FILE: TOML file of event transformation rules."""
+
+    # --- Anonymous holds (optional) ----------------------------------------------------------
+    hold_anonymous: bool = False
+    """FPI_HOLD_ANONYMOUS: hold events of anonymous devices until they are identified."""
+    hold_anonymous_seconds: float = Field(default=3600.0, gt=0)
+    """FPI_HOLD_ANONYMOUS_SECONDS: how long a held event waits for its identify."""
+    hold_max_per_device: int = Field(default=100, ge=1)
+    """FPI_HOLD_MAX_PER_DEVICE."""
+    hold_max_total: int = Field(default=100_000, ge=1)
+    """FPI_HOLD_MAX_TOTAL."""
+
+    @field_validator("iterable_api_key", "kafka_sasl_password", mode="before")
+    @classmethod
+    def _empty_secret_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @property
+    def iterable_url(self) -> str:
+        return self.iterable_base_url or ITERABLE_BASE_URLS[self.iterable_region]
+
+    def as_dict(self) -> dict[str, Any]:
+        """All settings with secrets masked, for logs and ``check``."""
+        shown: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                shown[name] = "**********" if value.get_secret_value() else ""
+            elif isinstance(value, Path):
+                shown[name] = str(value)
+            else:
+                shown[name] = value
+        return shown
