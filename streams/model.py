@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "DeadLetter",
     "Decision",
     "DropReason",
     "Endpoint",
@@ -145,3 +146,28 @@ class Decision:
     @classmethod
     def drop(cls, reason: DropReason, detail: str | None = None) -> Decision:
         return cls(drop_reason=reason, detail=detail)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that will not be sent, with why, and where it came from so it can be re-driven.
+
+    Exactly one of ``original_bytes`` (failed before or at decoding) and ``request`` (failed at
+    Iterable) or ``event`` (failed at mapping) is normally set.
+    """
+
+    reason: str
+    """A stable code: a ``streams.errors.Reason`` or ``DropReason`` value."""
+    detail: str
+    """A human-readable explanation; never contains the API key."""
+    failed_at: datetime
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    original_bytes: bytes | None = None
+    event: Event | None = None
+    request: IterableRequest | None = None
+    iterable_status: int | None = None
+    iterable_code: str | None = None
+    iterable_response: str | None = None
+    """Iterable's answer, as JSON text."""

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the worker, defined once; every layer imports the series it moves.
+
+Series names start with ``fpi_``. Labels are low-cardinality codes only: never an email,
+user id, event id or the API key.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "BATCH_SIZE",
+    "DEAD_LETTERS",
+    "EVENTS_DROPPED",
+    "EVENTS_IN",
+    "HELD_ANONYMOUS",
+    "HELD_EXPIRED",
+    "ITERABLE_LATENCY",
+    "ITERABLE_REQUESTS",
+    "ITERABLE_RETRIES",
+    "RATE_LIMITED",
+    "RATE_LIMITER_WAIT",
+    "REQUESTS_OUT",
+    "SENDER_PAUSED",
+]
+
+EVENTS_IN = Counter("fpi_events_in_total", "Freshpaint events decoded, by event type.", ["type"])
+EVENTS_DROPPED = Counter("fpi_events_dropped_total", "Events not sent to Iterable, by reason.", ["reason"])
+DEAD_LETTERS = Counter("fpi_dead_letters_total", "Records written to the dead-letter topic, by reason.",
+                       ["reason"])
+REQUESTS_OUT = Counter("fpi_iterable_requests_mapped_total",
+                       "Iterable requests produced by the mapping core, by endpoint.", ["endpoint"])
+ITERABLE_REQUESTS = Counter("fpi_iterable_http_requests_total",
+                            "HTTP calls to Iterable, by endpoint, HTTP status and Iterable code.",
+                            ["endpoint", "status", "code"])
+ITERABLE_LATENCY = Histogram("fpi_iterable_http_seconds", "Latency of HTTP calls to Iterable.", ["endpoint"],
+                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+BATCH_SIZE = Histogram("fpi_iterable_batch_items", "Items per Iterable call.", ["endpoint"],
+                       buckets=(1, 5, 10, 50, 100, 250, 500, 750, 1000))
+ITERABLE_RETRIES = Counter("fpi_iterable_retries_total", "Retried Iterable calls, by endpoint and reason.",
+                           ["endpoint", "reason"])
+RATE_LIMITED = Counter("fpi_iterable_429_total", "HTTP 429 answers from Iterable, by endpoint.", ["endpoint"])
+RATE_LIMITER_WAIT = Histogram("fpi_rate_limiter_wait_seconds", "Time spent waiting for a rate token.",
+                              ["endpoint"], buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+SENDER_PAUSED = Gauge("fpi_sender_paused", "1 while the sender is paused by a bad API key.")
+HELD_ANONYMOUS = Gauge("fpi_held_anonymous_events", "Events of anonymous devices currently held.")
+HELD_EXPIRED = Counter("fpi_held_anonymous_expired_total", "Held anonymous events that expired unsent.")
