@@ -1,0 +1,250 @@
+"""The emulator's HTTP face: a Starlette app that answers like Iterable's REST API.
+
+Every ``/api`` call passes, in order: injected latency, outage windows, ``Api-Key`` auth (401
+BadApiKey), injected 5xx and 429 faults, the per-endpoint rate limits (429 RateLimitExceeded),
+then the project rules in ``streams.emulator.project``. ``/_emulator/*`` is the unauthenticated
+admin surface for tests and benchmarks: counters, faults, reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from streams.emulator.config import EmulatorConfig
+from streams.emulator.project import Answer, Project, envelope
+
+__all__ = ["EmulatorState", "create_emulator"]
+
+
+def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=dict(headers or {})
+    )
+
+
+class _Bucket:
+    """A plain token bucket: ``rate`` tokens a second, at most ``capacity`` saved up."""
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self.rate, self.capacity, self.tokens, self.stamp = rate, capacity, capacity, now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class EmulatorState:
+    """Everything one emulator instance holds; reachable as ``app.state.emulator``."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.clock = config.clock
+        self.started_at = self.clock()
+        self.faults = dataclasses.replace(config.faults)
+        self.api_keys = set(config.api_keys)
+        self.rate_limits_enabled = config.rate_limits_enabled
+        self.rng = random.Random(config.seed)
+        self.reset()
+
+    def reset(self) -> None:
+        self.project = Project(
+            self.config.project_type,
+            clock=self.clock,
+            user_visible_after=lambda: self.faults.user_visible_after,
+            blocked_event_names=lambda: self.faults.blocked_event_names,
+            name=self.config.project_name,
+        )
+        self.buckets: dict[str, _Bucket] = {}
+
+    def in_outage(self, now: float) -> bool:
+        if now < self.faults.outage_until:
+            return True
+        since = now - self.started_at
+        return any(start <= since < end for start, end in self.config.outage_windows)
+
+    def rate_limit_key(self, path: str) -> str | None:
+        limits = self.config.rate_limits
+        if path in limits:
+            return path
+        if path.startswith("/api/events/") and "/api/events" in limits:
+            return "/api/events"
+        return None
+
+    def allow(self, path: str, now: float) -> bool:
+        if not self.rate_limits_enabled:
+            return True
+        key = self.rate_limit_key(path)
+        if key is None:
+            return True
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            rate = self.config.rate_limits[key]
+            bucket = self.buckets[key] = _Bucket(rate, max(1.0, rate * self.config.rate_burst_seconds), now)
+        return bucket.take(now)
+
+
+Handler = Callable[[EmulatorState, Request, Any], Answer]
+
+
+def _api(handler: Handler, *, post: bool = True) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        state: EmulatorState = request.app.state.emulator
+        path = request.url.path
+        counters = state.project.counters
+        counters.requests[path] += 1
+
+        def answer(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
+            counters.responses[f"{path} {status}"] += 1
+            return _json(status, body, headers)
+
+        faults = state.faults
+        if faults.latency > 0:
+            await asyncio.sleep(faults.latency)
+        now = state.clock()
+        if state.in_outage(now):
+            return answer(503, envelope("Service unavailable", "GenericError"))
+        key = request.headers.get("api-key") or request.headers.get("api_key")
+        if key not in state.api_keys:
+            return answer(401, envelope("Invalid API key", "BadApiKey", {"endpoint": path}))
+        if faults.fail_next > 0:
+            faults.fail_next -= 1
+            return answer(faults.fail_status, envelope("Injected failure", "GenericError"))
+        if faults.error_rate > 0 and state.rng.random() < faults.error_rate:
+            return answer(faults.error_status, envelope("Injected failure", "GenericError"))
+        limited = faults.throttle_next > 0 or not state.allow(path, now)
+        if limited:
+            faults.throttle_next = max(0, faults.throttle_next - 1)
+            counters.rate_limited[path] += 1
+            headers = {"Retry-After": f"{faults.retry_after:g}"} if faults.retry_after is not None else None
+            return answer(429, envelope("Rate limit exceeded", "RateLimitExceeded"), headers)
+        body: Any = None
+        if post:
+            raw = await request.body()
+            if len(raw) > state.config.max_body_bytes:
+                return answer(400, envelope("Request body too large", "BatchTooLarge"))
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return answer(400, envelope(f"[{path}] Invalid JSON body", "BadJsonBody"))
+            if not isinstance(body, dict):
+                return answer(400, envelope(f"[{path}] Invalid JSON body", "BadJsonBody"))
+            for list_key in ("users", "events"):
+                items = body.get(list_key)
+                if isinstance(items, list):
+                    if len(items) > state.config.max_bulk_items:
+                        return answer(400, envelope("Too many records in one request", "BatchTooLarge"))
+                    counters.items[path] += len(items)
+                    break
+            else:
+                counters.items[path] += 1
+        status, out = handler(state, request, body)
+        return answer(status, out)
+
+    return endpoint
+
+
+def _routes() -> list[Route]:
+    def p(state: EmulatorState) -> Project:
+        return state.project
+
+    def q(request: Request, key: str) -> str | None:
+        return request.query_params.get(key)
+
+    return [
+        Route("/api/users/update", _api(lambda s, r, b: p(s).users_update(b)), methods=["POST"]),
+        Route("/api/users/bulkUpdate", _api(lambda s, r, b: p(s).users_bulk_update(b)), methods=["POST"]),
+        Route("/api/users/updateEmail", _api(lambda s, r, b: p(s).update_email(b)), methods=["POST"]),
+        Route("/api/events/track", _api(lambda s, r, b: p(s).events_track(b)), methods=["POST"]),
+        Route("/api/events/trackBulk", _api(lambda s, r, b: p(s).events_track_bulk(b)), methods=["POST"]),
+        Route("/api/commerce/trackPurchase", _api(lambda s, r, b: p(s).track_purchase(b)), methods=["POST"]),
+        Route("/api/commerce/updateCart", _api(lambda s, r, b: p(s).update_cart(b)), methods=["POST"]),
+        Route(
+            "/api/users/getByEmail",
+            _api(lambda s, r, b: p(s).get_user(email=q(r, "email") or ""), post=False),
+        ),
+        Route(
+            "/api/users/byUserId",
+            _api(lambda s, r, b: p(s).get_user(user_id=q(r, "userId") or ""), post=False),
+        ),
+        Route("/api/users/getFields", _api(lambda s, r, b: p(s).get_fields(), post=False)),
+        Route("/api/lists", _api(lambda s, r, b: (200, {"lists": []}), post=False)),
+        Route(
+            "/api/events/byUserId/{user_id:path}",
+            _api(
+                lambda s, r, b: p(s).user_events(
+                    user_id=r.path_params["user_id"], limit=int(q(r, "limit") or 30)
+                ),
+                post=False,
+            ),
+        ),
+        Route(
+            "/api/events/{email:path}",
+            _api(
+                lambda s, r, b: p(s).user_events(
+                    email=r.path_params["email"], limit=int(q(r, "limit") or 30)
+                ),
+                post=False,
+            ),
+        ),
+        Route("/_emulator/counters", _counters),
+        Route("/_emulator/faults", _faults, methods=["GET", "POST"]),
+        Route("/_emulator/reset", _reset, methods=["POST"]),
+    ]
+
+
+async def _counters(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    body = state.project.counters.as_json()
+    body["users"] = len(state.project.users)
+    body["events_stored"] = len(state.project.events)
+    return _json(200, body)
+
+
+async def _faults(request: Request) -> Response:
+    """GET: the current faults. POST: change them; also ``api_keys`` and ``rate_limits_enabled``."""
+    state: EmulatorState = request.app.state.emulator
+    if request.method == "POST":
+        try:
+            changes = orjson.loads(await request.body() or b"{}")
+            if "api_keys" in changes:
+                state.api_keys = set(changes.pop("api_keys"))
+            if "rate_limits_enabled" in changes:
+                state.rate_limits_enabled = bool(changes.pop("rate_limits_enabled"))
+                state.buckets.clear()
+            state.faults.update(changes, state.clock())
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            return _json(400, envelope(f"Unknown or bad fault setting: {exc}", "BadParams"))
+    body = state.faults.as_dict(state.clock())
+    body["rate_limits_enabled"] = state.rate_limits_enabled
+    return _json(200, body)
+
+
+async def _reset(request: Request) -> Response:
+    """Forget users, events and counters; faults go back to the configured ones."""
+    state: EmulatorState = request.app.state.emulator
+    state.faults = dataclasses.replace(state.config.faults)
+    state.api_keys = set(state.config.api_keys)
+    state.rate_limits_enabled = state.config.rate_limits_enabled
+    state.reset()
+    return _json(200, {"reset": True})
+
+
+def create_emulator(config: EmulatorConfig | None = None) -> Starlette:
+    """A new emulator app with its own empty project; its state is ``app.state.emulator``."""
+    app = Starlette(routes=_routes())
+    app.state.emulator = EmulatorState(config or EmulatorConfig())
+    return app

@@ -1,0 +1,31 @@
+"""Delivery to Iterable: HTTP client, request batching, rate limits, retry policy and the sender.
+
+``IterableClient`` is the only place that imports httpx; ``Sender`` is what the worker uses.
+"""
+
+from __future__ import annotations
+
+from streams.iterable.batcher import Batcher, Call, call_body, plan
+from streams.iterable.client import IterableClient, classify
+from streams.iterable.ratelimit import DEFAULT_LIMITS, RateLimiter, TokenBucket
+from streams.iterable.retry import DEFAULT_POLICY, RetryPolicy, next_delay
+from streams.iterable.sender import Outcome, Sender, SenderConfig, SenderStats
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_POLICY",
+    "Batcher",
+    "Call",
+    "IterableClient",
+    "Outcome",
+    "RateLimiter",
+    "RetryPolicy",
+    "Sender",
+    "SenderConfig",
+    "SenderStats",
+    "TokenBucket",
+    "call_body",
+    "classify",
+    "next_delay",
+    "plan",
+]

@@ -1,0 +1,150 @@
+"""How a list of requests becomes Iterable calls: folding into bulk bodies, size limits, ordering.
+
+Pure functions, no I/O. ``plan`` splits requests into *waves*: within a wave no person appears in
+two calls of different kinds, and a person's requests keep their order across waves, so an
+identify is accepted before the same person's later events are sent (design.md "Delivery
+semantics"). ``Batcher`` is the accumulating front half (quix sink shape: ``add`` / ``take``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import orjson
+
+from streams.model import Endpoint, IterableRequest, JSONValue
+
+__all__ = ["BULK_OF", "SINGLE_OF", "Batcher", "Call", "call_body", "item_size", "plan"]
+
+BULK_OF: Mapping[Endpoint, Endpoint] = {
+    Endpoint.USERS_UPDATE: Endpoint.USERS_BULK_UPDATE,
+    Endpoint.EVENTS_TRACK: Endpoint.EVENTS_TRACK_BULK,
+}
+SINGLE_OF: Mapping[Endpoint, Endpoint] = {bulk: single for single, bulk in BULK_OF.items()}
+_BULK_KEY: Mapping[Endpoint, str] = {
+    Endpoint.USERS_BULK_UPDATE: "users",
+    Endpoint.EVENTS_TRACK_BULK: "events",
+}
+_ENVELOPE_BYTES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One HTTP call to make: the endpoint called and the positions of its requests in the input."""
+
+    endpoint: Endpoint
+    indexes: tuple[int, ...]
+
+    @property
+    def bulk(self) -> bool:
+        return self.endpoint in _BULK_KEY
+
+
+def item_size(body: Mapping[str, JSONValue]) -> int:
+    """Bytes ``body`` takes in a JSON array (plus one for the comma)."""
+    return len(orjson.dumps(body)) + 1
+
+
+def call_body(endpoint: Endpoint, bodies: Sequence[Mapping[str, JSONValue]]) -> Mapping[str, JSONValue]:
+    """The JSON body of a call: ``{"users": [...]}`` / ``{"events": [...]}`` for bulk, else the one body."""
+    key = _BULK_KEY.get(endpoint)
+    if key is None:
+        if len(bodies) != 1:
+            raise ValueError(f"{endpoint} takes exactly one body")
+        return bodies[0]
+    return {key: list(bodies)}
+
+
+def _kind(endpoint: Endpoint) -> Endpoint:
+    return SINGLE_OF.get(endpoint, endpoint)
+
+
+def plan(
+    requests: Sequence[IterableRequest],
+    *,
+    batching: bool = True,
+    max_items: int = 1000,
+    max_bytes: int = 4_000_000,
+) -> list[list[Call]]:
+    """Waves of calls covering every request exactly once, in an order that is safe per person.
+
+    With ``batching``, users/update requests fold into users/bulkUpdate and events/track into
+    events/trackBulk, split at ``max_items`` items or ``max_bytes`` of body; every other endpoint
+    (trackPurchase, updateCart, updateEmail: no bulk form) gets one call per request.
+    """
+    # A person moves to the next wave whenever the kind of their request changes.
+    last_kind: dict[str, Endpoint] = {}
+    wave_of: dict[str, int] = {}
+    waves: list[dict[Endpoint, list[int]]] = []
+    for index, request in enumerate(requests):
+        kind = _kind(request.endpoint)
+        person = request.person_key
+        wave = wave_of.get(person, 0)
+        if person in last_kind and last_kind[person] != kind:
+            wave += 1
+        wave_of[person], last_kind[person] = wave, kind
+        while len(waves) <= wave:
+            waves.append({})
+        waves[wave].setdefault(kind, []).append(index)
+
+    out: list[list[Call]] = []
+    for wave_kinds in waves:
+        calls: list[Call] = []
+        for kind, indexes in wave_kinds.items():
+            bulk = BULK_OF.get(kind) if batching else None
+            if bulk is None:
+                calls.extend(Call(kind, (i,)) for i in indexes)
+                continue
+            chunk: list[int] = []
+            size = _ENVELOPE_BYTES
+            for i in indexes:
+                grow = item_size(requests[i].body)
+                if chunk and (len(chunk) >= max_items or size + grow > max_bytes):
+                    calls.append(Call(bulk, tuple(chunk)))
+                    chunk, size = [], _ENVELOPE_BYTES
+                chunk.append(i)
+                size += grow
+            if chunk:
+                calls.append(Call(bulk, tuple(chunk)))
+        out.append(calls)
+    return out
+
+
+T = TypeVar("T")
+
+
+class Batcher(Generic[T]):
+    """Accumulates requests (each with a caller's token, e.g. a future) until taken.
+
+    ``add`` never blocks; the owner checks ``full`` / ``len`` for back-pressure and calls ``take``
+    to remove up to ``max_items`` requests in arrival order.
+    """
+
+    def __init__(self, max_items: int = 1000, max_bytes: int = 4_000_000) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._items: list[tuple[IterableRequest, T]] = []
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self.max_items or self._bytes >= self.max_bytes
+
+    @property
+    def endpoints(self) -> set[Endpoint]:
+        return {r.endpoint for r, _ in self._items}
+
+    def add(self, request: IterableRequest, token: T) -> None:
+        self._items.append((request, token))
+        self._bytes += item_size(request.body)
+
+    def take(self) -> list[tuple[IterableRequest, T]]:
+        """Remove and return the oldest requests, at most ``max_items`` of them."""
+        taken, self._items = self._items[: self.max_items], self._items[self.max_items :]
+        self._bytes = sum(item_size(r.body) for r, _ in self._items)
+        return taken

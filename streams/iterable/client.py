@@ -1,0 +1,190 @@
+"""The only module that talks HTTP to Iterable (and the only one under ``streams/`` that imports httpx).
+
+``IterableClient`` owns URLs, the ``Api-Key`` header, JSON bodies, metrics per call, and the one
+table that turns httpx errors, HTTP statuses and Iterable codes into ``streams.errors``
+(iterable-api.md §3.2: branch on the status first, then on the code). No httpx error leaves it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import orjson
+from pydantic import SecretStr
+
+from streams.errors import (
+    BadApiKey,
+    DeliveryError,
+    RateLimited,
+    Reason,
+    Rejected,
+    RetriableDelivery,
+    UserNotYetVisible,
+)
+from streams.metrics import ITERABLE_LATENCY, ITERABLE_REQUESTS, RATE_LIMITED
+from streams.model import Endpoint, JSONValue
+
+__all__ = ["IterableClient", "classify"]
+
+_EVENT_ENDPOINTS = frozenset({Endpoint.EVENTS_TRACK})
+_USER_UNKNOWN_CODES = frozenset({"UnknownEmailError", "UnknownUserIdError"})
+_AUTH_CODES = frozenset({"BadApiKey", "BadAuthorizationHeader", "Unauthorized"})
+_PROBE_PATH = "/api/lists"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date; rare enough that backoff is fine
+
+
+def classify(path: str, status: int, code: str | None, body: Any, retry_after: float | None) -> DeliveryError:
+    """The error for a non-success answer (one table, read top to bottom; first match wins).
+
+    | status / code                                   | error                      |
+    |-------------------------------------------------|----------------------------|
+    | 429                                             | RateLimited(retry_after)   |
+    | 401, or code BadApiKey / Unauthorized           | BadApiKey                  |
+    | 408, 5xx except 501                             | RetriableDelivery          |
+    | 400 Unknown{Email,UserId}Error on events/track  | UserNotYetVisible          |
+    | 400 RequestFieldsTypesMismatched                | Rejected(field_type_mismatch) |
+    | anything else (400, 403, 404, 409, 413, 501 …)  | Rejected                   |
+    """
+    message = f"{path} answered {status} {code or ''}".strip()
+    kwargs: dict[str, Any] = {"status": status, "code": code, "response": body}
+    if status == 429:
+        return RateLimited(message, retry_after=retry_after, **kwargs)
+    if status == 401 or (status == 403 and code in _AUTH_CODES):
+        return BadApiKey(message, **kwargs)
+    if status == 408 or (status >= 500 and status != 501):
+        return RetriableDelivery(message, **kwargs)
+    if status == 400 and code in _USER_UNKNOWN_CODES and path in _EVENT_ENDPOINTS:
+        return UserNotYetVisible(message, **kwargs)
+    if code == "RequestFieldsTypesMismatched":
+        return Rejected(message, reason=Reason.FIELD_TYPE_MISMATCH, **kwargs)
+    return Rejected(message, **kwargs)
+
+
+class IterableClient:
+    """Calls Iterable's REST API through ``http`` (which owns pooling, timeouts and the transport).
+
+    Every call returns the parsed JSON of a 2xx answer, or raises a ``DeliveryError`` subclass:
+    ``RetriableDelivery`` (5xx, timeouts, connection errors), ``RateLimited`` (429),
+    ``UserNotYetVisible``, ``BadApiKey`` (401) or ``Rejected`` (other 4xx).
+    """
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, api_key: SecretStr | str) -> None:
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+
+    def __repr__(self) -> str:  # the key never shows up in logs or tracebacks
+        return f"IterableClient(base_url={self._base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Api-Key": self._api_key.get_secret_value(),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, JSONValue] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        """One HTTP call; the parsed JSON answer or a ``DeliveryError`` (see the class docstring)."""
+        content = orjson.dumps(body) if body is not None else None
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(
+                method, self._base_url + path, content=content, params=params, headers=self._headers()
+            )
+        except httpx.TimeoutException as exc:
+            ITERABLE_REQUESTS.labels(path, "timeout", "").inc()
+            raise RetriableDelivery(f"{path} timed out: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            ITERABLE_REQUESTS.labels(path, "error", "").inc()
+            raise RetriableDelivery(f"{path} failed: {type(exc).__name__}") from exc
+        finally:
+            ITERABLE_LATENCY.labels(path).observe(time.perf_counter() - started)
+        status = response.status_code
+        try:
+            parsed: Any = orjson.loads(response.content) if response.content else {}
+        except orjson.JSONDecodeError:
+            parsed = response.text[:2000]  # gateways answer HTML or plain text (§3.1)
+        code = parsed.get("code") if isinstance(parsed, dict) else None
+        code = code if isinstance(code, str) else None
+        ITERABLE_REQUESTS.labels(path, str(status), code or "").inc()
+        if 200 <= status < 300:
+            if not isinstance(parsed, dict):
+                raise RetriableDelivery(
+                    f"{path} answered {status} with a non-JSON body", status=status, response=parsed
+                )
+            # Iterable answers 200 to a blocked event name and says so only in msg (§2.3, §7).
+            msg = parsed.get("msg")
+            if path == Endpoint.EVENTS_TRACK and isinstance(msg, str) and "disallowed from tracking" in msg:
+                raise Rejected(
+                    f"{path}: event name is disallowed",
+                    status=status,
+                    code="DisallowedEventName",
+                    response=parsed,
+                )
+            return parsed
+        if status == 429:
+            RATE_LIMITED.labels(path).inc()
+        raise classify(path, status, code, parsed, _retry_after(response))
+
+    async def post(self, endpoint: Endpoint, body: Mapping[str, JSONValue]) -> dict[str, Any]:
+        """POST ``body`` to ``endpoint``; the answer's JSON object."""
+        result: dict[str, Any] = await self.request("POST", endpoint.value, body)
+        return result
+
+    async def users_update(self, body: Mapping[str, JSONValue]) -> dict[str, Any]:
+        return await self.post(Endpoint.USERS_UPDATE, body)
+
+    async def users_bulk_update(self, users: list[Mapping[str, JSONValue]]) -> dict[str, Any]:
+        return await self.post(Endpoint.USERS_BULK_UPDATE, {"users": users})
+
+    async def events_track(self, body: Mapping[str, JSONValue]) -> dict[str, Any]:
+        return await self.post(Endpoint.EVENTS_TRACK, body)
+
+    async def events_track_bulk(self, events: list[Mapping[str, JSONValue]]) -> dict[str, Any]:
+        return await self.post(Endpoint.EVENTS_TRACK_BULK, {"events": events})
+
+    async def track_purchase(self, body: Mapping[str, JSONValue]) -> dict[str, Any]:
+        return await self.post(Endpoint.COMMERCE_TRACK_PURCHASE, body)
+
+    async def update_cart(self, body: Mapping[str, JSONValue]) -> dict[str, Any]:
+        return await self.post(Endpoint.COMMERCE_UPDATE_CART, body)
+
+    async def update_email(self, body: Mapping[str, JSONValue]) -> dict[str, Any]:
+        return await self.post(Endpoint.USERS_UPDATE_EMAIL, body)
+
+    async def get_user_by_email(self, email: str) -> dict[str, Any] | None:
+        """The user's profile, or None when Iterable does not know it."""
+        result = await self.request("GET", "/api/users/getByEmail", params={"email": email})
+        user = result.get("user") if isinstance(result, dict) else None
+        return user if isinstance(user, dict) else None
+
+    async def get_user_by_id(self, user_id: str) -> dict[str, Any] | None:
+        result = await self.request("GET", "/api/users/byUserId", params={"userId": user_id})
+        user = result.get("user") if isinstance(result, dict) else None
+        return user if isinstance(user, dict) else None
+
+    async def check_key(self) -> None:
+        """A harmless authenticated read (GET /api/lists); raises ``BadApiKey`` for a bad key."""
+        await self.request("GET", _PROBE_PATH)

@@ -1,0 +1,515 @@
+"""The sender: delivers Iterable requests with batching, rate limits, retries and dead letters.
+
+One ``Sender`` per worker. ``deliver(requests)`` returns when every request was accepted by
+Iterable or became a dead letter, one ``Outcome`` per request in input order, so the caller acks
+its Kafka offsets only then. Transient failures (5xx, 429, timeouts, refused connections) are
+retried without limit by default: ``deliver`` blocks, consumption stops, lag grows, memory stays
+bounded (back-pressure). A bad API key pauses the whole sender (``paused``) until a probe call
+succeeds or ``resume()`` is called.
+
+Batching front ends (design call):
+
+* ``deliver`` takes what the agent already batched (``stream.take_events(n, within)``), which is
+  the primary path: Faust's ``within`` is the linger and acks stay in order.
+* ``submit(request)`` queues one request and returns a future of its ``Outcome``. A flusher
+  delivers the queue one batch at a time: a batch goes as soon as ``linger`` has passed and a
+  rate token of its bulk endpoint is free, so under light load it leaves at once, and under load
+  requests pile up while the previous batch is in flight and batches grow (up to 1000 items).
+  One batch in flight at a time keeps each person's requests in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import SecretStr
+
+from streams.errors import (
+    BadApiKey,
+    DeliveryError,
+    RateLimited,
+    Reason,
+    Rejected,
+    RetriableDelivery,
+    UserNotYetVisible,
+)
+from streams.iterable.batcher import BULK_OF, SINGLE_OF, Batcher, Call, call_body, plan
+from streams.iterable.client import IterableClient
+from streams.iterable.ratelimit import DEFAULT_LIMITS, RateLimiter, Sleep
+from streams.iterable.retry import DEFAULT_POLICY, RetryPolicy, next_delay
+from streams.metrics import BATCH_SIZE, ITERABLE_RETRIES, SENDER_PAUSED
+from streams.model import DeadLetter, Endpoint, IterableRequest, JSONValue
+
+__all__ = ["Outcome", "Sender", "SenderConfig", "SenderStats"]
+
+log = logging.getLogger(__name__)
+
+_EMAIL_LISTS = ("invalidEmails", "notFoundEmails", "invalidDataEmails", "conflictEmails", "forgottenEmails")
+_USER_ID_LISTS = (
+    "invalidUserIds",
+    "notFoundUserIds",
+    "invalidDataUserIds",
+    "conflictUserIds",
+    "forgottenUserIds",
+)
+_NOT_FOUND = frozenset({"notFoundEmails", "notFoundUserIds"})
+_PER_RECORD = frozenset({"invalidDataEmails", "invalidDataUserIds"})
+
+
+@dataclass(frozen=True, slots=True)
+class SenderConfig:
+    """Everything the sender needs; ``from_settings`` builds it from ``streams.settings.Settings``."""
+
+    base_url: str = "https://api.iterable.com"
+    api_key: SecretStr = field(default_factory=lambda: SecretStr(""), repr=False)
+    limits: Mapping[Endpoint, float] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    """Requests per second per endpoint; an empty mapping (or 0) disables throttling."""
+    batching: bool = True
+    """Fold users/update and events/track into their bulk endpoints."""
+    max_batch_items: int = 1000
+    max_batch_bytes: int = 4_000_000
+    linger: float = 0.0
+    """``submit`` only: minimum seconds a batch waits for more requests (and for a free rate token)."""
+    max_linger: float = 1.0
+    """``submit`` only: a batch never waits longer than this for a rate token before it is delivered."""
+    max_pending: int = 10_000
+    """``submit`` only: queued requests before ``submit`` blocks (bounded memory)."""
+    max_concurrency: int = 8
+    """HTTP calls in flight at once."""
+    retry: RetryPolicy = DEFAULT_POLICY
+    connect_timeout: float = 5.0
+    request_timeout: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> SenderConfig:
+        key = settings.iterable_api_key
+        values: dict[str, Any] = {
+            "base_url": settings.iterable_url,
+            "api_key": key if key is not None else SecretStr(""),
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one request: delivered, or a dead letter with Iterable's answer."""
+
+    request: IterableRequest
+    delivered: bool
+    reason: str | None = None
+    """A ``streams.errors.Reason`` value when not delivered."""
+    detail: str | None = None
+    status: int | None = None
+    code: str | None = None
+    response: str | None = None
+    """Iterable's answer as JSON text."""
+    attempts: int = 1
+
+    def to_dead_letter(
+        self,
+        *,
+        failed_at: datetime,
+        source_topic: str | None = None,
+        source_partition: int | None = None,
+        source_offset: int | None = None,
+    ) -> DeadLetter:
+        if self.delivered:
+            raise ValueError("a delivered request is not a dead letter")
+        return DeadLetter(
+            reason=self.reason or Reason.ITERABLE_REJECTED.value,
+            detail=self.detail or "",
+            failed_at=failed_at,
+            source_topic=source_topic,
+            source_partition=source_partition,
+            source_offset=source_offset,
+            request=self.request,
+            iterable_status=self.status,
+            iterable_code=self.code,
+            iterable_response=self.response,
+        )
+
+
+@dataclass(slots=True)
+class SenderStats:
+    """Plain counters for benchmarks and tests (Prometheus has the same in ``streams.metrics``)."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    items_sent: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    delivered: int = 0
+    dead_letters: int = 0
+    pauses: int = 0
+
+    def fill_ratio(self, endpoint: Endpoint, max_items: int = 1000) -> float:
+        calls = self.calls[endpoint.value]
+        return self.items_sent[endpoint.value] / (calls * max_items) if calls else 0.0
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+class Sender:
+    """Delivers ``IterableRequest``s to Iterable; see the module docstring for the guarantees.
+
+    ``clock``, ``sleep`` and ``rand`` are injectable so retries and rate limits can be tested
+    without waiting.
+    """
+
+    def __init__(
+        self,
+        http: Any,
+        config: SenderConfig,
+        *,
+        limiter: RateLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.client = IterableClient(http, config.base_url, config.api_key)
+        self.limiter = limiter or RateLimiter(config.limits, clock=clock, sleep=sleep)
+        self.stats = SenderStats()
+        self._sleep = sleep
+        self._rand = rand
+        self._running = asyncio.Event()
+        self._running.set()
+        self._sem = asyncio.Semaphore(config.max_concurrency)
+        self._probe_task: asyncio.Task[None] | None = None
+        self._batcher: Batcher[asyncio.Future[Outcome]] = Batcher(
+            config.max_batch_items, config.max_batch_bytes
+        )
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        SENDER_PAUSED.set(0)
+
+    # --- health -----------------------------------------------------------------------------
+    @property
+    def paused(self) -> bool:
+        """True while a bad API key holds every call back."""
+        return not self._running.is_set()
+
+    @property
+    def healthy(self) -> bool:
+        return not self.paused
+
+    def resume(self) -> None:
+        """Let calls through again (after a key rotation, or when a probe succeeded)."""
+        if self.paused:
+            log.warning("iterable sender resumed")
+        self._running.set()
+        SENDER_PAUSED.set(0)
+
+    def _pause(self) -> None:
+        if not self.paused:
+            # The key itself is never logged (style.md; settings.as_dict masks it).
+            log.error("iterable answered 401 BadApiKey: sender paused until the key works again")
+            self.stats.pauses += 1
+        self._running.clear()
+        SENDER_PAUSED.set(1)
+        if self._probe_task is None or self._probe_task.done():
+            self._probe_task = asyncio.get_running_loop().create_task(self._probe())
+
+    async def _probe(self) -> None:
+        while not self._running.is_set():
+            await self._sleep(self.config.retry.bad_key_probe_delay)
+            if self._running.is_set():  # resume() was called meanwhile
+                return
+            try:
+                await self.client.check_key()
+            except DeliveryError:
+                continue
+            self.resume()
+
+    # --- delivery ---------------------------------------------------------------------------
+    async def deliver(self, requests: Sequence[IterableRequest]) -> list[Outcome]:
+        """One ``Outcome`` per request, in order, once each was accepted or dead-lettered.
+
+        Blocks (retrying with backoff) while Iterable is unavailable, throttling or the sender is
+        paused. Raises only on programming errors; Iterable's answers become outcomes.
+        """
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        cfg = self.config
+        for wave in plan(
+            requests, batching=cfg.batching, max_items=cfg.max_batch_items, max_bytes=cfg.max_batch_bytes
+        ):
+            await asyncio.gather(*(self._run(call, requests, outcomes) for call in wave))
+        done: list[Outcome] = []
+        for outcome in outcomes:
+            assert outcome is not None, "every request gets an outcome"
+            done.append(outcome)
+        self.stats.delivered += sum(1 for o in done if o.delivered)
+        self.stats.dead_letters += sum(1 for o in done if not o.delivered)
+        return done
+
+    async def _send(self, endpoint: Endpoint, body: Mapping[str, JSONValue], items: int) -> dict[str, Any]:
+        while not self._running.is_set():
+            await self._running.wait()
+        await self.limiter.acquire(endpoint)
+        async with self._sem:
+            BATCH_SIZE.labels(endpoint.value).observe(items)
+            self.stats.calls[endpoint.value] += 1
+            self.stats.items_sent[endpoint.value] += items
+            return await self.client.post(endpoint, body)
+
+    def _dead(
+        self,
+        request: IterableRequest,
+        error: DeliveryError | None,
+        attempts: int,
+        *,
+        reason: str | None = None,
+        detail: str | None = None,
+        response: Any = None,
+    ) -> Outcome:
+        return Outcome(
+            request=request,
+            delivered=False,
+            reason=reason or (error.reason.value if error is not None else Reason.ITERABLE_REJECTED.value),
+            detail=detail or (error.message if error is not None else ""),
+            status=error.status if error is not None else 200,
+            code=error.code if error is not None else None,
+            response=_json_text(response if error is None else error.response),
+            attempts=attempts,
+        )
+
+    async def _run(
+        self, call: Call, requests: Sequence[IterableRequest], outcomes: list[Outcome | None]
+    ) -> None:
+        """Drive one call until each of its requests has an outcome."""
+        endpoint = call.endpoint
+        items = list(call.indexes)
+        policy = self.config.retry
+        attempt = 0  # consecutive transient failures of this call
+        tries: Counter[int] = Counter()
+        not_found: Counter[int] = Counter()
+        while items:
+            body = call_body(endpoint, [requests[i].body for i in items])
+            tries.update(items)
+            try:
+                result = await self._send(endpoint, body, len(items))
+            except BadApiKey:
+                self._pause()
+                continue
+            except UserNotYetVisible as exc:  # a single events/track
+                i = items[0]
+                delay = next_delay(not_found[i], exc, policy, self._rand)
+                if delay is None:
+                    outcomes[i] = self._dead(requests[i], exc, tries[i])
+                    return
+                not_found[i] += 1
+                self._retried(endpoint, exc)
+                await self._sleep(delay)
+                continue
+            except RetriableDelivery as exc:
+                if isinstance(exc, RateLimited):
+                    self.limiter.on_rate_limited(endpoint, exc.retry_after)
+                delay = next_delay(attempt, exc, policy, self._rand)
+                if delay is None:
+                    for i in items:
+                        outcomes[i] = self._dead(requests[i], exc, tries[i])
+                    return
+                attempt += 1
+                self._retried(endpoint, exc)
+                await self._sleep(delay)
+                continue
+            except Rejected as exc:
+                if call.bulk and len(items) > 1:
+                    # One bad record fails a whole bulk request (§6.3): resend one by one to find it.
+                    log.info(
+                        "%s answered %s %s for %d items: resending them one by one",
+                        endpoint.value,
+                        exc.status,
+                        exc.code,
+                        len(items),
+                    )
+                    await self._isolate(endpoint, items, requests, outcomes)
+                    return
+                for i in items:
+                    outcomes[i] = self._dead(requests[i], exc, tries[i])
+                return
+            self.limiter.on_success(endpoint)
+            attempt = 0
+            if not call.bulk:
+                outcomes[items[0]] = Outcome(requests[items[0]], True, attempts=tries[items[0]])
+                return
+            failures, ambiguous = _bulk_failures(endpoint, result, [requests[i].body for i in items])
+            again: list[int] = []
+            single: list[int] = []
+            for pos, i in enumerate(items):
+                failure = failures.get(pos)
+                if failure is None:
+                    outcomes[i] = Outcome(requests[i], True, attempts=tries[i])
+                elif pos in ambiguous:
+                    single.append(i)
+                elif failure in _NOT_FOUND:
+                    if not_found[i] >= policy.user_not_visible_attempts:
+                        outcomes[i] = self._dead(
+                            requests[i],
+                            None,
+                            tries[i],
+                            reason=Reason.USER_NOT_FOUND.value,
+                            detail=f"{endpoint.value}: user not found ({failure})",
+                            response=result,
+                        )
+                    else:
+                        not_found[i] += 1
+                        again.append(i)
+                else:
+                    outcomes[i] = self._dead(
+                        requests[i], None, tries[i], detail=f"{endpoint.value}: {failure}", response=result
+                    )
+            if single:
+                await self._isolate(endpoint, single, requests, outcomes)
+            if again:
+                probe = UserNotYetVisible(f"{endpoint.value}: users not found yet")
+                delay = next_delay(max(not_found[i] for i in again) - 1, probe, policy, self._rand)
+                self._retried(endpoint, probe)
+                await self._sleep(delay if delay is not None else policy.user_not_visible_delay)
+            items = again
+
+    async def _isolate(
+        self,
+        bulk: Endpoint,
+        items: list[int],
+        requests: Sequence[IterableRequest],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        single = SINGLE_OF[bulk]
+        await asyncio.gather(*(self._run(Call(single, (i,)), requests, outcomes) for i in items))
+
+    def _retried(self, endpoint: Endpoint, error: DeliveryError) -> None:
+        self.stats.retries += 1
+        ITERABLE_RETRIES.labels(endpoint.value, error.reason.value).inc()
+
+    # --- submit front end ---------------------------------------------------------------------
+    async def submit(self, request: IterableRequest) -> asyncio.Future[Outcome]:
+        """Queue ``request``; the returned future resolves to its ``Outcome``.
+
+        Waits (back-pressure) while ``max_pending`` requests are already queued.
+        """
+        while len(self._batcher) >= self.config.max_pending:
+            self._space.clear()
+            await self._space.wait()
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._batcher.add(request, future)
+        self._wake.set()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        return future
+
+    def _token_wait(self) -> float:
+        endpoints = {BULK_OF.get(e, e) if self.config.batching else e for e in self._batcher.endpoints}
+        return max((self.limiter.time_until_token(e) for e in endpoints), default=0.0)
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not len(self._batcher):
+                self._wake.clear()
+                await self._wake.wait()
+            first = loop.time()
+            while not self._batcher.full:
+                waited = loop.time() - first
+                remaining = min(
+                    max(self.config.linger - waited, self._token_wait()), self.config.max_linger - waited
+                )
+                if remaining <= 0:
+                    break
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), remaining)
+            batch = self._batcher.take()
+            self._space.set()
+            try:
+                outcomes = await self.deliver([r for r, _ in batch])
+            except Exception as exc:  # a bug: hand it to every waiter rather than lose it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+
+    async def aclose(self) -> None:
+        """Stop the flusher and the key probe; queued ``submit`` futures are cancelled."""
+        for task in (self._flusher, self._probe_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for _, future in self._batcher.take():
+            future.cancel()
+
+
+def _bulk_failures(
+    endpoint: Endpoint, result: Mapping[str, Any], bodies: Sequence[Mapping[str, JSONValue]]
+) -> tuple[dict[int, str], set[int]]:
+    """Which items of a bulk 200 failed, and why (the failedUpdates list that named them).
+
+    Iterable names failures by identifier, not position (§3.3), so an item fails when its email
+    or userId is listed (or its eventName is disallowed). The second result holds positions that
+    share a per-record failure (invalidData*) with other items of the same identifier: the answer
+    cannot say which of them failed, so they are resent one by one.
+    """
+    failed = result.get("failedUpdates")
+    lists: dict[str, set[str]] = {}
+    sources = [failed if isinstance(failed, dict) else {}, result]
+    for name in (*_EMAIL_LISTS, *_USER_ID_LISTS):
+        values: set[str] = set()
+        for source in sources:
+            found = source.get(name)
+            if isinstance(found, list):
+                values.update(str(v) for v in found)
+        if values:
+            lists[name] = values
+    disallowed = result.get("disallowedEventNames")
+    blocked = {str(v) for v in disallowed} if isinstance(disallowed, list) else set()
+    failures: dict[int, str] = {}
+    for pos, body in enumerate(bodies):
+        email, user_id = body.get("email"), body.get("userId")
+        if blocked and body.get("eventName") in blocked:
+            failures[pos] = "disallowedEventNames"
+            continue
+        for name in _EMAIL_LISTS:
+            if email is not None and str(email) in lists.get(name, ()):
+                failures[pos] = name
+                break
+        else:
+            for name in _USER_ID_LISTS:
+                if user_id is not None and str(user_id) in lists.get(name, ()):
+                    failures[pos] = name
+                    break
+    ambiguous: set[int] = set()
+    if endpoint is Endpoint.USERS_BULK_UPDATE:
+        keys: Counter[tuple[Any, Any]] = Counter((b.get("email"), b.get("userId")) for b in bodies)
+        for pos, name in failures.items():
+            body = bodies[pos]
+            if name in _PER_RECORD and keys[(body.get("email"), body.get("userId"))] > 1:
+                ambiguous.add(pos)
+    fail_count = result.get("failCount")
+    if isinstance(fail_count, int) and fail_count > len(failures):
+        log.warning(
+            "%s reported %d failures but only %d could be matched to items",
+            endpoint.value,
+            fail_count,
+            len(failures),
+        )
+    return failures, ambiguous
