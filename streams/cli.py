@@ -14,6 +14,9 @@ import click
 __all__ = ["main"]
 
 _COMMANDS: dict[str, str] = {
+    "emulator": "streams.commands.emulator:emulator",
+    "explain": "streams.commands.explain:explain",
+    "produce": "streams.commands.produce:produce",
     "worker": "streams.commands.worker:worker",
 }
 

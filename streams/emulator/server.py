@@ -79,6 +79,16 @@ class EmulatorServer:
         server.force_exit = True  # do not wait for keep-alive connections to go idle
         await task
 
+    async def serve(self) -> None:
+        """Start, then run until the server exits (Ctrl+C / SIGTERM, handled by uvicorn)."""
+        await self.start()
+        task = self._task
+        assert task is not None
+        try:
+            await task
+        finally:
+            self._server = self._task = None
+
     # --- sync face ----------------------------------------------------------------------------
     def _run(self, coro: Any) -> Any:
         assert self._loop is not None, "use `with EmulatorServer(...)` first"
