@@ -69,6 +69,8 @@ class DropReason(StrEnum):
     FILTERED = "filtered_by_transformation"
     UNSUPPORTED_TYPE = "unsupported_type"
     STALE_IDENTIFY = "stale_identify"
+    UNCHANGED = "unchanged"
+    """An alias that names the identifier the person already has: nothing to tell Iterable."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Builders shared by the mapping tests."""
+"""Event, identity and config builders shared by the mapping-core unit tests."""
 
 from __future__ import annotations
 

@@ -48,9 +48,24 @@ class TestNormalizeDateString:
 
     @pytest.mark.parametrize(
         "text",
-        ["1234", "20240305", "1717171717", "2024", "2024-03", "2024-02-30", "2023-02-29", "2024-13-01",
-         "2024-03-05T25:00:00Z", "2024-03-05T14:07:00+25:00", "March 5, 2024", "", "pro", "12:00",
-         " 2024-03-05", "2024-03-05T14:07:00ZZ"],
+        [
+            "1234",
+            "20240305",
+            "1717171717",
+            "2024",
+            "2024-03",
+            "2024-02-30",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-03-05T25:00:00Z",
+            "2024-03-05T14:07:00+25:00",
+            "March 5, 2024",
+            "",
+            "pro",
+            "12:00",
+            " 2024-03-05",
+            "2024-03-05T14:07:00ZZ",
+        ],
     )
     def test_non_dates_are_left_alone(self, text: str) -> None:
         assert normalize_date_string(text) is None
@@ -63,9 +78,15 @@ class TestNormalizeDateString:
     def test_any_numeric_looking_string_is_not_a_date(self, text: str) -> None:
         assert normalize_value(text) == text
 
-    @given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
-                        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
-                                                   timezone(timedelta(hours=-7))])))
+    @given(
+        st.datetimes(
+            min_value=datetime(1900, 1, 1),
+            max_value=datetime(2200, 1, 1),
+            timezones=st.sampled_from(
+                [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-7))]
+            ),
+        )
+    )
     def test_isoformat_round_trips_to_the_same_instant(self, value: datetime) -> None:
         formatted = normalize_date_string(value.isoformat())
         assert formatted is not None and ITERABLE_FORMAT.fullmatch(formatted)
@@ -110,7 +131,9 @@ class TestEpoch:
         with pytest.raises(ValueError):
             datetime_from_epoch(value)
 
-    @given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 1, 1), timezones=st.just(UTC)))
+    @given(
+        st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 1, 1), timezones=st.just(UTC))
+    )
     def test_created_at_is_unix_seconds(self, value: datetime) -> None:
         seconds = created_at(value)
         assert isinstance(seconds, int)
@@ -129,7 +152,13 @@ class TestFormatDatetime:
 class TestSafeKey:
     @pytest.mark.parametrize(
         ("key", "expected"),
-        [("$current_url", "current_url"), ("a.b", "a_b"), ("$$x.y.z", "x_y_z"), ("plain", "plain"), ("$", "unnamed")],
+        [
+            ("$current_url", "current_url"),
+            ("a.b", "a_b"),
+            ("$$x.y.z", "x_y_z"),
+            ("plain", "plain"),
+            ("$", "unnamed"),
+        ],
     )
     def test_renames(self, key: str, expected: str) -> None:
         assert safe_key(key) == expected
@@ -141,7 +170,10 @@ class TestCleanDataFields:
         assert cleaned == {"browser": "Firefox", "address": {"geo_lat": 1.5, "x": [{"a_b": 1}]}}
 
     def test_collision_keeps_explicit_key(self) -> None:
-        assert clean_data_fields({"$browser": "auto", "browser": "mine"}) == {"fp_browser": "auto", "browser": "mine"}
+        assert clean_data_fields({"$browser": "auto", "browser": "mine"}) == {
+            "fp_browser": "auto",
+            "browser": "mine",
+        }
 
     @pytest.mark.parametrize("field", sorted(MANAGED_PROFILE_FIELDS))
     def test_managed_fields_are_never_sent(self, field: str) -> None:
@@ -151,14 +183,18 @@ class TestCleanDataFields:
         assert clean_data_fields({"meta": {"signupDate": "x"}}) == {"meta": {"signupDate": "x"}}
 
     def test_exclude(self) -> None:
-        assert clean_data_fields({"email": "a@b.co", "userId": "u", "x": 1}, exclude=("email", "userId")) == {"x": 1}
+        assert clean_data_fields({"email": "a@b.co", "userId": "u", "x": 1}, exclude=("email", "userId")) == {
+            "x": 1
+        }
 
     def test_dates_inside_values(self) -> None:
         cleaned = clean_data_fields({"at": "2024-03-05T14:07:00Z", "list": ["2024-03-05T14:07:00Z", "x"]})
         assert cleaned == {"at": "2024-03-05 14:07:00 +00:00", "list": ["2024-03-05 14:07:00 +00:00", "x"]}
 
     def test_epoch_only_in_configured_date_fields(self) -> None:
-        cleaned = clean_data_fields({"trial_ends": 1710252420, "seats": 1710252420}, date_fields={"trial_ends"})
+        cleaned = clean_data_fields(
+            {"trial_ends": 1710252420, "seats": 1710252420}, date_fields={"trial_ends"}
+        )
         assert cleaned == {"trial_ends": "2024-03-12 14:07:00 +00:00", "seats": 1710252420}
 
     def test_numeric_string_in_date_field_is_not_a_date(self) -> None:
@@ -168,7 +204,9 @@ class TestCleanDataFields:
         assert clean_data_fields({"x": math.nan}) == {"x": None}
 
 
-JSON_SCALARS = st.one_of(st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text())
+JSON_SCALARS = st.one_of(
+    st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text()
+)
 
 
 class TestTypeStability:

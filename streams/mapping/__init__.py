@@ -1,0 +1,19 @@
+"""The pure mapping core: normalized events + identity state + settings -> Iterable requests.
+
+Imports only the standard library, ``streams.model``, ``streams.errors`` and the other core modules
+(``normalize``, ``identity``, ``transforms``); a unit test enforces it.
+"""
+
+from __future__ import annotations
+
+from streams.mapping.config import MappingConfig, load_mapping_config
+from streams.mapping.iterable import DEFAULT_IDENTIFY_RENAMES, PURCHASE_EVENT, Applied, apply_event
+
+__all__ = [
+    "DEFAULT_IDENTIFY_RENAMES",
+    "PURCHASE_EVENT",
+    "Applied",
+    "MappingConfig",
+    "apply_event",
+    "load_mapping_config",
+]

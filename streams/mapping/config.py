@@ -1,0 +1,106 @@
+"""``MappingConfig``: the settings the mapping core reads, and loading them from a TOML file.
+
+Field names match ``streams.settings.Settings`` (the shell maps one onto the other). The TOML form
+used by ``explain --config`` is::
+
+    [mapping]
+    project_type = "hybrid"                  # email | userId | hybrid
+    default_identify_transformations = true
+    require_identify_first = true
+    merge_nested_objects = false
+    page_event_name = "Page Viewed"
+    screen_event_name = "Screen Viewed"
+    date_fields = ["trial_ends", "birthday"]
+    transformations_file = "rules.toml"      # optional; relative to this file
+
+    [[transformations]]                      # optional; appended after the file's rules
+    action = "drop"
+    event = "Debug Ping"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from streams.errors import ConfigError
+from streams.model import ProjectType
+from streams.transforms import Transformations, load_transformations, parse_transformations
+
+__all__ = ["MappingConfig", "load_mapping_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class MappingConfig:
+    """Everything the mapping core needs to know about the Iterable project and the user's rules."""
+
+    project_type: ProjectType = ProjectType.EMAIL
+    """Which identifier the project requires (seed "Iterable Project Types"; iterable-api.md §5.1)."""
+    default_identify_transformations: bool = False
+    """first_name -> firstName and four more on identify (seed "Configuration Options")."""
+    require_identify_first: bool = True
+    """Events count as identified only after an identify for the person (seed "Events")."""
+    merge_nested_objects: bool = False
+    """``mergeNestedObjects`` on users/update (iterable-api.md §2.1)."""
+    page_event_name: str = "Page Viewed"
+    """Iterable event name of page views."""
+    screen_event_name: str = "Screen Viewed"
+    """Iterable event name of screen views."""
+    date_fields: frozenset[str] = frozenset()
+    """Field names whose epoch-number values are dates (iterable-api.md §6.2)."""
+    transformations: Transformations = field(default_factory=Transformations)
+    """The user's event transformation rules."""
+
+
+_SIMPLE = {f.name for f in fields(MappingConfig)} - {"transformations", "date_fields", "project_type"}
+
+
+def load_mapping_config(path: str | Path, **overrides: Any) -> MappingConfig:
+    """Read ``[mapping]`` and ``[[transformations]]`` from a TOML file; ``overrides`` win.
+
+    Raises ``ConfigError`` for unreadable files, unknown keys and invalid values or rules.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    section = document.get("mapping", {})
+    if not isinstance(section, dict):
+        raise ConfigError("[mapping] must be a table")
+    known = _SIMPLE | {"project_type", "date_fields", "transformations_file"}
+    unknown = set(section) - known
+    if unknown:
+        raise ConfigError(f"unknown [mapping] key(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name in _SIMPLE:
+        if name in section:
+            expected = bool if isinstance(getattr(MappingConfig(), name), bool) else str
+            if not isinstance(section[name], expected):
+                raise ConfigError(f"[mapping] {name} must be a {expected.__name__}")
+            values[name] = section[name]
+    if "project_type" in section:
+        try:
+            values["project_type"] = ProjectType(section["project_type"])
+        except ValueError:
+            raise ConfigError(
+                f"[mapping] project_type must be one of {', '.join(p.value for p in ProjectType)}"
+            ) from None
+    if "date_fields" in section:
+        dates = section["date_fields"]
+        if not isinstance(dates, list) or not all(isinstance(d, str) for d in dates):
+            raise ConfigError("[mapping] date_fields must be a list of strings")
+        values["date_fields"] = frozenset(dates)
+    rules: list[Any] = []
+    if "transformations_file" in section:
+        rules_path = path.parent / str(section["transformations_file"])
+        rules.extend(load_transformations(rules_path).rules)
+    rules.extend(parse_transformations(document.get("transformations", [])).rules)
+    values["transformations"] = Transformations(tuple(rules))
+    values.update(overrides)
+    return MappingConfig(**values)

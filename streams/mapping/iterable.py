@@ -1,0 +1,444 @@
+"""The seed's rules: one normalized event + the person's identity + settings -> a ``Decision``.
+
+``apply_event`` is the "apply" stage of the worker (keyed by person key; table ``identities``) and
+the core of ``explain``. Every request carries the single-item endpoint and the exact single-item
+Iterable body; the sender folds them into bulk calls.
+
+Identifiers per project type (seed "Iterable Project Types"; iterable-api.md §5):
+
+* ``email``: the top-level identifier is ``email``; a known userId travels in ``dataFields.userId``
+  on identify (§2.1 "Changing identifiers"). No email known -> drop ``missing_identifier``.
+* ``userId``: the top-level identifier is ``userId``; the email is a profile field and travels in
+  ``dataFields.email`` on identify (§2.1, §5.3). No userId -> drop ``missing_identifier``.
+* ``hybrid``: ``email`` and/or ``userId``, both when both are known. Which one Iterable looks up
+  first when both are present is **unconfirmed** (§5.3): we send both because they belong to the
+  same person in our identity state; when they point at different Iterable profiles Iterable answers
+  409 "Email/userId conflict", a non-retryable data error that the sender dead-letters.
+
+Replay safety: an identify older than the person's ``last_identified_at`` is dropped with
+``stale_identify`` (its traits would overwrite newer profile fields; its identifiers are already
+known). An identify with the same timestamp is sent again (idempotent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NoReturn
+
+from streams.mapping.config import MappingConfig
+from streams.mapping.fields import clean_data_fields, created_at
+from streams.mapping.identifiers import iterable_id, looks_like_email, valid_email, valid_user_id
+from streams.model import (
+    Decision,
+    DropReason,
+    Endpoint,
+    Event,
+    EventType,
+    Identity,
+    IterableRequest,
+    ProjectType,
+)
+
+__all__ = ["DEFAULT_IDENTIFY_RENAMES", "PURCHASE_EVENT", "Applied", "apply_event"]
+
+PURCHASE_EVENT = "Order Completed"
+"""The track event sent to ``commerce/trackPurchase`` (seed "Track Purchases")."""
+
+DEFAULT_IDENTIFY_RENAMES: Mapping[str, str] = {
+    "first_name": "firstName",
+    "last_name": "lastName",
+    "phone_number": "phoneNumber",
+    "date_of_birth": "dateOfBirth",
+    "zip_code": "zipCode",
+}
+"""Exactly the seed's "Enable Default Identify Transformations" table."""
+
+_AUTOTRACK_EVENT = "$web_event"
+_IDENTIFIER_FIELDS = ("email", "userId")
+_PURCHASE_FIELDS = ("campaignId", "templateId", "items", "total", "order_id")
+_ITEM_FIELDS = ("id", "sku", "name", "price", "quantity", "categories", "url", "imageUrl", "description")
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The outcome of ``apply_event``."""
+
+    decision: Decision
+    identity: Identity | None = None
+    """The person's new state to store, or ``None`` when it did not change."""
+
+
+class _Drop(Exception):
+    """Internal: short-circuits a rule with a drop decision."""
+
+    def __init__(self, reason: DropReason, detail: str) -> None:
+        super().__init__(detail)
+        self.decision = Decision.drop(reason, detail)
+
+
+def apply_event(
+    event: Event, person_key: str, identity: Identity | None, config: MappingConfig, now: datetime
+) -> Applied:
+    """Decide which Iterable requests ``event`` becomes for the person ``person_key``.
+
+    ``identity`` is the stored state of the person (``None`` when never identified). The user's
+    transformations run first. Returns the decision and, when it changed, the new identity.
+    Expected outcomes (anonymous, missing identifier, incomplete purchase, ...) are drops, never
+    exceptions.
+    """
+    transformed = config.transformations.apply(event)
+    if transformed is None:
+        return Applied(Decision.drop(DropReason.FILTERED, "dropped by a transformation rule"))
+    rule = _Rule(transformed, person_key, identity, config, now)
+    try:
+        if transformed.type is EventType.IDENTIFY:
+            return rule.identify()
+        if transformed.type is EventType.ALIAS:
+            return rule.alias()
+        if transformed.type in (EventType.PAGE, EventType.SCREEN):
+            return Applied(rule.view())
+        if transformed.type is EventType.TRACK:
+            if transformed.event_name == PURCHASE_EVENT:
+                return Applied(rule.purchase())
+            return Applied(rule.track())
+        raise _Drop(DropReason.UNSUPPORTED_TYPE, f"{transformed.type.value} events are not sent to Iterable")
+    except _Drop as drop:
+        return Applied(drop.decision)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    event: Event
+    person_key: str
+    identity: Identity | None
+    config: MappingConfig
+    now: datetime
+
+    # --- shared pieces ---------------------------------------------------------------------
+
+    def request(self, endpoint: Endpoint, body: dict[str, Any]) -> IterableRequest:
+        return IterableRequest(
+            endpoint=endpoint,
+            body=body,
+            person_key=self.person_key,
+            source_event_id=self.event.message_id,
+            first_seen_at=self.now,
+        )
+
+    def data_fields(self, fields: Mapping[str, Any], exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        return clean_data_fields(fields, date_fields=self.config.date_fields, exclude=exclude)
+
+    def known_person(self) -> tuple[str | None, str | None]:
+        """(user id, email) of an identified person; drops anonymous events (seed "Events")."""
+        if self.identity is None:
+            if self.config.require_identify_first:
+                raise _Drop(DropReason.ANONYMOUS, "no identify seen for this person yet")
+            return self.event.user_id, self.event.email
+        return (self.identity.user_id or self.event.user_id, self.identity.email or self.event.email)
+
+    def identifiers(self, user_id: str | None, email: str | None) -> dict[str, str]:
+        """Top-level identifiers for the project type (module doc); drops when the required one is missing."""
+        project = self.config.project_type
+        bad_email = email is not None and not valid_email(email)
+        good_email = None if email is None or bad_email else email
+        good_user = user_id if user_id is not None and valid_user_id(user_id) else None
+        if project is ProjectType.EMAIL:
+            if good_email is None:
+                self.missing("an email", bad_email)
+            return {"email": good_email} if good_email else {}
+        if project is ProjectType.USER_ID:
+            if good_user is None:
+                self.missing("a userId (at most 52 characters)", False)
+            return {"userId": good_user} if good_user else {}
+        if good_email is None and good_user is None:
+            self.missing("an email or a userId", bad_email)
+        ids: dict[str, str] = {}
+        if good_email:
+            ids["email"] = good_email
+        if good_user:
+            ids["userId"] = good_user
+        return ids
+
+    def missing(self, what: str, bad_email: bool) -> NoReturn:
+        project = self.config.project_type.value
+        if bad_email:
+            raise _Drop(DropReason.INVALID_EMAIL, f"{project} project needs {what}; the email is not valid")
+        raise _Drop(DropReason.MISSING_IDENTIFIER, f"{project} project needs {what}; none known")
+
+    def event_ids(self) -> dict[str, str]:
+        user_id, email = self.known_person()
+        return self.identifiers(user_id, email)
+
+    # --- identify -> users/update (seed "Identify"; iterable-api.md §2.1) --------------------
+
+    def identify(self) -> Applied:
+        event, identity = self.event, self.identity
+        last = identity.last_identified_at if identity else None
+        if last is not None and event.timestamp < last:
+            raise _Drop(DropReason.STALE_IDENTIFY, "older than the last identify applied for this person")
+        user_id = event.user_id or (identity.user_id if identity else None)
+        email = event.email or (identity.email if identity else None)
+        if email is not None and not valid_email(email) and identity and identity.email:
+            email = identity.email  # keep the last good address rather than dropping the person
+        stored_email = email if email and valid_email(email) else None
+        first = identity.first_identified_at if identity and identity.first_identified_at else event.timestamp
+        new = Identity(
+            person_key=self.person_key,
+            user_id=user_id,
+            email=stored_email,
+            first_identified_at=first,
+            last_identified_at=max(last, event.timestamp) if last else event.timestamp,
+        )
+        changed = None if new == identity else new
+        try:
+            ids = self.identifiers(user_id, email)
+        except _Drop as drop:
+            # The person is identified even if the project cannot address them yet: later events
+            # are dropped for the missing identifier, not as anonymous.
+            return Applied(drop.decision, identity=changed)
+        traits: Mapping[str, Any] = event.traits
+        if self.config.default_identify_transformations:
+            traits = _default_renames(traits)
+        data = self.data_fields(traits, exclude=_IDENTIFIER_FIELDS)
+        project = self.config.project_type
+        if project is ProjectType.EMAIL and user_id and valid_user_id(user_id):
+            data["userId"] = user_id
+        if project is ProjectType.USER_ID and stored_email:
+            data["email"] = stored_email
+        body: dict[str, Any] = {
+            **ids, "dataFields": data, "mergeNestedObjects": self.config.merge_nested_objects
+        }
+        return Applied(
+            Decision.send(self.request(Endpoint.USERS_UPDATE, body)),
+            identity=changed,
+        )
+
+    # --- track -> events/track (seed "Events"; iterable-api.md §2.3) -------------------------
+
+    def track(self) -> Decision:
+        event = self.event
+        if event.event_name == _AUTOTRACK_EVENT:
+            kind = event.properties.get("$event_type", "autotrack")
+            raise _Drop(
+                DropReason.UNSUPPORTED_TYPE,
+                f"autotrack $web_event ({kind}) is not sent; rename it with a transformation rule to send it",
+            )
+        ids = self.event_ids()
+        attribution = _attribution(event.properties)
+        body: dict[str, Any] = {
+            **ids,
+            "eventName": event.event_name,
+            "id": iterable_id(event.message_id),
+            "createdAt": created_at(event.timestamp),
+            "dataFields": self.data_fields(event.properties, exclude=tuple(attribution)),
+            **attribution,
+        }
+        return Decision.send(self.request(Endpoint.EVENTS_TRACK, body))
+
+    # --- page / screen -> events/track (seed "Page Views") -----------------------------------
+
+    def view(self) -> Decision:
+        event = self.event
+        ids = self.event_ids()
+        is_page = event.type is EventType.PAGE
+        name = self.config.page_event_name if is_page else self.config.screen_event_name
+        data = self.data_fields(event.properties)
+        if event.page is not None:
+            for key in ("url", "path", "title", "referrer", "search"):
+                value = getattr(event.page, key)
+                if value is not None:
+                    data[key] = value
+        if event.event_name and "name" not in data:
+            data["name"] = event.event_name
+        body: dict[str, Any] = {
+            **ids,
+            "eventName": name,
+            "id": iterable_id(event.message_id),
+            "createdAt": created_at(event.timestamp),
+            "dataFields": data,
+        }
+        return Decision.send(self.request(Endpoint.EVENTS_TRACK, body))
+
+    # --- Order Completed -> commerce/trackPurchase (seed "Track Purchases"; §2.5) ------------
+
+    def purchase(self) -> Decision:
+        event = self.event
+        ids = self.event_ids()
+        props = event.properties
+        problems: list[str] = []
+        campaign_id = _integer(props, "campaignId", problems)
+        template_id = _integer(props, "templateId", problems)
+        raw_items = props.get("items")
+        if raw_items is None:
+            problems.append("items (missing)")
+        elif not (isinstance(raw_items, list) and raw_items and _all_objects(raw_items)):
+            problems.append("items (not a non-empty array of objects)")
+        total = props.get("total")
+        if total is None:
+            problems.append("total (missing)")
+        elif not _is_number(total):
+            problems.append("total (not a number)")
+        items: list[dict[str, Any]] = []
+        if isinstance(raw_items, list) and not problems:
+            items = [self.commerce_item(index, item, problems) for index, item in enumerate(raw_items)]
+        if problems:
+            raise _Drop(
+                DropReason.PURCHASE_INCOMPLETE,
+                f"{PURCHASE_EVENT} not sent to trackPurchase; missing or invalid: {', '.join(problems)}",
+            )
+        order_id = props.get("order_id")
+        source = str(order_id) if _is_id(order_id) else event.message_id
+        body: dict[str, Any] = {
+            "id": iterable_id(source),
+            "user": ids,
+            "items": items,
+            "total": total,
+            "createdAt": created_at(event.timestamp),
+            "campaignId": campaign_id,
+            "templateId": template_id,
+            "dataFields": self.data_fields(props, exclude=_PURCHASE_FIELDS),
+        }
+        return Decision.send(self.request(Endpoint.COMMERCE_TRACK_PURCHASE, body))
+
+    def commerce_item(self, index: int, raw: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+        """One ``CommerceItem`` (§2.5): id, name, price and quantity are required by Iterable."""
+        source = dict(raw)
+        if "id" not in source and "product_id" in source:
+            source["id"] = source.pop("product_id")
+        if "imageUrl" not in source and "image_url" in source:
+            source["imageUrl"] = source.pop("image_url")
+        if "categories" not in source and isinstance(source.get("category"), str):
+            source["categories"] = [source.pop("category")]
+        item: dict[str, Any] = {}
+        where = f"items[{index}]"
+        if _is_id(source.get("id")):
+            item["id"] = str(source["id"])
+        else:
+            problems.append(f"{where}.id (missing)")
+        if isinstance(source.get("sku"), str | int) and not isinstance(source.get("sku"), bool):
+            item["sku"] = str(source["sku"])
+        if isinstance(source.get("name"), str) and source["name"]:
+            item["name"] = source["name"]
+        else:
+            problems.append(f"{where}.name (missing)")
+        if _is_number(source.get("price")):
+            item["price"] = source["price"]
+        else:
+            problems.append(f"{where}.price (missing or not a number)")
+        quantity = source.get("quantity")
+        if isinstance(quantity, int) and not isinstance(quantity, bool):
+            item["quantity"] = quantity
+        else:
+            problems.append(f"{where}.quantity (missing or not an integer)")
+        categories = source.get("categories")
+        if isinstance(categories, list) and all(isinstance(c, str) for c in categories):
+            item["categories"] = categories
+        for key in ("url", "imageUrl", "description"):
+            if isinstance(source.get(key), str):
+                item[key] = source[key]
+        extra = {key: value for key, value in source.items() if key not in _ITEM_FIELDS}
+        if extra:
+            item["dataFields"] = self.data_fields(extra)
+        return item
+
+    # --- alias -> identifier change (iterable-api.md §2.1, §2.7, §5.3) -----------------------
+
+    def alias(self) -> Applied:
+        event, identity = self.event, self.identity
+        if identity is None:
+            raise _Drop(DropReason.ANONYMOUS, "alias for a person never identified")
+        named = event.user_id
+        new_email = event.email or (named if named and looks_like_email(named) else None)
+        if new_email is not None:
+            return self.email_change(identity, new_email)
+        new_user_id = event.user_id
+        if not new_user_id or new_user_id == identity.user_id:
+            raise _Drop(DropReason.UNCHANGED, "the alias names the identifier the person already has")
+        if not valid_user_id(new_user_id):
+            raise _Drop(DropReason.MISSING_IDENTIFIER, "the new userId is longer than 52 characters")
+        project = self.config.project_type
+        if project is ProjectType.EMAIL or identity.user_id is None:
+            current = self.identifiers(None, identity.email) if project is not ProjectType.USER_ID else {}
+            if not current:
+                self.missing("the current identifier", False)
+        else:
+            current = {"userId": identity.user_id}
+        body = {**current, "dataFields": {"userId": new_user_id}}
+        return Applied(
+            Decision.send(self.request(Endpoint.USERS_UPDATE, body)),
+            identity=dataclasses.replace(identity, user_id=new_user_id),
+        )
+
+    def email_change(self, identity: Identity, new_email: str) -> Applied:
+        if not valid_email(new_email):
+            raise _Drop(DropReason.INVALID_EMAIL, "the new email of the alias is not a valid address")
+        if new_email == identity.email:
+            raise _Drop(DropReason.UNCHANGED, "the alias names the email the person already has")
+        project = self.config.project_type
+        if project is ProjectType.EMAIL or (project is ProjectType.HYBRID and identity.user_id is None):
+            # users/updateEmail migrates profile and events; meant for email-based projects (§2.7).
+            if identity.email:
+                body: dict[str, Any] = {"currentEmail": identity.email, "newEmail": new_email}
+            elif identity.user_id:
+                body = {"currentUserId": identity.user_id, "newEmail": new_email}
+            else:
+                self.missing("the current email or userId", False)
+            request = self.request(Endpoint.USERS_UPDATE_EMAIL, body)
+        else:
+            # userId-based and hybrid: current userId at top level, new email in dataFields (§2.1, D5).
+            if identity.user_id is None:
+                self.missing("the current userId", False)
+            request = self.request(
+                Endpoint.USERS_UPDATE, {"userId": identity.user_id, "dataFields": {"email": new_email}}
+            )
+        return Applied(Decision.send(request), identity=dataclasses.replace(identity, email=new_email))
+
+
+def _default_renames(traits: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply ``DEFAULT_IDENTIFY_RENAMES``; a trait already named like the target keeps its value."""
+    renamed: dict[str, Any] = {}
+    for key, value in traits.items():
+        target = DEFAULT_IDENTIFY_RENAMES.get(key)
+        if target is None:
+            renamed.setdefault(key, value)
+        elif target not in traits:
+            renamed[target] = value
+    return renamed
+
+
+def _all_objects(values: list[Any]) -> bool:
+    return all(isinstance(value, Mapping) for value in values)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_id(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _integer(props: Mapping[str, Any], key: str, problems: list[str]) -> int | None:
+    value = props.get(key)
+    if value is None:
+        problems.append(f"{key} (missing)")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.append(f"{key} (not an integer)")
+        return None
+    return value
+
+
+def _attribution(props: Mapping[str, Any]) -> dict[str, int]:
+    """``campaignId``/``templateId`` properties that are integers become top-level attribution (§2.3)."""
+    return {
+        key: props[key]
+        for key in ("campaignId", "templateId")
+        if isinstance(props.get(key), int) and not isinstance(props.get(key), bool)
+    }

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from streams.cli import main
+from streams.explain import ExplainState, explain_lines
+from streams.mapping import MappingConfig, load_mapping_config
+from streams.model import ProjectType
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+SAMPLE = DATA / "sample_events.jsonl"
+
+
+def expected(name: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (DATA / name).read_text().splitlines()]
+
+
+class TestExplainLines:
+    def test_sample_reproduces_expected_output_email_project(self) -> None:
+        assert list(explain_lines(SAMPLE.read_text().splitlines(), MappingConfig())) == expected(
+            "sample_events.expected.jsonl"
+        )
+
+    def test_sample_reproduces_expected_output_hybrid_config(self) -> None:
+        config = load_mapping_config(DATA / "sample_config.toml")
+        assert list(explain_lines(SAMPLE.read_text().splitlines(), config)) == expected(
+            "sample_events.hybrid.expected.jsonl"
+        )
+
+    def test_sample_covers_every_outcome(self) -> None:
+        records = expected("sample_events.expected.jsonl")
+        assert len(records) == len(SAMPLE.read_text().splitlines())
+        reasons = {record["reason"] for record in records}
+        assert {
+            "anonymous",
+            "purchase_incomplete",
+            "stale_identify",
+            "missing_identifier",
+            "invalid_email",
+            "unsupported_type",
+            "invalid_event",
+            None,
+        } <= reasons
+        paths = {request["path"] for record in records for request in record["requests"]}  # type: ignore[attr-defined]
+        assert paths == {
+            "/api/users/update",
+            "/api/events/track",
+            "/api/commerce/trackPurchase",
+            "/api/users/updateEmail",
+        }
+
+    def test_identity_carries_from_line_to_line(self) -> None:
+        lines = [
+            '{"type":"track","messageId":"1","timestamp":"2024-01-01T00:00:00Z","anonymousId":"a","event":"E"}',
+            '{"type":"identify","messageId":"2","timestamp":"2024-01-01T00:00:01Z","anonymousId":"a",'
+            '"userId":"u","traits":{"email":"j@x.io"}}',
+            '{"type":"track","messageId":"3","timestamp":"2024-01-01T00:00:02Z","anonymousId":"a","event":"E"}',
+        ]
+        state = ExplainState()
+        out = list(explain_lines(lines, MappingConfig(project_type=ProjectType.HYBRID), state=state))
+        assert [record["decision"] for record in out] == ["drop", "send", "send"]
+        assert state.aliases == {"a": "u"} and state.identities["u"].email == "j@x.io"
+
+    def test_blank_lines_are_skipped(self) -> None:
+        assert list(explain_lines(["", "  \n"], MappingConfig())) == []
+
+
+class TestExplainCommand:
+    def test_file_argument_and_exit_status(self) -> None:
+        result = CliRunner().invoke(main, ["explain", str(SAMPLE)])
+        assert result.exit_code == 1  # the sample has error lines
+        assert [json.loads(line) for line in result.output.splitlines()] == expected(
+            "sample_events.expected.jsonl"
+        )
+
+    def test_stdin_options_and_success(self) -> None:
+        line = (
+            '{"type":"identify","messageId":"m1","timestamp":"2024-03-05T14:07:00Z","userId":"u1",'
+            '"traits":{"first_name":"J"}}\n'
+        )
+        result = CliRunner().invoke(
+            main,
+            ["explain", "--project-type", "userId", "--default-identify-transformations", "-"],
+            input=line,
+        )
+        assert result.exit_code == 0, result.output
+        record = json.loads(result.output)
+        assert record["requests"][0]["body"] == {
+            "userId": "u1",
+            "dataFields": {"firstName": "J"},
+            "mergeNestedObjects": False,
+        }
+
+    def test_config_option(self) -> None:
+        result = CliRunner().invoke(
+            main, ["explain", "--config", str(DATA / "sample_config.toml"), str(SAMPLE)]
+        )
+        assert [json.loads(line) for line in result.output.splitlines()] == expected(
+            "sample_events.hybrid.expected.jsonl"
+        )
+
+    def test_separate_transformations_file(self, tmp_path: Path) -> None:
+        rules = tmp_path / "rules.toml"
+        rules.write_text('[[transformations]]\naction = "drop"\n')
+        line = (
+            '{"type":"track","messageId":"1","timestamp":"2024-01-01T00:00:00Z","userId":"u","event":"E"}\n'
+        )
+        result = CliRunner().invoke(main, ["explain", "--transformations", str(rules), "-"], input=line)
+        assert json.loads(result.output)["reason"] == "filtered_by_transformation"
+
+    def test_invalid_config_is_a_usage_error(self, tmp_path: Path) -> None:
+        bad = tmp_path / "c.toml"
+        bad.write_text('[[transformations]]\naction = "nope"\n')
+        result = CliRunner().invoke(main, ["explain", "--config", str(bad), "-"], input="")
+        assert result.exit_code == 2 and "rule #1" in result.output
+
+    def test_help_documents_example_and_config(self) -> None:
+        result = CliRunner().invoke(main, ["explain", "--help"])
+        assert result.exit_code == 0
+        for text in ("Example:", "[mapping]", "[[transformations]]", "--project-type", "Exit status 1"):
+            assert text in result.output
