@@ -10,6 +10,7 @@ code (dead letters and metrics key on it; nothing branches on message text) and 
     │   ├── UnknownMagicByte
     │   ├── UnknownSchemaId
     │   └── TruncatedRecord
+    ├── RegistryUnavailable         the schema registry could not be asked (retriable; never a dead letter)
     ├── InvalidEvent                a record is not a Freshpaint event we understand (names the field)
     ├── MappingError                a valid event cannot become a valid Iterable request
     └── DeliveryError               Iterable did not accept a request
@@ -37,6 +38,7 @@ __all__ = [
     "MappingError",
     "RateLimited",
     "Reason",
+    "RegistryUnavailable",
     "Rejected",
     "RetriableDelivery",
     "StreamsError",
@@ -55,6 +57,7 @@ class Reason(StrEnum):
     UNKNOWN_MAGIC_BYTE = "unknown_magic_byte"
     UNKNOWN_SCHEMA = "unknown_schema"
     TRUNCATED = "truncated"
+    REGISTRY_UNAVAILABLE = "registry_unavailable"
     INVALID_EVENT = "invalid_event"
     MAPPING_FAILED = "mapping_failed"
     ITERABLE_UNAVAILABLE = "iterable_unavailable"
@@ -113,6 +116,14 @@ class TruncatedRecord(DecodeError):
     """Raised when an Avro body ends before the record does."""
 
     reason = Reason.TRUNCATED
+
+
+class RegistryUnavailable(StreamsError):
+    """Raised when the schema registry cannot be reached or answers with a server error; the
+    message is not at fault, so retry it later (do not dead-letter it)."""
+
+    reason = Reason.REGISTRY_UNAVAILABLE
+    retriable = True
 
 
 class InvalidEvent(StreamsError):

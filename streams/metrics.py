@@ -11,6 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "BATCH_SIZE",
     "DEAD_LETTERS",
+    "DECODE_FAILURES",
     "EVENTS_DROPPED",
     "EVENTS_IN",
     "HELD_ANONYMOUS",
@@ -28,6 +29,8 @@ EVENTS_IN = Counter("fpi_events_in_total", "Freshpaint events decoded, by event 
 EVENTS_DROPPED = Counter("fpi_events_dropped_total", "Events not sent to Iterable, by reason.", ["reason"])
 DEAD_LETTERS = Counter("fpi_dead_letters_total", "Records written to the dead-letter topic, by reason.",
                        ["reason"])
+DECODE_FAILURES = Counter("fpi_decode_failures_total",
+                          "Source messages that did not decode into an event (poison), by reason.", ["reason"])
 REQUESTS_OUT = Counter("fpi_iterable_requests_mapped_total",
                        "Iterable requests produced by the mapping core, by endpoint.", ["endpoint"])
 ITERABLE_REQUESTS = Counter("fpi_iterable_http_requests_total",

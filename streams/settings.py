@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     """FPI_AVRO_FORMAT: Confluent wire format (magic byte, schema id) or schemaless Avro."""
     schema_registry_url: str | None = None
     """FPI_SCHEMA_REGISTRY_URL: Confluent-compatible registry; without it the bundled schemas are used."""
+    avro_dir: Path | None = None
+    """FPI_AVRO_DIR: folder of the ``.avsc`` schemas; default the repository's ``avro/`` (read by
+    ``streams.codecs`` straight from the environment, so it also applies before settings load)."""
 
     # --- Iterable ----------------------------------------------------------------------------
     iterable_api_key: SecretStr | None = None

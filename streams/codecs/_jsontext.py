@@ -1,0 +1,44 @@
+"""JSON text inside Avro string fields (properties, traits, context, request bodies).
+
+orjson does the work; the standard library takes over for what orjson refuses (integers beyond
+64 bits), so values round-trip exactly, ints stay ints and floats stay floats. JSON has no NaN or infinity:
+orjson writes them as ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+__all__ = ["dumps_object", "loads_object"]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def dumps_object(value: Mapping[str, Any]) -> str:
+    """JSON text of a mapping. Raises ``TypeError`` or ``ValueError`` for values JSON cannot hold."""
+    try:
+        return orjson.dumps(value, default=_default).decode()
+    except orjson.JSONEncodeError:
+        # orjson stops at 64-bit integers; the standard library does not.
+        return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def loads_object(text: str) -> dict[str, Any]:
+    """The JSON object in ``text``. Raises ``ValueError`` when it is not JSON or not an object."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = json.loads(text)  # big integers; anything else raises ValueError again
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value
