@@ -272,9 +272,10 @@ def validate_compose(path: Path, problems: Problems) -> None:
         problems.add(f"{path} producer", "the producer is one-shot: restart must be \"no\"")
     for name, service in services.items():
         env = (service or {}).get("environment") or {}
-        allowed_keys = (None, "", "${FPI_ITERABLE_API_KEY:-}")
-        if isinstance(env, dict) and env.get("FPI_ITERABLE_API_KEY") not in allowed_keys:
-            problems.add(f"{path} {name}", "FPI_ITERABLE_API_KEY must not be hard-coded")
+        key = env.get("FPI_ITERABLE_API_KEY") if isinstance(env, dict) else None
+        if name != "emulator" and key is not None and not str(key).startswith("${FPI_ITERABLE_API_KEY"):
+            problems.add(f"{path} {name}", "FPI_ITERABLE_API_KEY must come from the environment "
+                                           "(${FPI_ITERABLE_API_KEY...}), never be written here")
         depends_on = (service or {}).get("depends_on")
         for dep_name, dep in depends_on.items() if isinstance(depends_on, dict) else []:
             if dep_name not in services:

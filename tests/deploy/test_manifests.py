@@ -160,3 +160,11 @@ class TestBrokenOtherFiles:
     def test_unbroken_copy_passes(self, copy: Path, flag: str, path: str) -> None:
         result = run(flag, copy / path)
         assert result.returncode == 0, result.stderr
+
+
+class TestComposeKey:
+    def test_hard_coded_worker_key_is_rejected(self, copy: Path) -> None:
+        edit(copy / "docker-compose.yml", "${FPI_ITERABLE_API_KEY:-emulator-key}", "sk-live-123")
+        result = run("--compose", copy / "docker-compose.yml")
+        assert result.returncode == 1
+        assert "FPI_ITERABLE_API_KEY must come from the environment" in result.stderr
