@@ -77,7 +77,9 @@ class SchemaRegistryClient:
         cached = self._registered.get(key)
         if cached is not None:
             return cached
-        response = await self._request("POST", f"/subjects/{subject}/versions", json={"schema": text})
+        response = await self._request(
+            "POST", f"/subjects/{subject}/versions", json={"schema": text, "schemaType": "AVRO"}
+        )
         if 400 <= response.status_code < 500:
             raise ConfigError(
                 f"the schema registry refused the schema for {subject!r}: "
