@@ -41,8 +41,8 @@ class _Bucket:
     def take(self, now: float) -> bool:
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= 1.0 - 1e-9:  # float refills: "almost one" is one
+            self.tokens = max(0.0, self.tokens - 1.0)
             return True
         return False
 

@@ -17,6 +17,7 @@ from streams.model import Endpoint
 __all__ = ["DEFAULT_LIMITS", "RateLimiter", "TokenBucket"]
 
 Clock = Callable[[], float]
+_EPS = 1e-9  # refills are float sums: a token that is "almost" whole is whole (no zero-length waits)
 Sleep = Callable[[float], Awaitable[None]]
 
 DEFAULT_LIMITS: Mapping[Endpoint, float] = {
@@ -81,8 +82,8 @@ class TokenBucket:
         if now < self._blocked_until:
             return self._blocked_until - now
         self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - _EPS:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / self.rate
 
@@ -92,7 +93,7 @@ class TokenBucket:
         if now < self._blocked_until:
             return self._blocked_until - now
         self._refill(now)
-        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.rate
+        return 0.0 if self._tokens >= 1.0 - _EPS else (1.0 - self._tokens) / self.rate
 
     async def acquire(self) -> float:
         """Wait for a token (first come, first served); returns the seconds waited."""

@@ -1,0 +1,183 @@
+"""Sender against the in-process emulator: batching, partial failures, isolation, retries, pause."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from streams.errors import Reason
+from streams.iterable import Outcome, SenderConfig
+from streams.model import Endpoint, IterableRequest, ProjectType
+from tests.unit.iterable.conftest import Rig, RigFactory, identify, track
+
+
+def purchase(person: str, order: str) -> IterableRequest:
+    body = {"id": order, "user": {"email": f"{person}@example.com"}, "total": 3.5,
+            "items": [{"id": "sku", "name": "Mug", "price": 3.5, "quantity": 1}]}
+    return IterableRequest(Endpoint.COMMERCE_TRACK_PURCHASE, body, person, f"src-{order}")
+
+
+class TestDeliverBatching:
+    async def test_identifies_and_events_fold_into_bulk_calls_in_person_order(self, rig: Rig) -> None:
+        requests = [identify("a", plan="pro"), track("a", "e1"), track("a", "e2"), identify("b"), track("b", "e3")]
+        outcomes = await rig.sender().deliver(requests)
+
+        assert [o.delivered for o in outcomes] == [True] * 5
+        assert [o.request for o in outcomes] == requests
+        c = rig.counters
+        assert c["requests"] == {"/api/users/bulkUpdate": 1, "/api/events/trackBulk": 1}
+        assert c["items"]["/api/events/trackBulk"] == 3
+        assert c["unique_event_ids"] == 3 and c["events_rejected"] == 0
+
+    async def test_one_request_per_event_without_batching(self, rig: Rig) -> None:
+        outcomes = await rig.sender(batching=False).deliver([identify("a"), track("a", "e1"), track("a", "e2")])
+        assert all(o.delivered for o in outcomes)
+        assert rig.counters["requests"] == {"/api/users/update": 1, "/api/events/track": 2}
+
+    async def test_splits_at_max_items(self, rig: Rig) -> None:
+        sender = rig.sender(max_batch_items=2)
+        outcomes = await sender.deliver([identify("a")] + [track("a", f"e{i}") for i in range(5)])
+        assert all(o.delivered for o in outcomes)
+        assert rig.counters["requests"]["/api/events/trackBulk"] == 3
+        assert sender.stats.items_sent["/api/events/trackBulk"] == 5
+
+    async def test_purchases_go_one_by_one(self, rig: Rig) -> None:
+        outcomes = await rig.sender().deliver([purchase("a", "o1"), purchase("b", "o2")])
+        assert all(o.delivered for o in outcomes)
+        assert rig.counters["requests"] == {"/api/commerce/trackPurchase": 2}
+        assert rig.counters["unique_purchase_ids"] == 2
+
+
+class TestDeliverFailures:
+    async def test_bulk_partial_failure_dead_letters_only_the_failed_item(self, rig: Rig) -> None:
+        rig.state.faults.blocked_event_names = frozenset({"Blocked"})
+        requests = [identify("a"), track("a", "ok1"), track("a", "bad", name="Blocked"), track("a", "ok2")]
+        sender = rig.sender()
+        outcomes = await sender.deliver(requests)
+
+        assert [o.delivered for o in outcomes] == [True, True, False, True]
+        dead = outcomes[2]
+        assert dead.reason == Reason.ITERABLE_REJECTED and "disallowedEventNames" in (dead.detail or "")
+        assert dead.response is not None and "Blocked" in dead.response
+        # The succeeded events were sent exactly once.
+        assert rig.counters["items"]["/api/events/trackBulk"] == 3
+        assert rig.counters["duplicate_event_ids"] == 0
+
+    async def test_type_mismatch_is_isolated_item_by_item(self, rig: Rig) -> None:
+        await rig.sender().deliver([identify("a", age=30)])
+        requests = [identify("b", age=31), identify("c", age="thirty"), identify("d", age=33)]
+        outcomes = await rig.sender().deliver(requests)
+
+        assert [o.delivered for o in outcomes] == [True, False, True]
+        assert outcomes[1].reason == Reason.FIELD_TYPE_MISMATCH
+        assert outcomes[1].status == 400 and outcomes[1].code == "RequestFieldsTypesMismatched"
+        assert rig.counters["responses"]["/api/users/bulkUpdate 400"] == 1
+        assert rig.counters["requests"]["/api/users/update"] == 3
+
+    async def test_user_not_yet_visible_is_retried_then_delivered(self, rig: Rig) -> None:
+        rig.state.faults.user_visible_after = 3.0
+        sender = rig.sender()
+        outcomes = await sender.deliver([identify("a"), track("a", "e1")])
+        assert all(o.delivered for o in outcomes)
+        assert outcomes[1].attempts == 3  # not found twice (2 s delay each), then visible
+        assert rig.counters["unique_event_ids"] == 1
+
+    async def test_unknown_user_becomes_dead_letter_after_bounded_attempts(self, rig: Rig) -> None:
+        outcomes = await rig.sender().deliver([track("ghost", "e1")])
+        assert not outcomes[0].delivered
+        assert outcomes[0].reason == Reason.USER_NOT_FOUND
+        assert outcomes[0].attempts == 4  # first try + 3 bounded retries
+        assert rig.counters["requests"]["/api/events/trackBulk"] == 4
+
+    async def test_single_track_user_not_found_retries_then_dead_letters(self, rig: Rig) -> None:
+        outcomes = await rig.sender(batching=False).deliver([track("ghost", "e1")])
+        assert outcomes[0].reason == Reason.USER_NOT_FOUND and outcomes[0].code == "UnknownEmailError"
+        assert rig.counters["requests"]["/api/events/track"] == 4
+
+    async def test_5xx_burst_is_retried_without_dead_letters_or_duplicates(self, rig: Rig) -> None:
+        rig.state.faults.fail_next = 6
+        sender = rig.sender()
+        outcomes = await sender.deliver([identify("a"), track("a", "e1"), track("a", "e2")])
+        assert all(o.delivered for o in outcomes)
+        assert sender.stats.retries == 6
+        assert rig.counters["unique_event_ids"] == 2 and rig.counters["duplicate_event_ids"] == 0
+
+    async def test_429_cuts_the_bucket_and_honours_retry_after(self, rig: Rig) -> None:
+        rig.state.faults.throttle_next = 2
+        rig.state.faults.retry_after = 4.0
+        sender = rig.sender()
+        outcomes = await sender.deliver([identify("a")])
+        assert outcomes[0].delivered
+        assert max(rig.clock.sleeps) >= 4.0
+        bucket = sender.limiter.bucket(Endpoint.USERS_BULK_UPDATE)
+        assert bucket is not None and bucket.rate < bucket.base_rate
+
+    async def test_other_400_dead_letters_with_iterables_answer(self, rig: Rig) -> None:
+        bad = IterableRequest(Endpoint.USERS_UPDATE_EMAIL, {"currentEmail": "nobody@example.com",
+                                                            "newEmail": "new@example.com"}, "x", "src-x")
+        outcomes = await rig.sender().deliver([bad])
+        assert outcomes[0].reason == Reason.ITERABLE_REJECTED and outcomes[0].code == "UnknownEmailError"
+        assert outcomes[0].to_dead_letter(failed_at=__import__("datetime").datetime.now()).iterable_status == 400
+
+    async def test_limited_retries_give_up_when_configured(self, rig: Rig) -> None:
+        from streams.iterable import RetryPolicy
+
+        rig.state.faults.outage_until = rig.clock.now + 10_000
+        outcomes = await rig.sender(retry=RetryPolicy(max_attempts=2)).deliver([identify("a")])
+        assert outcomes[0].reason == Reason.ITERABLE_UNAVAILABLE and outcomes[0].attempts == 3
+
+
+class TestBadKeyPause:
+    async def test_401_pauses_and_resumes_when_the_probe_succeeds(self, rig: Rig) -> None:
+        rig.state.api_keys = {"rotated"}
+        sender = rig.sender()
+        task = asyncio.create_task(sender.deliver([identify("a"), track("a", "e1")]))
+        for _ in range(200):
+            await asyncio.sleep(0)
+            if sender.paused:
+                break
+        assert sender.paused and not sender.healthy
+        assert not task.done()
+        rig.state.api_keys = {"test-key", "rotated"}
+        outcomes = await asyncio.wait_for(task, 5)
+        assert all(o.delivered for o in outcomes) and sender.healthy
+        assert rig.counters["responses"].get("/api/lists 200", 0) >= 1
+        await sender.aclose()
+
+    async def test_resume_lets_calls_through(self, rig: Rig) -> None:
+        sender = rig.sender()
+        sender._pause()
+        assert sender.paused
+        sender.resume()
+        assert (await sender.deliver([identify("a")]))[0].delivered
+        await sender.aclose()
+
+
+class TestProjectTypes:
+    @pytest.mark.parametrize("project_type", [ProjectType.USER_ID, ProjectType.HYBRID])
+    async def test_userid_projects_accept_events_for_new_users(self, rig_factory: RigFactory,
+                                                                project_type: ProjectType) -> None:
+        rig = rig_factory(project_type=project_type)
+        request = IterableRequest(Endpoint.EVENTS_TRACK, {"userId": "u1", "eventName": "E", "id": "x1"}, "u1", "s")
+        assert (await rig.sender().deliver([request]))[0].delivered
+
+
+class TestSubmit:
+    async def test_submitted_requests_share_batches_and_resolve_in_order(self, rig: Rig) -> None:
+        sender = rig.sender(linger=0.05)
+        futures = [await sender.submit(identify("a"))]
+        futures += [await sender.submit(track("a", f"e{i}")) for i in range(20)]
+        outcomes: list[Outcome] = list(await asyncio.gather(*futures))
+        assert all(o.delivered for o in outcomes)
+        assert rig.counters["requests"]["/api/events/trackBulk"] == 1
+        assert sender.stats.fill_ratio(Endpoint.EVENTS_TRACK_BULK, 20) == 1.0
+        await sender.aclose()
+
+    async def test_config_from_settings(self) -> None:
+        from streams.settings import Settings
+
+        config = SenderConfig.from_settings(Settings(iterable_api_key="sekrit-9f3", iterable_region="eu"))
+        assert config.base_url == "https://api.eu.iterable.com"
+        assert "sekrit-9f3" not in repr(config)
+        assert config.api_key.get_secret_value() == "sekrit-9f3"
