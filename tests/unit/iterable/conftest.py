@@ -41,13 +41,22 @@ def clock() -> FakeClock:
 
 
 def identify(person: str, **fields: Any) -> IterableRequest:
-    return IterableRequest(Endpoint.USERS_UPDATE, {"email": f"{person}@example.com", "dataFields": fields},
-                           person, f"src-{person}-id")
+    return IterableRequest(
+        Endpoint.USERS_UPDATE,
+        {"email": f"{person}@example.com", "dataFields": fields},
+        person,
+        f"src-{person}-id",
+    )
 
 
 def track(person: str, event_id: str, name: str = "Viewed", **fields: Any) -> IterableRequest:
-    body = {"email": f"{person}@example.com", "eventName": name, "id": event_id, "createdAt": 1717171717,
-            "dataFields": fields}
+    body = {
+        "email": f"{person}@example.com",
+        "eventName": name,
+        "id": event_id,
+        "createdAt": 1717171717,
+        "dataFields": fields,
+    }
     return IterableRequest(Endpoint.EVENTS_TRACK, body, person, f"src-{event_id}")
 
 
@@ -69,8 +78,10 @@ class Rig:
         return self.state.project.counters.as_json()
 
     def sender(self, **overrides: Any) -> Sender:
-        policy = overrides.pop("retry", RetryPolicy(user_not_visible_delay=2.0, user_not_visible_attempts=3,
-                                                    bad_key_probe_delay=1.0))
+        policy = overrides.pop(
+            "retry",
+            RetryPolicy(user_not_visible_delay=2.0, user_not_visible_attempts=3, bad_key_probe_delay=1.0),
+        )
         config = SenderConfig(base_url=BASE, api_key=SecretStr(KEY), retry=policy, **overrides)
         return Sender(self.http, config, clock=self.clock, sleep=self.clock.sleep, rand=lambda: 0.5)
 

@@ -8,8 +8,9 @@ from tests.unit.iterable.conftest import identify, track
 
 
 def email_change(person: str) -> IterableRequest:
-    return IterableRequest(Endpoint.USERS_UPDATE_EMAIL, {"currentEmail": "a@x.com", "newEmail": "b@x.com"},
-                           person, "s")
+    return IterableRequest(
+        Endpoint.USERS_UPDATE_EMAIL, {"currentEmail": "a@x.com", "newEmail": "b@x.com"}, person, "s"
+    )
 
 
 class TestPlan:
@@ -37,14 +38,18 @@ class TestPlan:
         by_items = plan(requests, max_items=4)
         assert [len(c.indexes) for c in by_items[0]] == [4, 4, 2]
         by_bytes = plan(requests, max_bytes=600)
-        assert all(len(call_body(c.endpoint, [requests[i].body for i in c.indexes]).__str__()) < 1200
-                   for c in by_bytes[0])
+        assert all(
+            len(call_body(c.endpoint, [requests[i].body for i in c.indexes]).__str__()) < 1200
+            for c in by_bytes[0]
+        )
         assert len(by_bytes[0]) >= 3
 
     def test_without_batching_every_request_is_its_own_call(self) -> None:
         waves = plan([identify("a"), track("a", "1"), track("a", "2")], batching=False)
-        assert waves == [[Call(Endpoint.USERS_UPDATE, (0,))],
-                         [Call(Endpoint.EVENTS_TRACK, (1,)), Call(Endpoint.EVENTS_TRACK, (2,))]]
+        assert waves == [
+            [Call(Endpoint.USERS_UPDATE, (0,))],
+            [Call(Endpoint.EVENTS_TRACK, (1,)), Call(Endpoint.EVENTS_TRACK, (2,))],
+        ]
 
 
 class TestCallBody:

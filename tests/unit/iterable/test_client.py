@@ -26,7 +26,13 @@ class TestClassify:
             ("/api/users/update", 501, None, Rejected, Reason.ITERABLE_REJECTED),
             ("/api/events/track", 400, "UnknownEmailError", UserNotYetVisible, Reason.USER_NOT_FOUND),
             ("/api/users/updateEmail", 400, "UnknownEmailError", Rejected, Reason.ITERABLE_REJECTED),
-            ("/api/users/bulkUpdate", 400, "RequestFieldsTypesMismatched", Rejected, Reason.FIELD_TYPE_MISMATCH),
+            (
+                "/api/users/bulkUpdate",
+                400,
+                "RequestFieldsTypesMismatched",
+                Rejected,
+                Reason.FIELD_TYPE_MISMATCH,
+            ),
             ("/api/users/update", 409, None, Rejected, Reason.ITERABLE_REJECTED),
             ("/api/users/update", 400, "InvalidEmailAddressError", Rejected, Reason.ITERABLE_REJECTED),
         ],
@@ -52,14 +58,18 @@ class TestIterableClient:
         assert "secret-key-123" not in repr(client)
 
     async def test_429_carries_retry_after_even_with_a_plain_text_body(self) -> None:
-        client = client_for(httpx.MockTransport(
-            lambda r: httpx.Response(429, text="Too Many Requests", headers={"Retry-After": "2"})))
+        client = client_for(
+            httpx.MockTransport(
+                lambda r: httpx.Response(429, text="Too Many Requests", headers={"Retry-After": "2"})
+            )
+        )
         with pytest.raises(RateLimited) as info:
             await client.events_track_bulk([])
         assert info.value.retry_after == 2.0 and info.value.response == "Too Many Requests"
 
-    @pytest.mark.parametrize("exc", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"),
-                                     httpx.RemoteProtocolError("eof")])
+    @pytest.mark.parametrize(
+        "exc", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")]
+    )
     async def test_transport_errors_become_retriable(self, exc: Exception) -> None:
         def handler(request: httpx.Request) -> httpx.Response:
             raise exc
@@ -70,8 +80,13 @@ class TestIterableClient:
         assert isinstance(info.value.__cause__, httpx.HTTPError)
 
     async def test_disallowed_event_name_in_a_200_is_rejected(self) -> None:
-        client = client_for(httpx.MockTransport(lambda r: httpx.Response(
-            200, json={"msg": "Event name X is disallowed from tracking", "code": "Success"})))
+        client = client_for(
+            httpx.MockTransport(
+                lambda r: httpx.Response(
+                    200, json={"msg": "Event name X is disallowed from tracking", "code": "Success"}
+                )
+            )
+        )
         with pytest.raises(Rejected) as info:
             await client.events_track({"eventName": "X"})
         assert info.value.code == "DisallowedEventName"

@@ -2,11 +2,25 @@ from __future__ import annotations
 
 import pytest
 
-from streams.errors import BadApiKey, DeliveryError, RateLimited, Rejected, RetriableDelivery, UserNotYetVisible
+from streams.errors import (
+    BadApiKey,
+    DeliveryError,
+    RateLimited,
+    Rejected,
+    RetriableDelivery,
+    UserNotYetVisible,
+)
 from streams.iterable import RetryPolicy, next_delay
 
-POLICY = RetryPolicy(base_delay=1.0, max_delay=10.0, multiplier=2.0, jitter=0.5, user_not_visible_delay=5.0,
-                     user_not_visible_attempts=2, bad_key_probe_delay=7.0)
+POLICY = RetryPolicy(
+    base_delay=1.0,
+    max_delay=10.0,
+    multiplier=2.0,
+    jitter=0.5,
+    user_not_visible_delay=5.0,
+    user_not_visible_attempts=2,
+    bad_key_probe_delay=7.0,
+)
 
 
 class TestNextDelay:

@@ -13,14 +13,24 @@ from tests.unit.iterable.conftest import Rig, RigFactory, identify, track
 
 
 def purchase(person: str, order: str) -> IterableRequest:
-    body = {"id": order, "user": {"email": f"{person}@example.com"}, "total": 3.5,
-            "items": [{"id": "sku", "name": "Mug", "price": 3.5, "quantity": 1}]}
+    body = {
+        "id": order,
+        "user": {"email": f"{person}@example.com"},
+        "total": 3.5,
+        "items": [{"id": "sku", "name": "Mug", "price": 3.5, "quantity": 1}],
+    }
     return IterableRequest(Endpoint.COMMERCE_TRACK_PURCHASE, body, person, f"src-{order}")
 
 
 class TestDeliverBatching:
     async def test_identifies_and_events_fold_into_bulk_calls_in_person_order(self, rig: Rig) -> None:
-        requests = [identify("a", plan="pro"), track("a", "e1"), track("a", "e2"), identify("b"), track("b", "e3")]
+        requests = [
+            identify("a", plan="pro"),
+            track("a", "e1"),
+            track("a", "e2"),
+            identify("b"),
+            track("b", "e3"),
+        ]
         outcomes = await rig.sender().deliver(requests)
 
         assert [o.delivered for o in outcomes] == [True] * 5
@@ -31,7 +41,9 @@ class TestDeliverBatching:
         assert c["unique_event_ids"] == 3 and c["events_rejected"] == 0
 
     async def test_one_request_per_event_without_batching(self, rig: Rig) -> None:
-        outcomes = await rig.sender(batching=False).deliver([identify("a"), track("a", "e1"), track("a", "e2")])
+        outcomes = await rig.sender(batching=False).deliver(
+            [identify("a"), track("a", "e1"), track("a", "e2")]
+        )
         assert all(o.delivered for o in outcomes)
         assert rig.counters["requests"] == {"/api/users/update": 1, "/api/events/track": 2}
 
@@ -114,11 +126,17 @@ class TestDeliverFailures:
         assert bucket is not None and bucket.rate < bucket.base_rate
 
     async def test_other_400_dead_letters_with_iterables_answer(self, rig: Rig) -> None:
-        bad = IterableRequest(Endpoint.USERS_UPDATE_EMAIL, {"currentEmail": "nobody@example.com",
-                                                            "newEmail": "new@example.com"}, "x", "src-x")
+        bad = IterableRequest(
+            Endpoint.USERS_UPDATE_EMAIL,
+            {"currentEmail": "nobody@example.com", "newEmail": "new@example.com"},
+            "x",
+            "src-x",
+        )
         outcomes = await rig.sender().deliver([bad])
         assert outcomes[0].reason == Reason.ITERABLE_REJECTED and outcomes[0].code == "UnknownEmailError"
-        assert outcomes[0].to_dead_letter(failed_at=__import__("datetime").datetime.now()).iterable_status == 400
+        assert (
+            outcomes[0].to_dead_letter(failed_at=__import__("datetime").datetime.now()).iterable_status == 400
+        )
 
     async def test_limited_retries_give_up_when_configured(self, rig: Rig) -> None:
         from streams.iterable import RetryPolicy
@@ -156,10 +174,13 @@ class TestBadKeyPause:
 
 class TestProjectTypes:
     @pytest.mark.parametrize("project_type", [ProjectType.USER_ID, ProjectType.HYBRID])
-    async def test_userid_projects_accept_events_for_new_users(self, rig_factory: RigFactory,
-                                                                project_type: ProjectType) -> None:
+    async def test_userid_projects_accept_events_for_new_users(
+        self, rig_factory: RigFactory, project_type: ProjectType
+    ) -> None:
         rig = rig_factory(project_type=project_type)
-        request = IterableRequest(Endpoint.EVENTS_TRACK, {"userId": "u1", "eventName": "E", "id": "x1"}, "u1", "s")
+        request = IterableRequest(
+            Endpoint.EVENTS_TRACK, {"userId": "u1", "eventName": "E", "id": "x1"}, "u1", "s"
+        )
         assert (await rig.sender().deliver([request]))[0].delivered
 
 
