@@ -7,6 +7,7 @@ minute and a half; later runs take about a second each.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -61,8 +62,8 @@ class TestRepositoryFiles:
         ("prod-hpa", {"StatefulSet", "HorizontalPodAutoscaler"}),
     ])
     def test_overlay_renders_expected_kinds(self, overlay: str, kinds: set[str]) -> None:
-        kustomize = next((Path.home() / ".cache" / "freshpaint-iterable" / "deploy-tools").glob(
-            "kustomize-*/kustomize"))
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        kustomize = next((cache / "freshpaint-iterable" / "deploy-tools").glob("kustomize-*/kustomize"))
         rendered = subprocess.run([str(kustomize), "build", f"k8s/overlays/{overlay}"], cwd=ROOT,
                                   capture_output=True, text=True, check=True).stdout
         found = {line.removeprefix("kind: ") for line in rendered.splitlines() if line.startswith("kind: ")}
