@@ -19,6 +19,7 @@ from streams.codecs import (
     encode_event,
     event_to_record,
     parsed_schema,
+    schema_text,
 )
 from streams.errors import DecodeError, InvalidEvent, TruncatedRecord, UnknownMagicByte, UnknownSchemaId
 from streams.model import Event, EventType
@@ -121,12 +122,29 @@ class TestEvolution:
         assert decoder.decode(raw) == ORDER_COMPLETED
 
     def test_raw_json_schemas_are_accepted(self) -> None:
-        from streams.codecs import schema_text
-
         decoder = EventDecoder(schemas={5: json.loads(schema_text(SOURCE_V2))}, bundled=False)
         assert decoder.known_schema_ids() == {5}
         raw = encode_event(ORDER_COMPLETED, schema_id=5, schema=parsed_schema(SOURCE_V2))
         assert decoder.decode(raw) == ORDER_COMPLETED
+
+    def test_resolution_only_when_needed(self) -> None:
+        decoder = EventDecoder(schemas={2: parsed_schema(SOURCE_V2)})
+        newer = decoder._plans[2]
+        assert (newer.reader, newer.extra) == (None, ("received_at",))
+        older = EventDecoder(reader_schema=parsed_schema(SOURCE_V2))._plans[BUNDLED_SCHEMA_ID]
+        assert older.reader is not None and older.extra == ()
+
+    def test_incompatible_writer_type_fails_per_message(self) -> None:
+        raw_v1 = json.loads(schema_text(SOURCE_V1))
+        for field in raw_v1["fields"]:
+            if field["name"] == "properties":
+                field["type"] = {"type": "map", "values": "string"}
+        decoder = EventDecoder(schemas={4: raw_v1})
+        record = {**event_to_record(ORDER_COMPLETED), "properties": {"a": "b"}}
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, fastavro.parse_schema(raw_v1), record)
+        with pytest.raises(DecodeError):
+            decoder.decode(_confluent(buffer.getvalue(), 4))
 
     def test_a_schema_of_another_record_is_refused(self) -> None:
         other = {"type": "record", "name": "Other", "fields": [{"name": "x", "type": "string"}]}
