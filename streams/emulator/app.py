@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -112,6 +112,12 @@ def _api(handler: Handler, *, post: bool = True) -> Callable[[Request], Awaitabl
             return _json(status, body, headers)
 
         faults = state.faults
+        # Read the body first: a client that times out during the latency must not stop the
+        # processing (Iterable stores what it received; that is how retries make duplicates).
+        try:
+            raw = await request.body() if post else b""
+        except ClientDisconnect:
+            return Response(status_code=499)
         if faults.latency > 0:
             await asyncio.sleep(faults.latency)
         now = state.clock()
@@ -133,7 +139,6 @@ def _api(handler: Handler, *, post: bool = True) -> Callable[[Request], Awaitabl
             return answer(429, envelope("Rate limit exceeded", "RateLimitExceeded"), headers)
         body: Any = None
         if post:
-            raw = await request.body()
             if len(raw) > state.config.max_body_bytes:
                 return answer(400, envelope("Request body too large", "BatchTooLarge"))
             try:

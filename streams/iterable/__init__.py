@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from streams.iterable.batcher import Batcher, Call, call_body, plan
-from streams.iterable.client import IterableClient, classify
+from streams.iterable.client import IterableClient, classify, new_http_client
 from streams.iterable.ratelimit import DEFAULT_LIMITS, RateLimiter, TokenBucket
 from streams.iterable.retry import DEFAULT_POLICY, RetryPolicy, next_delay
 from streams.iterable.sender import Outcome, Sender, SenderConfig, SenderStats
@@ -26,6 +26,7 @@ __all__ = [
     "TokenBucket",
     "call_body",
     "classify",
+    "new_http_client",
     "next_delay",
     "plan",
 ]

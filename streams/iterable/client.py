@@ -27,12 +27,24 @@ from streams.errors import (
 from streams.metrics import ITERABLE_LATENCY, ITERABLE_REQUESTS, RATE_LIMITED
 from streams.model import Endpoint, JSONValue
 
-__all__ = ["IterableClient", "classify"]
+__all__ = ["IterableClient", "classify", "new_http_client"]
 
 _EVENT_ENDPOINTS = frozenset({Endpoint.EVENTS_TRACK})
 _USER_UNKNOWN_CODES = frozenset({"UnknownEmailError", "UnknownUserIdError"})
 _AUTH_CODES = frozenset({"BadApiKey", "BadAuthorizationHeader", "Unauthorized"})
 _PROBE_PATH = "/api/lists"
+
+
+def new_http_client(
+    *, connect_timeout: float = 5.0, request_timeout: float = 30.0, max_connections: int = 16,
+    verify: bool = True,
+) -> httpx.AsyncClient:
+    """The pooled AsyncClient a worker hands to ``IterableClient`` / ``Sender`` (one per worker)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(request_timeout, connect=connect_timeout),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        verify=verify,
+    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:

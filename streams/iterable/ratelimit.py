@@ -138,7 +138,7 @@ class RateLimiter:
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
-        burst_seconds: float = 1.0,
+        burst_seconds: float = 0.5,
     ) -> None:
         self._limits = dict(limits)
         self._clock = clock
