@@ -1,0 +1,205 @@
+"""Iterable's rules as the emulated project applies them (iterable-api.md §3, §5, §6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streams.emulator import Project, value_type
+from streams.model import ProjectType
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def project(
+    kind: ProjectType = ProjectType.EMAIL, visible_after: float = 0.0, clock: Clock | None = None
+) -> Project:
+    return Project(kind, clock=clock or Clock(), user_visible_after=lambda: visible_after)
+
+
+class TestValueType:
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("2024-03-05", "date"),
+            ("2024-03-05 14:07:00", "date"),
+            ("2024-03-05 14:07:00 +00:00", "date"),
+            ("2024-03-05T14:07:00.000-07:00", "date"),
+            ("2024-03-05T14:07:00.000Z", "date"),
+            ("2020-04-13 13:37:19.039", "string"),  # known bad form (§6.2)
+            ("1234", "string"),
+            (1717171717, "long"),
+            (1.5, "double"),
+            (True, "boolean"),
+            ({"a": 1}, "object"),
+            (["x", "y"], "string"),
+            (None, None),
+        ],
+    )
+    def test_first_value_types(self, value: Any, expected: str | None) -> None:
+        assert value_type("f", value) == expected
+
+
+class TestUsers:
+    def test_update_creates_then_merges(self) -> None:
+        p = project()
+        assert p.users_update({"email": "a@x.com", "dataFields": {"x": 1, "o": {"a": 1}}})[0] == 200
+        p.users_update(
+            {"email": "a@x.com", "dataFields": {"y": 2, "o": {"b": 2}}, "mergeNestedObjects": True}
+        )
+        _status, body = p.get_user(email="a@x.com")
+        assert body["user"]["dataFields"] == {"x": 1, "y": 2, "o": {"a": 1, "b": 2}}
+        assert p.get_user(email="b@x.com") == (200, {})
+
+    def test_field_type_is_locked_by_first_value(self) -> None:
+        p = project()
+        p.users_update({"email": "a@x.com", "dataFields": {"age": 3}})
+        status, body = p.users_update({"email": "b@x.com", "dataFields": {"age": "three"}})
+        assert status == 400 and body["code"] == "RequestFieldsTypesMismatched"
+        error = body["params"]["validationErrors"]["emulated:::age"]
+        assert error["expectedType"] == "long" and error["_type"] == "UnexpectedType"
+        assert p.get_user(email="b@x.com") == (200, {})
+
+    def test_one_bad_record_fails_the_whole_bulk_request(self) -> None:
+        p = project()
+        p.users_update({"email": "a@x.com", "dataFields": {"d": "2024-03-05"}})
+        users = [
+            {"email": "b@x.com", "dataFields": {"d": "2024-03-06"}},
+            {"email": "c@x.com", "dataFields": {"d": "soon"}},
+        ]
+        status, body = p.users_bulk_update({"users": users})
+        assert status == 400 and body["code"] == "RequestFieldsTypesMismatched"
+        assert len(p.users) == 1
+
+    def test_bulk_update_reports_failures_by_identifier(self) -> None:
+        p = project()
+        users = [{"email": "ok@x.com"}, {"email": "not-an-email"}, {"userId": "nobody"}]
+        status, body = p.users_bulk_update({"users": users})
+        assert status == 200
+        assert body["successCount"] == 1 and body["failCount"] == 2
+        assert body["failedUpdates"]["invalidEmails"] == ["not-an-email"]
+        assert body["failedUpdates"]["notFoundUserIds"] == ["nobody"]
+        assert body["invalidEmails"] == ["not-an-email"]
+        assert set(body["failedUpdates"]) >= {"conflictEmails", "forgottenUserIds", "invalidDataEmails"}
+
+    def test_email_project_prefer_user_id_creates_placeholder(self) -> None:
+        p = project()
+        assert p.users_update({"userId": "u1"})[0] == 400
+        assert p.users_update({"userId": "u1", "preferUserId": True})[0] == 200
+        assert p.get_user(user_id="u1")[1]["user"]["email"].endswith("@placeholder.email")
+
+    def test_hybrid_conflict_is_409(self) -> None:
+        p = project(ProjectType.HYBRID)
+        p.users_update({"email": "a@x.com"})
+        p.users_update({"userId": "u2"})
+        status, _body = p.users_update({"email": "a@x.com", "userId": "u2"})
+        assert status == 409
+
+    def test_user_id_project_requires_user_id(self) -> None:
+        p = project(ProjectType.USER_ID)
+        assert p.users_update({"email": "a@x.com"})[0] == 400
+        assert p.users_update({"userId": "u1", "email": "a@x.com"})[0] == 200
+
+    def test_update_email_moves_the_profile(self) -> None:
+        p = project()
+        p.users_update({"email": "old@x.com", "dataFields": {"k": 1}})
+        p.users_update({"email": "taken@x.com"})
+        assert p.update_email({"currentEmail": "old@x.com", "newEmail": "taken@x.com"})[1]["code"] == (
+            "EmailAlreadyExists"
+        )
+        assert p.update_email({"currentEmail": "old@x.com", "newEmail": "new@x.com"})[0] == 200
+        assert p.get_user(email="new@x.com")[1]["user"]["dataFields"] == {"k": 1}
+
+
+class TestEvents:
+    def test_same_id_updates_instead_of_duplicating(self) -> None:
+        p = project()
+        p.users_update({"email": "a@x.com"})
+        for n in range(3):
+            assert (
+                p.events_track({"email": "a@x.com", "eventName": "E", "id": "ev-1", "dataFields": {"n": n}})[
+                    0
+                ]
+                == 200
+            )
+        c = p.counters
+        assert (c.unique_event_ids, c.duplicate_event_ids, len(p.events)) == (1, 2, 1)
+        assert p.user_events(email="a@x.com")[1]["events"][0]["dataFields"] == {"n": 2}
+
+    def test_unknown_user_in_email_project_is_not_found(self) -> None:
+        p = project()
+        status, body = p.events_track({"email": "ghost@x.com", "eventName": "E"})
+        assert (status, body["code"]) == (400, "UnknownEmailError")
+        _, bulk = p.events_track_bulk({"events": [{"email": "ghost@x.com", "eventName": "E"}]})
+        assert bulk["failedUpdates"]["notFoundEmails"] == ["ghost@x.com"] and bulk["failCount"] == 1
+
+    def test_new_user_becomes_visible_after_the_delay(self) -> None:
+        clock = Clock()
+        p = project(visible_after=5.0, clock=clock)
+        p.users_update({"email": "a@x.com"})
+        assert p.events_track({"email": "a@x.com", "eventName": "E"})[0] == 400
+        clock.now = 5.0
+        assert p.events_track({"email": "a@x.com", "eventName": "E"})[0] == 200
+
+    def test_user_id_project_creates_users_on_track(self) -> None:
+        p = project(ProjectType.USER_ID)
+        assert p.events_track({"userId": "u9", "eventName": "E"})[0] == 200
+        assert p.get_user(user_id="u9")[1]["user"]["userId"] == "u9"
+
+    @pytest.mark.parametrize(
+        ("event", "param"),
+        [
+            ({"eventName": "E", "createdAt": "yesterday"}, "obj.events[0].createdAt"),
+            ({"eventName": "E", "id": "has spaces"}, "obj.events[0].id"),
+            ({"createdAt": 1}, "obj.events[0].eventName"),
+        ],
+    )
+    def test_bad_shapes_fail_the_bulk_request(self, event: dict[str, Any], param: str) -> None:
+        p = project()
+        p.users_update({"email": "a@x.com"})
+        status, body = p.events_track_bulk(
+            {"events": [{"email": "a@x.com", "eventName": "ok"}, {"email": "a@x.com", **event}]}
+        )
+        assert status == 400
+        assert param.replace("[0]", "[1]") in body["params"]
+        assert p.counters.unique_event_ids == 0
+
+    def test_event_field_types_are_per_event_name(self) -> None:
+        p = project()
+        p.users_update({"email": "a@x.com"})
+        p.events_track({"email": "a@x.com", "eventName": "A", "dataFields": {"v": 1}})
+        assert p.events_track({"email": "a@x.com", "eventName": "B", "dataFields": {"v": "x"}})[0] == 200
+        assert p.events_track({"email": "a@x.com", "eventName": "A", "dataFields": {"v": "x"}})[0] == 400
+
+    def test_disallowed_names_in_bulk(self) -> None:
+        p = Project(ProjectType.EMAIL, clock=Clock(), blocked_event_names=lambda: frozenset({"No"}))
+        p.users_update({"email": "a@x.com"})
+        _, body = p.events_track_bulk(
+            {"events": [{"email": "a@x.com", "eventName": "No"}, {"email": "a@x.com", "eventName": "Yes"}]}
+        )
+        assert body["disallowedEventNames"] == ["No"] and body["successCount"] == 1 and body["failCount"] == 1
+        status, single = p.events_track({"email": "a@x.com", "eventName": "No"})
+        assert status == 200 and "disallowed from tracking" in single["msg"]
+
+
+class TestCommerce:
+    def test_purchase_creates_the_user_and_clears_the_cart(self) -> None:
+        p = project()
+        item = {"id": "s", "name": "Mug", "price": 2.0, "quantity": 1}
+        assert p.update_cart({"user": {"email": "a@x.com"}, "items": [item]})[0] == 200
+        assert p.get_user(email="a@x.com")[1]["user"]["dataFields"]["shoppingCartItems"] == [item]
+        assert (
+            p.track_purchase({"id": "o1", "user": {"email": "a@x.com"}, "items": [item], "total": 2})[0]
+            == 200
+        )
+        p.track_purchase({"id": "o1", "user": {"email": "a@x.com"}, "items": [item], "total": 2})
+        assert "shoppingCartItems" not in p.get_user(email="a@x.com")[1]["user"]["dataFields"]
+        assert (p.counters.unique_purchase_ids, p.counters.duplicate_purchase_ids) == (1, 1)
+        assert p.track_purchase({"user": {"email": "a@x.com"}, "items": [{"id": "s"}], "total": 2})[0] == 400
