@@ -50,6 +50,8 @@ class Settings(BaseSettings):
 
     source_topic: str = "freshpaint.events"
     """FPI_SOURCE_TOPIC: Avro Freshpaint events, any key."""
+    replay_topic: str = "freshpaint.replay"
+    """FPI_REPLAY_TOPIC: where ``replay`` and ``dead-letters redrive`` put records for the pipeline."""
     by_person_topic: str = "freshpaint.by-person"
     """FPI_BY_PERSON_TOPIC: internal, keyed by person key."""
     requests_topic: str = "iterable.requests"
@@ -93,6 +95,12 @@ class Settings(BaseSettings):
     """FPI_ITERABLE_BASE_URL: overrides the region (the emulator in dev and tests)."""
     iterable_insecure_skip_tls_verify: bool = False
     """FPI_ITERABLE_INSECURE_SKIP_TLS_VERIFY: only for test rigs; logged loudly at start-up."""
+    iterable_rate_limits_off: bool = False
+    """FPI_ITERABLE_RATE_LIMITS_OFF: no client-side throttling (benchmarks against the emulator)."""
+    send_batch_items: int = Field(default=1000, ge=1, le=1000)
+    """FPI_SEND_BATCH_ITEMS: requests taken from the requests topic per delivery round."""
+    send_linger_seconds: float = Field(default=0.2, gt=0)
+    """FPI_SEND_LINGER_SECONDS: how long a delivery round waits to fill up under light load."""
 
     # --- Mapping -----------------------------------------------------------------------------
     project_type: ProjectType = ProjectType.EMAIL

@@ -72,3 +72,29 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+
+
+def worker_env(kafka_bootstrap: str, iterable_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
+    """Environment of a worker with its own app id and topics, pointed at an emulator."""
+    run = unique("fpi")
+    env = {
+        "FPI_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "FPI_APP_ID": run,
+        "FPI_SOURCE_TOPIC": f"{run}.events",
+        "FPI_REPLAY_TOPIC": f"{run}.replay",
+        "FPI_BY_PERSON_TOPIC": f"{run}.by-person",
+        "FPI_REQUESTS_TOPIC": f"{run}.requests",
+        "FPI_DEAD_LETTER_TOPIC": f"{run}.dead-letter",
+        "FPI_WEB_PORT": str(free_port()),
+        "FPI_WEB_BIND": "127.0.0.1",
+        "FPI_DATA_DIR": str(data_dir),
+        "FPI_ITERABLE_BASE_URL": iterable_url,
+        "FPI_ITERABLE_API_KEY": EMULATOR_KEY,
+        "FPI_SEND_LINGER_SECONDS": "0.1",
+        "FPI_LOG_LEVEL": "info",
+    }
+    env.update(overrides)
+    return env
+
+
+EMULATOR_KEY = "test-key-0123456789abcdef"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import logging.config
+
 import click
 
 __all__ = ["worker"]
@@ -9,13 +12,29 @@ __all__ = ["worker"]
 
 @click.command()
 @click.option("--loglevel", "-l", default="info", envvar="FPI_LOG_LEVEL", show_default=True,
-              help="Log level of the worker (FPI_LOG_LEVEL).")
-def worker(loglevel: str) -> None:
-    """Run the stream processor (settings from FPI_* environment variables)."""
+              help="Log level (FPI_LOG_LEVEL).")
+@click.option("--log-format", type=click.Choice(["json", "text"]), default="json", envvar="FPI_LOG_FORMAT",
+              show_default=True, help="json lines for log shippers, text for people (FPI_LOG_FORMAT).")
+def worker(loglevel: str, log_format: str) -> None:
+    """Run the stream processor. Settings come from FPI_* environment variables (see README)."""
     import faust
 
     from streams.app import build_app
+    from streams.logs import logging_config
     from streams.settings import Settings
 
-    app = build_app(Settings())
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    settings = Settings()
+    secrets = tuple(
+        secret.get_secret_value()
+        for secret in (settings.iterable_api_key, settings.kafka_sasl_password)
+        if secret is not None
+    )
+    app = build_app(settings)
+    config = logging_config(loglevel, secrets, log_format)
+    if settings.iterable_insecure_skip_tls_verify:
+        logging.config.dictConfig(config)
+        logging.getLogger("streams.worker").warning(
+            "TLS verification of Iterable is DISABLED (FPI_ITERABLE_INSECURE_SKIP_TLS_VERIFY=true); "
+            "never use this outside a test rig"
+        )
+    faust.Worker(app, loglevel=loglevel, logging_config=config).execute_from_commandline()

@@ -1,0 +1,96 @@
+"""Long-lived resources of the worker as mode services, started and stopped with the Faust app:
+the Iterable sender (with its httpx client) and the source decoder (with its registry client).
+Shell layer: imports mode (faust's service library) and httpx, and is imported only by ``app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from mode import Service
+
+from streams.codecs import EventDecoder, SchemaRegistryClient, SourceCodec
+from streams.errors import RegistryUnavailable
+from streams.iterable import Outcome, Sender, SenderConfig
+from streams.model import DeadLetter, Event, IterableRequest
+
+__all__ = ["DecoderService", "SenderService"]
+
+log = logging.getLogger("streams.services")
+
+
+class SenderService(Service):
+    """Owns the httpx client and the ``Sender``; the send agent calls ``deliver``."""
+
+    def __init__(self, config: SenderConfig, *, verify_tls: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.verify_tls = verify_tls
+        self._http: httpx.AsyncClient | None = None
+        self._sender: Sender | None = None
+
+    async def on_start(self) -> None:
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.config.request_timeout, connect=self.config.connect_timeout),
+            limits=httpx.Limits(max_connections=self.config.max_concurrency * 2,
+                                max_keepalive_connections=self.config.max_concurrency * 2),
+            verify=self.verify_tls,
+        )
+        self._sender = Sender(self._http, self.config)
+
+    async def on_stop(self) -> None:
+        if self._sender is not None:
+            await self._sender.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
+    @property
+    def sender(self) -> Sender:
+        if self._sender is None:
+            raise RuntimeError("the sender service has not started")
+        return self._sender
+
+    @property
+    def paused(self) -> bool:
+        return self._sender is not None and self._sender.paused
+
+    async def deliver(self, requests: Sequence[IterableRequest]) -> list[Outcome]:
+        return await self.sender.deliver(requests)
+
+
+class DecoderService(Service):
+    """Decodes source records; asks the schema registry (if configured) outside the codec."""
+
+    registry_retry_seconds = 5.0
+
+    def __init__(self, decoder: EventDecoder, registry_url: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decoder = decoder
+        self.registry_url = registry_url
+        self._http: httpx.AsyncClient | None = None
+        self.codec = SourceCodec(decoder)
+
+    async def on_start(self) -> None:
+        if self.registry_url:
+            self._http = httpx.AsyncClient(timeout=10.0)
+            self.codec = SourceCodec(self.decoder, SchemaRegistryClient(self._http, self.registry_url))
+
+    async def on_stop(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def decode(self, raw: bytes | None, *, topic: str, partition: int, offset: int,
+                     now: Any) -> Event | DeadLetter:
+        """The event, or its dead letter; waits (never drops) while the registry is unreachable."""
+        while True:
+            try:
+                return await self.codec.decode_or_dead_letter(raw, topic=topic, partition=partition,
+                                                             offset=offset, now=now)
+            except RegistryUnavailable as exc:
+                log.warning("schema registry unavailable (%s); retrying in %.0fs", exc,
+                            self.registry_retry_seconds)
+                await asyncio.sleep(self.registry_retry_seconds)

@@ -1,0 +1,112 @@
+"""Turns ``Settings`` into the objects the agents use: decoder, mapping config, sender, Kafka
+credentials, and the byte form of table values. The glue between settings and the layers below.
+"""
+
+from __future__ import annotations
+
+import ssl
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from streams.codecs import EventDecoder
+from streams.iterable import SenderConfig
+from streams.mapping import MappingConfig
+from streams.model import Identity
+from streams.settings import Settings
+from streams.transforms import Transformations, load_transformations
+
+__all__ = [
+    "broker_credentials",
+    "build_event_decoder",
+    "build_mapping_config",
+    "build_sender_config",
+    "identity_from_bytes",
+    "identity_to_bytes",
+]
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """faust credentials for TLS / SASL (PLAIN, SCRAM), or None for PLAINTEXT."""
+    import faust
+
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    ssl_context: ssl.SSLContext | None = None
+    if protocol in ("SSL", "SASL_SSL"):
+        ssl_context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+        if settings.kafka_ssl_certfile:
+            ssl_context.load_cert_chain(
+                str(settings.kafka_ssl_certfile),
+                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+            )
+    if protocol == "SSL":
+        return faust.SSLCredentials(ssl_context)
+    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    mechanism = settings.kafka_sasl_mechanism or "PLAIN"
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=password,
+        mechanism=mechanism,
+        ssl_context=ssl_context,
+    )
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def identity_to_bytes(identity: Identity) -> bytes:
+    """The ``identities`` table's value: compact JSON, stable field names."""
+    return orjson.dumps({
+        "person_key": identity.person_key,
+        "user_id": identity.user_id,
+        "email": identity.email,
+        "first_identified_at": _time(identity.first_identified_at),
+        "last_identified_at": _time(identity.last_identified_at),
+    })
+
+
+def identity_from_bytes(data: bytes) -> Identity:
+    fields = orjson.loads(data)
+    first = fields.get("first_identified_at")
+    last = fields.get("last_identified_at")
+    return Identity(
+        person_key=fields["person_key"],
+        user_id=fields.get("user_id"),
+        email=fields.get("email"),
+        first_identified_at=datetime.fromisoformat(first) if first else None,
+        last_identified_at=datetime.fromisoformat(last) if last else None,
+    )
+
+
+def build_mapping_config(settings: Settings) -> MappingConfig:
+    """The mapping core's view of the settings; transformation rules load (and fail) here."""
+    transformations = (
+        load_transformations(settings.transformations_file)
+        if settings.transformations_file is not None
+        else Transformations()
+    )
+    return MappingConfig(
+        project_type=settings.project_type,
+        default_identify_transformations=settings.default_identify_transformations,
+        require_identify_first=settings.require_identify_first,
+        merge_nested_objects=settings.merge_nested_objects,
+        page_event_name=settings.page_event_name,
+        screen_event_name=settings.screen_event_name,
+        date_fields=frozenset(settings.date_fields),
+        transformations=transformations,
+    )
+
+
+def build_event_decoder(settings: Settings) -> EventDecoder:
+    return EventDecoder(settings.avro_format)
+
+
+def build_sender_config(settings: Settings, **overrides: Any) -> SenderConfig:
+    limits_off = settings.iterable_rate_limits_off
+    return SenderConfig.from_settings(settings, **({"limits": {}} if limits_off else {}), **overrides)
