@@ -30,7 +30,8 @@ EVENTS_DROPPED = Counter("fpi_events_dropped_total", "Events not sent to Iterabl
 DEAD_LETTERS = Counter("fpi_dead_letters_total", "Records written to the dead-letter topic, by reason.",
                        ["reason"])
 DECODE_FAILURES = Counter("fpi_decode_failures_total",
-                          "Source messages that did not decode into an event (poison), by reason.", ["reason"])
+                          "Source messages that did not decode into an event (poison), by reason.",
+                          ["reason"])
 REQUESTS_OUT = Counter("fpi_iterable_requests_mapped_total",
                        "Iterable requests produced by the mapping core, by endpoint.", ["endpoint"])
 ITERABLE_REQUESTS = Counter("fpi_iterable_http_requests_total",

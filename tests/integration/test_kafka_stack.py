@@ -16,7 +16,9 @@ from tests.support import WorkerProcess, worker_env
 pytestmark = pytest.mark.integration
 
 
-async def test_worker_routes_a_decoded_event_and_dead_letters_poison(kafka_bootstrap: str, tmp_path: Path) -> None:
+async def test_worker_routes_a_decoded_event_and_dead_letters_poison(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     env = worker_env(kafka_bootstrap, "http://127.0.0.1:9", tmp_path / "data")
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     identify = Event(type=EventType.IDENTIFY, message_id="m-1", timestamp=datetime(2024, 3, 5, tzinfo=UTC),
