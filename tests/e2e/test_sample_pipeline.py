@@ -1,0 +1,91 @@
+"""End to end on the real broker: the bundled sample through a worker process into the emulator.
+
+The expectation is computed by the same mapping core through ``explain`` (one process, in order);
+the pipeline (four agents over partitioned topics) must reach exactly the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from streams.codecs import decode_dead_letter
+from streams.commands.produce import produce_lines
+from streams.emulator import EmulatorServer
+from streams.explain import explain_lines
+from streams.mapping import MappingConfig
+from tests.support import REPO, WorkerProcess, wait_for, worker_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+SAMPLE = REPO / "tests" / "data" / "sample_events.jsonl"
+QUIET = {"anonymous", "filtered_by_transformation", "stale_identify", "unchanged"}
+
+
+def expected_outcome(lines: list[str]) -> tuple[set[str], set[str], Counter[str], int]:
+    event_ids: set[str] = set()
+    purchase_ids: set[str] = set()
+    dead: Counter[str] = Counter()
+    valid = 0
+    for record in explain_lines(lines, MappingConfig()):
+        if record["decision"] == "error":
+            continue  # not an event at all: `produce` refuses it, so it never reaches Kafka
+        valid += 1
+        if record["decision"] == "drop" and record["reason"] not in QUIET:
+            dead[record["reason"]] += 1
+        for request in record["requests"]:
+            if request["path"] == "/api/events/track":
+                event_ids.add(request["body"]["id"])
+            elif request["path"] == "/api/commerce/trackPurchase":
+                purchase_ids.add(request["body"]["id"])
+    return event_ids, purchase_ids, dead, valid
+
+
+async def read_dead_letters(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        while len(values) < count:
+            batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), timeout=30)
+            for messages in batch.values():
+                values.extend(m.value for m in messages)
+    finally:
+        await consumer.stop()
+    return values
+
+
+async def test_sample_reaches_the_emulator_exactly_as_explain_predicts(
+    kafka_bootstrap: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    lines = SAMPLE.read_text().splitlines()
+    event_ids, purchase_ids, dead, valid = expected_outcome(lines)
+    assert event_ids and purchase_ids and dead, "the sample must exercise events, purchases and dead letters"
+    env = worker_env(kafka_bootstrap, emulator.url, tmp_path / "data")
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        report = await produce_lines(lines, bootstrap=kafka_bootstrap, topic=env["FPI_SOURCE_TOPIC"])
+        assert report.sent == valid
+
+        def delivered() -> bool:
+            project = emulator.state.project
+            return set(project.events) >= event_ids and set(project.purchases) >= purchase_ids
+
+        await asyncio.to_thread(wait_for, delivered, 120, what="sample events in the emulator")
+        letters = [decode_dead_letter(v) for v in
+                   await read_dead_letters(kafka_bootstrap, env["FPI_DEAD_LETTER_TOPIC"], sum(dead.values()))]
+    except BaseException:
+        print(worker.log_text()[-6000:])
+        raise
+    finally:
+        worker.stop()
+    project = emulator.state.project
+    assert set(project.events) == event_ids
+    assert set(project.purchases) == purchase_ids
+    assert project.counters.duplicate_event_ids == 0
+    assert Counter(letter.reason for letter in letters) == dead
+    assert all(letter.source_topic == env["FPI_SOURCE_TOPIC"] for letter in letters)
