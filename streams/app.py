@@ -271,7 +271,12 @@ def build_app(settings: Settings) -> faust.App:
 
 
 def _add_web_pages(app: faust.App, sender: SenderService) -> None:
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from faust.sensors.prometheus import setup_prometheus_sensors
+
+    # faust's own series (consumer offsets, end offsets -> lag, rebalances) and ours (fpi_*) share
+    # the default registry and one /metrics page. A fixed prefix keeps dashboards independent of
+    # the app id.
+    setup_prometheus_sensors(app, pattern="/metrics", name_prefix="freshpaint_iterable")
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -287,7 +292,3 @@ def _add_web_pages(app: faust.App, sender: SenderService) -> None:
         if sender.paused:
             problems.append("sender paused: Iterable rejected the API key (401)")
         return web.json({"ready": not problems, "problems": problems}, status=503 if problems else 200)
-
-    @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])

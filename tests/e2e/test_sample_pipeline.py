@@ -7,9 +7,11 @@ the pipeline (four agents over partitioned topics) must reach exactly the same s
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -18,7 +20,7 @@ from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorServer
 from streams.explain import explain_lines
 from streams.mapping import MappingConfig
-from tests.support import REPO, WorkerProcess, wait_for, worker_env
+from tests.support import EMULATOR_KEY, REPO, WorkerProcess, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -78,6 +80,7 @@ async def test_sample_reaches_the_emulator_exactly_as_explain_predicts(
         await asyncio.to_thread(wait_for, delivered, 120, what="sample events in the emulator")
         letters = [decode_dead_letter(v) for v in
                    await read_dead_letters(kafka_bootstrap, env["FPI_DEAD_LETTER_TOPIC"], sum(dead.values()))]
+        metrics_text = httpx.get(f"http://127.0.0.1:{env['FPI_WEB_PORT']}/metrics", timeout=10).text
     except BaseException:
         print(worker.log_text()[-6000:])
         raise
@@ -89,3 +92,36 @@ async def test_sample_reaches_the_emulator_exactly_as_explain_predicts(
     assert project.counters.duplicate_event_ids == 0
     assert Counter(letter.reason for letter in letters) == dead
     assert all(letter.source_topic == env["FPI_SOURCE_TOPIC"] for letter in letters)
+
+    assert_metrics_moved(metrics_text, delivered_events=len(event_ids))
+    assert_no_secrets_or_emails(worker.log_text(), lines)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{key}="{value}"' in line for key, value in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def assert_metrics_moved(text: str, *, delivered_events: int) -> None:
+    assert metric(text, "fpi_events_in_total", type="identify") > 0
+    assert metric(text, "fpi_events_dropped_total", reason="anonymous") > 0
+    assert metric(text, "fpi_dead_letters_total") > 0
+    bulk = "/api/events/trackBulk"
+    assert metric(text, "fpi_iterable_http_requests_total", endpoint=bulk, status="200") > 0
+    assert metric(text, "fpi_iterable_batch_items_sum", endpoint="/api/events/trackBulk") >= delivered_events
+    # faust's own series feed the lag alert (end offset minus committed offset).
+    assert "freshpaint_iterable_topic_partition_end_offset" in text
+
+
+def assert_no_secrets_or_emails(log: str, lines: list[str]) -> None:
+    emails = set(re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+", "\n".join(lines)))
+    assert emails, "the sample carries emails"
+    assert log, "the worker wrote logs"
+    assert EMULATOR_KEY not in log
+    leaked = sorted(email for email in emails if email in log)
+    assert not leaked, f"emails in worker logs: {leaked}"
