@@ -14,6 +14,7 @@ import click
 __all__ = ["main"]
 
 _COMMANDS: dict[str, str] = {
+    "dev": "streams.commands.dev:dev",
     "emulator": "streams.commands.emulator:emulator",
     "explain": "streams.commands.explain:explain",
     "produce": "streams.commands.produce:produce",

@@ -1,0 +1,272 @@
+"""``freshpaint-iterable dev``: the whole product on one machine, on embedded defaults.
+
+Starts what is not configured (a local Kafka broker from ``dev/kafka/broker.sh`` unless
+``FPI_KAFKA_BOOTSTRAP`` is set; the Iterable emulator unless ``FPI_ITERABLE_API_KEY`` is set),
+a worker process, produces the bundled sample of Freshpaint events, waits until the worker has
+handled them, prints what Iterable received and what was dropped and why, and stops everything it
+started, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+__all__ = ["dev"]
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_SAMPLE = REPO / "tests" / "data" / "sample_events.jsonl"
+LOCAL_KEY = "local-dev-key"
+_QUIET = {"anonymous", "filtered_by_transformation", "stale_identify", "unchanged"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _mask(email: str | None) -> str:
+    if not email or "@" not in email:
+        return email or "-"
+    local, domain = email.split("@", 1)
+    return f"{local[:1]}***@{domain}"
+
+
+def _metric(text: str, name: str, by: str = "reason") -> Counter[str]:
+    """Sum the samples of Prometheus series ``name`` by the value of label ``by``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                values[sample.labels.get(by, "")] += int(sample.value)
+    return values
+
+
+@contextlib.contextmanager
+def _local_broker(run_dir: Path, say: Callable[[str], None]) -> Iterator[str]:
+    script = REPO / "dev" / "kafka" / "broker.sh"
+    if not script.exists():
+        raise click.ClickException("no dev/kafka/broker.sh here: set FPI_KAFKA_BOOTSTRAP to your Kafka")
+    port = _free_port()
+    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(_free_port()),
+           "KAFKA_RUN_DIR": str(run_dir / "kafka")}
+    say(f"starting a local Kafka broker on 127.0.0.1:{port} (jars from Maven Central, cached)")
+    started = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True, text=True)
+    if started.returncode != 0:
+        raise click.ClickException(f"the local broker did not start:\n{started.stderr[-3000:]}")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run(["bash", str(script), "stop"], env=env, capture_output=True)
+        say("local broker stopped")
+
+
+@contextlib.contextmanager
+def _worker(
+    env: dict[str, str], log_path: Path, say: Callable[[str], None]
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    say(f"worker started (pid {proc.pid}, log {log_path})")
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        say("worker stopped")
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes],
+          log_path: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise click.ClickException(
+                f"the worker exited ({proc.returncode}) while waiting for {what}:\n{tail}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if predicate():
+                return
+        time.sleep(0.5)
+    raise click.ClickException(f"timed out after {timeout:.0f}s waiting for {what}; see {log_path}")
+
+
+@click.command()
+@click.option("--sample", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="JSON lines of Freshpaint events to produce (default: the bundled sample).")
+@click.option("--timeout", type=float, default=180.0, show_default=True,
+              help="Seconds to wait for the worker to start and to handle the sample.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".dev-run"),
+              show_default=True, help="Where logs and the local broker's data go.")
+@click.option("--keep-running", is_flag=True, help="After the summary, keep everything up until Ctrl-C.")
+def dev(sample: Path | None, timeout: float, run_dir: Path, keep_running: bool) -> None:
+    """Run the processor locally on embedded defaults and show what reaches Iterable.
+
+    \b
+    Starts, unless configured otherwise:
+      a Kafka broker (else FPI_KAFKA_BOOTSTRAP is used),
+      the Iterable emulator (else FPI_ITERABLE_API_KEY / FPI_ITERABLE_REGION are used),
+      a worker process,
+    then produces the sample, waits, prints a summary and stops what it started.
+    """
+    from rich.console import Console
+
+    console = Console()
+
+    def say(text: str) -> None:
+        console.print(f"[dim]>[/dim] {text}")
+
+    sample = sample or DEFAULT_SAMPLE
+    if not sample.exists():
+        raise click.ClickException(f"no sample file at {sample}; pass --sample FILE")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops everything as Ctrl-C does
+    try:
+        with contextlib.ExitStack() as stack:
+            _run(stack, console, say, sample, timeout, run_dir, keep_running)
+    except KeyboardInterrupt:
+        console.print("interrupted: everything started here has been stopped")
+        sys.exit(130)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], sample: Path, timeout: float,
+         run_dir: Path, keep_running: bool) -> None:
+    from streams.emulator import EmulatorConfig, EmulatorServer
+    from streams.explain import explain_lines
+    from streams.settings import Settings
+    from streams.wiring import build_mapping_config
+
+    settings = Settings()
+    mapping_config = build_mapping_config(settings)  # a bad transformations file fails here, early
+    env = dict(os.environ)
+    if "FPI_KAFKA_BOOTSTRAP" in os.environ:
+        bootstrap = settings.kafka_bootstrap
+        say(f"using the configured Kafka at {bootstrap}")
+    else:
+        bootstrap = stack.enter_context(_local_broker(run_dir, say))
+    emulator: EmulatorServer | None = None
+    if settings.iterable_api_key is None:
+        emulator = stack.enter_context(EmulatorServer(EmulatorConfig(api_keys=(LOCAL_KEY,),
+                                                                     project_type=settings.project_type)))
+        say(f"Iterable emulator on {emulator.url} ({settings.project_type.value}-based project)")
+        env.update(FPI_ITERABLE_BASE_URL=emulator.url, FPI_ITERABLE_API_KEY=LOCAL_KEY)
+    else:
+        say(f"sending to the real Iterable at {settings.iterable_url}")
+    web_port = _free_port()
+    env.update(FPI_KAFKA_BOOTSTRAP=bootstrap, FPI_WEB_PORT=str(web_port), FPI_WEB_BIND="127.0.0.1",
+               FPI_DATA_DIR=str(run_dir / "data"))
+    env.setdefault("FPI_SEND_LINGER_SECONDS", "0.1")
+    log_path = run_dir / "worker.log"
+    proc = stack.enter_context(_worker(env, log_path, say))
+    web = f"http://127.0.0.1:{web_port}"
+    _wait(lambda: httpx.get(f"{web}/readyz", timeout=2).status_code == 200, timeout, "the worker to be ready",
+          proc, log_path)
+    say("worker ready")
+
+    lines = sample.read_text().splitlines()
+    expected = list(explain_lines(lines, mapping_config))
+    valid = [record for record in expected if record["decision"] != "error"]
+    want_requests = sum(len(record["requests"]) for record in valid)
+    want_dead = sum(1 for record in valid if record["decision"] == "drop" and record["reason"] not in _QUIET)
+
+    report = asyncio.run(_produce(lines, bootstrap, settings.source_topic, settings.avro_format))
+    say(f"produced {report.sent} events to {settings.source_topic}; "
+        f"{len(report.bad)} lines of the sample are not events and were refused")
+
+    def handled() -> bool:
+        text = httpx.get(f"{web}/metrics", timeout=5).text
+        seen = sum(_metric(text, "fpi_events_in_total", by="type").values())
+        dead = sum(_metric(text, "fpi_dead_letters_total").values())
+        sent = sum(_metric(text, "fpi_iterable_batch_items_count", by="endpoint").values())
+        return seen >= report.sent and dead >= want_dead and (sent > 0 or want_requests == 0) and (
+            emulator is None or _emulator_items(emulator) >= want_requests)
+
+    _wait(handled, timeout, "the sample to be handled", proc, log_path)
+    metrics_text = httpx.get(f"{web}/metrics", timeout=5).text
+    _summary(console, emulator, metrics_text, report)
+    if keep_running:
+        say("everything keeps running; Ctrl-C stops it")
+        while proc.poll() is None:
+            time.sleep(1)
+
+
+async def _produce(lines: list[str], bootstrap: str, topic: str, fmt: Any) -> Any:
+    from streams.commands.produce import produce_lines
+
+    return await produce_lines(lines, bootstrap=bootstrap, topic=topic, fmt=fmt)
+
+
+def _emulator_items(emulator: Any) -> int:
+    counters = emulator.state.project.counters
+    return int(counters.unique_event_ids + counters.unique_purchase_ids + counters.user_updates)
+
+
+def _summary(console: Any, emulator: Any, metrics_text: str, report: Any) -> None:
+    from rich.table import Table
+
+    if emulator is not None:
+        project = emulator.state.project
+        users = Table(title="What Iterable received (emulator)", title_justify="left")
+        for column in ("user", "email", "profile fields", "events", "purchases"):
+            users.add_column(column)
+        for user in project.users:
+            purchases = [p for p in project.purchases.values() if _owned_by(p, user)]
+            users.add_row(user.user_id or "-", _mask(user.email), str(len(user.data_fields)),
+                          str(len(user.event_ids)), str(len(purchases)))
+        console.print(users)
+        console.print(f"events stored: {len(project.events)} (duplicate ids received: "
+                      f"{project.counters.duplicate_event_ids}), purchases stored: {len(project.purchases)}")
+    calls = Table(title="Iterable calls", title_justify="left")
+    calls.add_column("endpoint")
+    calls.add_column("calls")
+    calls.add_column("items")
+    items = _metric(metrics_text, "fpi_iterable_batch_items_sum", by="endpoint")
+    http_calls = _metric(metrics_text, "fpi_iterable_http_requests_total", by="endpoint")
+    for endpoint, count in sorted(http_calls.items()):
+        calls.add_row(endpoint, str(count), str(items.get(endpoint, "-")))
+    console.print(calls)
+    drops = Table(title="Not sent, and why", title_justify="left")
+    drops.add_column("reason")
+    drops.add_column("count")
+    drops.add_column("where it went")
+    dead = _metric(metrics_text, "fpi_dead_letters_total")
+    for reason, count in sorted(_metric(metrics_text, "fpi_events_dropped_total").items()):
+        drops.add_row(reason, str(count), "dead-letter topic" if reason in dead else "counted only")
+    for reason, count in sorted(dead.items()):
+        if reason not in _metric(metrics_text, "fpi_events_dropped_total"):
+            drops.add_row(reason, str(count), "dead-letter topic")
+    for bad in report.bad:
+        drops.add_row(f"not an event (line {bad.line_number})", "1", f"refused by produce: {bad.reason}")
+    console.print(drops)
+
+
+def _owned_by(record: Any, user: Any) -> bool:
+    email, user_id = user.email, user.user_id
+    return bool((email and record.get("email") == email) or (user_id and record.get("userId") == user_id))
