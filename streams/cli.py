@@ -14,10 +14,13 @@ import click
 __all__ = ["main"]
 
 _COMMANDS: dict[str, str] = {
+    "check": "streams.commands.check:check",
     "dev": "streams.commands.dev:dev",
+    "dead-letters": "streams.commands.dead_letters:dead_letters",
     "emulator": "streams.commands.emulator:emulator",
     "explain": "streams.commands.explain:explain",
     "produce": "streams.commands.produce:produce",
+    "replay": "streams.commands.replay:replay",
     "worker": "streams.commands.worker:worker",
 }
 

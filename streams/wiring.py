@@ -18,6 +18,7 @@ from streams.settings import Settings
 from streams.transforms import Transformations, load_transformations
 
 __all__ = [
+    "aiokafka_security",
     "broker_credentials",
     "build_event_decoder",
     "build_mapping_config",
@@ -110,3 +111,28 @@ def build_event_decoder(settings: Settings) -> EventDecoder:
 def build_sender_config(settings: Settings, **overrides: Any) -> SenderConfig:
     limits_off = settings.iterable_rate_limits_off
     return SenderConfig.from_settings(settings, **({"limits": {}} if limits_off else {}), **overrides)
+
+
+def aiokafka_security(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments that give an aiokafka client the worker's TLS / SASL settings."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+        if settings.kafka_ssl_certfile:
+            context.load_cert_chain(
+                str(settings.kafka_ssl_certfile),
+                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+            )
+        options["ssl_context"] = context
+    if protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        )
+    return options
