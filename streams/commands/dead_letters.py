@@ -1,0 +1,486 @@
+"""``freshpaint-iterable dead-letters list|show|redrive``: inspect and re-drive the dead-letter topic.
+
+The dead-letter topic (``FPI_DEAD_LETTER_TOPIC``) is read from its start up to its end offsets
+when the command starts, with a consumer that has no consumer group (``streams.commands.replay``):
+nothing is committed, so every run sees every record. A record is named by its position in the
+dead-letter topic, ``partition:offset``.
+
+Re-drive sends a record back to where it can succeed now that its cause is fixed:
+
+* a failed Iterable request (``request`` set) -> the requests topic, keyed by its person key, so
+  the sender tries it again;
+* an event that failed at mapping (``event``) -> the replay topic, re-encoded in the source wire
+  format, so it goes through the whole pipeline again;
+* a record that did not decode (``original_bytes``) -> the replay topic, the bytes unchanged.
+
+Each carries the ``fpi-source`` header of its original source record, so if it fails again its
+new dead letter names the same source. The dead-letter topic is append-only: re-driven records
+stay there, and re-driving twice is harmless because Iterable ids are deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from streams.model import DeadLetter, Event
+from streams.replay import REPLAY_SOURCE_HEADER, PartitionRange, parse_time
+from streams.settings import Settings
+
+__all__ = [
+    "RedriveReport",
+    "StoredLetter",
+    "dead_letters",
+    "letter_json",
+    "letter_row",
+    "mask_key",
+    "read_dead_letters",
+    "redrive_letters",
+    "redrive_target",
+    "selected",
+]
+
+LIST_LIMIT = 100
+"""Rows ``list`` prints when ``--limit`` is not given (the counts always cover every match)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLetter:
+    """One record of the dead-letter topic: where it is, its key, and the decoded letter (or why
+    it did not decode)."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    letter: DeadLetter | None
+    error: str | None = None
+
+    @property
+    def position(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+
+def mask_key(key: bytes | None) -> str:
+    """A key shown without its content (person keys may be emails): length and a hash prefix, so
+    two records of the same person can still be matched."""
+    if key is None:
+        return "null"
+    return f"<{len(key)} bytes sha256:{hashlib.sha256(key).hexdigest()[:12]}>"
+
+
+def _kind(letter: DeadLetter) -> str:
+    if letter.request is not None:
+        return letter.request.endpoint.value
+    if letter.event is not None:
+        return letter.event.type.value
+    return "undecoded"
+
+
+def _message_id(letter: DeadLetter) -> str | None:
+    if letter.request is not None:
+        return letter.request.source_event_id
+    if letter.event is not None:
+        return letter.event.message_id
+    return None
+
+
+def letter_row(stored: StoredLetter) -> dict[str, str]:
+    """The ``list`` row of a record: no detail, body, key or identifier, so no emails."""
+    letter = stored.letter
+    if letter is None:
+        return {
+            "position": stored.position,
+            "reason": "(unreadable)",
+            "failed_at": "",
+            "source": "",
+            "kind": "",
+            "message_id": "",
+        }
+    source = (
+        f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}"
+        if letter.source_topic is not None
+        else ""
+    )
+    return {
+        "position": stored.position,
+        "reason": letter.reason,
+        "failed_at": letter.failed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "source": source,
+        "kind": _kind(letter),
+        "message_id": _message_id(letter) or "",
+    }
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    return {
+        "type": event.type.value,
+        "message_id": event.message_id,
+        "timestamp": _time(event.timestamp),
+        "anonymous_id": event.anonymous_id,
+        "user_id": event.user_id,
+        "email": event.email,
+        "event_name": event.event_name,
+        "previous_id": event.previous_id,
+        "properties": dict(event.properties),
+        "traits": dict(event.traits),
+        "context": dict(event.context),
+        "page": None
+        if event.page is None
+        else {name: getattr(event.page, name) for name in ("url", "path", "title", "referrer", "search")},
+    }
+
+
+def letter_json(stored: StoredLetter) -> dict[str, Any]:
+    """Everything in one record, for ``show``. The Kafka key and the request's person key are
+    masked; the event and request body are shown in full (they may hold emails)."""
+    import orjson
+
+    out: dict[str, Any] = {"position": stored.position, "key": mask_key(stored.key)}
+    letter = stored.letter
+    if letter is None:
+        out["error"] = stored.error
+        return out
+    response: Any = letter.iterable_response
+    if response is not None:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            response = orjson.loads(response)
+    request = letter.request
+    out.update(
+        {
+            "reason": letter.reason,
+            "detail": letter.detail,
+            "failed_at": _time(letter.failed_at),
+            "source": {
+                "topic": letter.source_topic,
+                "partition": letter.source_partition,
+                "offset": letter.source_offset,
+            },
+            "iterable": {
+                "status": letter.iterable_status,
+                "code": letter.iterable_code,
+                "response": response,
+            },
+            "event": None if letter.event is None else _event_json(letter.event),
+            "request": None
+            if request is None
+            else {
+                "endpoint": request.endpoint.value,
+                "body": dict(request.body),
+                "person_key": mask_key(request.person_key.encode()),
+                "source_event_id": request.source_event_id,
+                "attempt": request.attempt,
+                "first_seen_at": _time(request.first_seen_at),
+            },
+            "original_bytes_base64": None
+            if letter.original_bytes is None
+            else base64.b64encode(letter.original_bytes).decode(),
+        }
+    )
+    return out
+
+
+def selected(
+    letters: Iterable[StoredLetter],
+    *,
+    reasons: frozenset[str] = frozenset(),
+    since: datetime | None = None,
+    positions: frozenset[str] = frozenset(),
+) -> Iterable[StoredLetter]:
+    """The records matching every given criterion: reason in ``reasons``, failed at or after
+    ``since``, position in ``positions``. Unreadable records match only by position."""
+    for stored in letters:
+        if positions and stored.position not in positions:
+            continue
+        letter = stored.letter
+        if letter is None:
+            if positions and not reasons and since is None:
+                yield stored
+            continue
+        if reasons and letter.reason not in reasons:
+            continue
+        if since is not None and letter.failed_at < since:
+            continue
+        yield stored
+
+
+def redrive_target(stored: StoredLetter, settings: Settings) -> tuple[str, bytes | None, bytes] | None:
+    """``(topic, key, value)`` a record is re-driven as, or ``None`` when it holds nothing to send.
+
+    Raises ``InvalidEvent`` when a stored event cannot be re-encoded.
+    """
+    from streams.codecs import encode_event, encode_request
+
+    letter = stored.letter
+    if letter is None:
+        return None
+    if letter.request is not None:
+        return settings.requests_topic, letter.request.person_key.encode(), encode_request(letter.request)
+    if letter.event is not None:
+        event = letter.event
+        # The key `produce` gives a source record: device id, else user id (the first agent re-keys).
+        key = event.anonymous_id or event.user_id
+        return (
+            settings.replay_topic,
+            key.encode() if key else None,
+            encode_event(event, settings.avro_format),
+        )
+    if letter.original_bytes is not None:
+        return settings.replay_topic, stored.key, letter.original_bytes
+    return None
+
+
+async def read_dead_letters(settings: Settings, topic: str | None = None) -> AsyncIterator[StoredLetter]:
+    """Every record of the dead-letter topic up to its end offsets now, decoded."""
+    from aiokafka import TopicPartition  # type: ignore[import-untyped]
+
+    from streams.codecs import decode_dead_letter
+    from streams.commands.replay import client_options, consumer_without_group, partitions_of, read_ranges
+    from streams.errors import StreamsError
+
+    topic = topic or settings.dead_letter_topic
+    options = client_options(settings)
+    partitions = await partitions_of(options, topic)
+    consumer = consumer_without_group(options)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        starts = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    ranges = [PartitionRange(tp.partition, starts[tp], ends[tp]) for tp in tps]
+    async for message in read_ranges(options, topic, ranges):
+        try:
+            letter: DeadLetter | None = decode_dead_letter(message.value)
+            error = None
+        except (StreamsError, ValueError, TypeError, EOFError) as exc:
+            letter, error = None, f"{type(exc).__name__}: {exc}"
+        yield StoredLetter(message.partition, message.offset, message.key, letter, error)
+
+
+@dataclass(slots=True)
+class RedriveReport:
+    """What ``redrive`` sent where: positions by destination topic, and what it could not send."""
+
+    sent: dict[str, list[str]] = field(default_factory=dict)
+    by_reason: Counter[str] = field(default_factory=Counter)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(len(v) for v in self.sent.values())
+
+
+async def redrive_letters(settings: Settings, letters: Sequence[StoredLetter]) -> RedriveReport:
+    """Produce each record to its ``redrive_target`` and wait for the broker's acks. A record with
+    nothing to send (or an event that no longer encodes) is listed in ``skipped``."""
+    from aiokafka import AIOKafkaProducer
+
+    from streams.commands.replay import client_options
+    from streams.errors import InvalidEvent
+
+    report = RedriveReport()
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, **client_options(settings))
+    await producer.start()
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        for stored in letters:
+            try:
+                target = redrive_target(stored, settings)
+            except InvalidEvent:
+                target = None
+            if target is None:
+                report.skipped.append(stored.position)
+                continue
+            topic, key, value = target
+            letter = stored.letter
+            assert letter is not None
+            headers = (
+                [
+                    (
+                        REPLAY_SOURCE_HEADER,
+                        f"{letter.source_topic}:{letter.source_partition}:{letter.source_offset}".encode(),
+                    )
+                ]
+                if letter.source_topic is not None
+                else []
+            )
+            pending.append(await producer.send(topic, value, key=key, headers=headers))
+            report.sent.setdefault(topic, []).append(stored.position)
+            report.by_reason[letter.reason] += 1
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return report
+
+
+async def _collect(
+    settings: Settings, keep: Callable[[Iterable[StoredLetter]], Iterable[StoredLetter]], limit: int | None
+) -> tuple[list[StoredLetter], Counter[str], int]:
+    """The first ``limit`` matching records, the count of every match by reason, and the number
+    of records read."""
+    rows: list[StoredLetter] = []
+    counts: Counter[str] = Counter()
+    read = 0
+    async for stored in read_dead_letters(settings):
+        read += 1
+        for match in keep([stored]):
+            counts[match.letter.reason if match.letter else "(unreadable)"] += 1
+            if limit is None or len(rows) < limit:
+                rows.append(match)
+    return rows, counts, read
+
+
+_SELECT = [
+    click.option(
+        "--reason",
+        "reasons",
+        multiple=True,
+        help="Only records with this reason (repeat or comma-separate for several).",
+    ),
+    click.option(
+        "--since",
+        default=None,
+        help="Only records that failed at or after this time (ISO 8601, epoch ms, or 2h / 3d ago).",
+    ),
+    click.option(
+        "--limit",
+        type=click.IntRange(min=1),
+        default=None,
+        help="At most this many records (list: rows shown, default 100; counts cover all).",
+    ),
+]
+
+
+def _with_select(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_SELECT):
+        command = option(command)
+    return command
+
+
+def _criteria(
+    reasons: tuple[str, ...], since: str | None, positions: tuple[str, ...] = ()
+) -> Callable[[Iterable[StoredLetter]], Iterable[StoredLetter]]:
+    names = frozenset(r.strip() for value in reasons for r in value.split(",") if r.strip())
+    try:
+        since_at = parse_time(since, datetime.now(UTC)) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    wanted = frozenset(positions)
+    return lambda letters: selected(letters, reasons=names, since=since_at, positions=wanted)
+
+
+@click.group(name="dead-letters")
+def dead_letters() -> None:
+    """Inspect the dead-letter topic (FPI_DEAD_LETTER_TOPIC) and re-drive records whose cause is fixed.
+
+    \b
+    Records are read without a consumer group (nothing committed) and named by their position
+    in the dead-letter topic, partition:offset. `list` shows counts by reason and rows without
+    any personal data; `show` prints whole records; `redrive` sends records back: failed
+    Iterable requests to the requests topic (the sender retries them), events that failed at
+    mapping and records that did not decode to the replay topic (the whole pipeline). The topic
+    is append-only, so re-driven records stay listed; re-driving twice is harmless (Iterable ids
+    are deterministic).
+    """
+
+
+@dead_letters.command(name="list")
+@_with_select
+def list_(reasons: tuple[str, ...], since: str | None, limit: int | None) -> None:
+    """Counts by reason and one row per record: position, reason, time, source topic[partition]@offset,
+    event type or Iterable endpoint, message id. No emails, keys or details are printed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = Settings()
+    rows, counts, read = asyncio.run(_collect(settings, _criteria(reasons, since), limit or LIST_LIMIT))
+    console = Console()
+    console.print(
+        f"{settings.dead_letter_topic}: {read} records, {sum(counts.values())} matching",
+        markup=False,
+        highlight=False,
+    )
+    for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        console.print(f"  {reason}: {count}", markup=False, highlight=False)
+    if rows:
+        table = Table("position", "reason", "failed at", "source", "kind", "message id")
+        for stored in rows:
+            row = letter_row(stored)
+            table.add_row(
+                row["position"],
+                row["reason"],
+                row["failed_at"],
+                row["source"],
+                row["kind"],
+                row["message_id"],
+            )
+        console.print(table)
+
+
+@dead_letters.command()
+@click.argument("position")
+def show(position: str) -> None:
+    """Print the record at POSITION (partition:offset of the dead-letter topic) as JSON.
+
+    The Kafka key is masked, but the event, request body and Iterable response are printed in
+    full: they may contain emails and other personal data, since that is what you asked to see.
+    """
+    import orjson
+
+    settings = Settings()
+    rows, _, _ = asyncio.run(_collect(settings, _criteria((), None, (position,)), 1))
+    if not rows:
+        raise click.ClickException(f"no record at {position} in {settings.dead_letter_topic}")
+    click.echo(orjson.dumps(letter_json(rows[0]), option=orjson.OPT_INDENT_2).decode())
+
+
+@dead_letters.command()
+@_with_select
+@click.argument("positions", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Re-drive every record (no other selection needed).")
+def redrive(
+    reasons: tuple[str, ...],
+    since: str | None,
+    limit: int | None,
+    positions: tuple[str, ...],
+    everything: bool,
+) -> None:
+    """Re-drive the selected records (by --reason, --since, positions partition:offset, or --all).
+
+    Failed Iterable requests go to the requests topic (retried by the sender); events that failed
+    at mapping and undecoded records go to the replay topic (the whole pipeline). Prints what was
+    re-driven, by destination and reason, with positions.
+    """
+    if not (reasons or since or positions or everything):
+        raise click.UsageError("select records with --reason, --since, positions, or --all")
+    settings = Settings()
+
+    async def run() -> tuple[RedriveReport, Counter[str]]:
+        rows, counts, _ = await _collect(settings, _criteria(reasons, since, positions), limit)
+        return await redrive_letters(settings, rows), counts
+
+    report, counts = asyncio.run(run())
+    click.echo(
+        f"re-drove {report.total} of {sum(counts.values())} matching records "
+        f"from {settings.dead_letter_topic}"
+    )
+    for reason, count in sorted(report.by_reason.items()):
+        click.echo(f"  reason {reason}: {count}")
+    for topic, sent in sorted(report.sent.items()):
+        click.echo(f"  -> {topic}: {len(sent)} ({', '.join(sent[:50])}{', ...' if len(sent) > 50 else ''})")
+    if report.skipped:
+        click.echo(f"  skipped (nothing to re-drive): {', '.join(report.skipped)}")

@@ -1,0 +1,232 @@
+"""Replay on the real broker: a worker process, the emulator, and `replay` reading the source topic.
+
+One worker and one emulator serve the whole module (each test uses its own people and event ids),
+so the set stays well under the time budget. The acceptance criteria of issue 7: replaying a range
+twice leaves the same unique events as once; a stale identify replay does not regress a profile;
+the live consumer group's committed offsets are untouched by a replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.commands.produce import produce_lines
+from streams.commands.replay import partitions_of, plan_replay, replay_range
+from streams.emulator import EmulatorConfig, EmulatorServer
+from streams.explain import explain_lines
+from streams.mapping import MappingConfig
+from streams.replay import EventFilter
+from streams.settings import Settings
+from tests.support import EMULATOR_KEY, REPO, WorkerProcess, unique, wait_for, worker_env
+
+pytestmark = [pytest.mark.integration]
+
+
+@dataclass
+class Pipeline:
+    emulator: EmulatorServer
+    worker: WorkerProcess
+    env: dict[str, str]
+    bootstrap: str
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(**{k[4:].lower(): v for k, v in self.env.items() if k.startswith("FPI_")
+                           and k not in ("FPI_LOG_LEVEL",)})
+
+    def metric(self, name: str, **labels: str) -> float:
+        url = f"http://127.0.0.1:{self.env['FPI_WEB_PORT']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        match = re.search(rf"^{re.escape(name)}\{{{re.escape(want)}\}} (\S+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    tmp = tmp_path_factory.mktemp("replay")
+    with EmulatorServer(EmulatorConfig(api_keys=(EMULATOR_KEY,))) as emulator:
+        env = worker_env(kafka_bootstrap, emulator.url, tmp / "data", FPI_TOPIC_PARTITIONS="2")
+        worker = WorkerProcess(env, tmp / "worker.log").start()
+        try:
+            yield Pipeline(emulator, worker, env, kafka_bootstrap)
+        except BaseException:
+            print(worker.log_text()[-6000:])
+            raise
+        finally:
+            worker.stop()
+
+
+def _line(kind: str, message_id: str, at: datetime, user: str, **fields: Any) -> str:
+    body: dict[str, Any] = {"type": kind, "messageId": message_id, "timestamp": at.isoformat(),
+                            "anonymousId": f"dev-{user}", "userId": user, **fields}
+    return json.dumps(body)
+
+
+def _people(tag: str) -> tuple[str, str]:
+    user = unique(tag)
+    return user, f"{user}@example.com"
+
+
+async def _produce(p: Pipeline, lines: list[str]) -> None:
+    report = await produce_lines(lines, bootstrap=p.bootstrap, topic=p.env["FPI_SOURCE_TOPIC"])
+    assert report.sent == len(lines), report.bad
+
+
+def _wait(predicate: Any, what: str, timeout: float = 30) -> Any:
+    return wait_for(predicate, timeout, what=what)
+
+
+def _replay_cli(p: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streams", "replay", *args], env={**os.environ, **p.env},
+                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+
+
+async def test_replaying_a_range_twice_leaves_the_same_unique_events_as_once(pipeline: Pipeline) -> None:
+    p = pipeline
+    user, email = _people("twice")
+    t0 = datetime.now(UTC) - timedelta(days=1)
+    lines = [_line("identify", f"{user}-id", t0, user, traits={"email": email, "plan": "basic"})]
+    lines += [_line("track", f"{user}-ev{i}", t0 + timedelta(minutes=i + 1), user, event="Clicked",
+                    properties={"n": i}) for i in range(4)]
+    expected = {r["body"]["id"] for rec in explain_lines(lines, MappingConfig()) for r in rec["requests"]
+                if r["path"] == "/api/events/track"}
+    assert len(expected) == 4
+    project = p.emulator.state.project
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    await _produce(p, lines)
+    await asyncio.to_thread(_wait, lambda: expected <= set(project.events), "first delivery")
+    stored_before = len(project.events)
+    received = project.counters.events_received
+
+    # Once through the library (only this user's records), once through the command line.
+    settings = p.settings
+    ranges = await plan_replay({"bootstrap_servers": p.bootstrap}, settings.source_topic, from_time=started)
+    report = await replay_range(settings, ranges, event_filter=EventFilter(user=user), rate=1000)
+    assert (report.selected, report.by_type["track"], report.by_type["identify"]) == (5, 4, 1)
+    await asyncio.to_thread(_wait, lambda: project.counters.events_received >= received + 4, "first replay")
+    done = _replay_cli(p, "--from-time", started.isoformat(), "--user", user, "--type", "track")
+    assert done.returncode == 0, done.stderr
+    assert "selected 4" in done.stderr, done.stderr
+    await asyncio.to_thread(_wait, lambda: project.counters.events_received >= received + 8, "second replay")
+
+    assert {i for i, e in project.events.items() if e.get("email") == email} == expected
+    assert len(project.events) == stored_before
+    assert project.counters.duplicate_event_ids >= 8  # the replays did reach Iterable, as updates
+
+
+async def test_a_replayed_stale_identify_does_not_regress_the_profile(pipeline: Pipeline) -> None:
+    p = pipeline
+    user, email = _people("stale")
+    t1 = datetime.now(UTC) - timedelta(hours=2)
+    project = p.emulator.state.project
+    before_a = datetime.now(UTC) - timedelta(milliseconds=1)
+    await _produce(p, [_line("identify", f"{user}-a", t1, user, traits={"email": email, "plan": "basic"})])
+    after_a = datetime.now(UTC) + timedelta(milliseconds=1)
+    await asyncio.sleep(0.05)
+    await _produce(p, [_line("identify", f"{user}-b", t1 + timedelta(hours=1), user,
+                             traits={"email": email, "plan": "pro"})])
+
+    def plan() -> Any:
+        found = project.by_email.get(email)
+        return found is not None and found.data_fields.get("plan")
+
+    assert await asyncio.to_thread(_wait, lambda: plan() == "pro", "identify B applied")
+    updates = project.counters.user_updates
+    stale = p.metric("fpi_events_dropped_total", reason="stale_identify")
+
+    settings = p.settings
+    ranges = await plan_replay({"bootstrap_servers": p.bootstrap}, settings.source_topic,
+                               from_time=before_a, to_time=after_a)
+    report = await replay_range(settings, ranges, event_filter=EventFilter(user=user))
+    assert report.selected == 1 and report.by_type == {"identify": 1}  # A only
+
+    await asyncio.to_thread(
+        _wait, lambda: p.metric("fpi_events_dropped_total", reason="stale_identify") >= stale + 1,
+        "the replayed identify dropped as stale")
+    assert plan() == "pro"
+    assert project.counters.user_updates == updates
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+async def _ends(bootstrap: str, topic: str, partitions: list[int]) -> dict[int, int]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, n) for n in partitions])
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+async def _until(probe: Callable[[], Awaitable[Any]], what: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what} (last: {found!r})")
+        await asyncio.sleep(0.5)
+
+
+async def test_a_replay_leaves_the_live_groups_committed_offsets_untouched(pipeline: Pipeline) -> None:
+    p = pipeline
+    settings = p.settings
+    user, email = _people("offsets")
+    t0 = datetime.now(UTC) - timedelta(hours=3)
+    await _produce(p, [_line("identify", f"{user}-id", t0, user, traits={"email": email}),
+                       _line("track", f"{user}-ev", t0 + timedelta(seconds=1), user, event="Opened")])
+    project = p.emulator.state.project
+    await asyncio.to_thread(_wait, lambda: f"{user}-ev" in project.events, "live delivery")
+    group, source, replay_topic = settings.app_id, settings.source_topic, settings.replay_topic
+    options = {"bootstrap_servers": p.bootstrap}
+    partitions = await partitions_of(options, source)
+    ranges = await plan_replay(options, source, from_offsets=dict.fromkeys(partitions, 0))
+    ends = await _ends(p.bootstrap, source, partitions)
+
+    async def caught_up() -> dict[int, int] | None:
+        committed = await _committed(p.bootstrap, group, source)
+        return committed if all(committed.get(n) == ends[n] for n in partitions) else None
+
+    before = await _until(caught_up, "the live group to commit the end of the source topic")
+    replayed_before = sum((await _committed(p.bootstrap, group, replay_topic)).values())
+
+    report = await replay_range(settings, ranges)  # the whole source topic, from offset 0
+    assert report.selected == sum(r.size for r in ranges) >= 2
+
+    async def replay_consumed() -> bool:
+        done = sum((await _committed(p.bootstrap, group, replay_topic)).values())
+        return done >= replayed_before + report.selected
+
+    # The live group consumed the replayed records (so a rewind of it would show) ...
+    await _until(replay_consumed, "the live group to consume the replay")
+    # ... and its position on the source topic is exactly where it was.
+    assert await _committed(p.bootstrap, group, source) == before
