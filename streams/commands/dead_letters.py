@@ -402,7 +402,8 @@ def dead_letters() -> None:
 @_with_select
 def list_(reasons: tuple[str, ...], since: str | None, limit: int | None) -> None:
     """Counts by reason and one row per record: position, reason, time, source topic[partition]@offset,
-    event type or Iterable endpoint, message id. No emails, keys or details are printed."""
+    event type or Iterable endpoint, message id (a table on a terminal, tab-separated when piped).
+    No emails, keys or details are printed."""
     from rich.console import Console
     from rich.table import Table
 
@@ -416,19 +417,19 @@ def list_(reasons: tuple[str, ...], since: str | None, limit: int | None) -> Non
     )
     for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
         console.print(f"  {reason}: {count}", markup=False, highlight=False)
-    if rows:
-        table = Table("position", "reason", "failed at", "source", "kind", "message id")
+    columns = ("position", "reason", "failed_at", "source", "kind", "message_id")
+    if rows and console.is_terminal:
+        table = Table(*(name.replace("_", " ") for name in columns))
         for stored in rows:
             row = letter_row(stored)
-            table.add_row(
-                row["position"],
-                row["reason"],
-                row["failed_at"],
-                row["source"],
-                row["kind"],
-                row["message_id"],
-            )
+            table.add_row(*(row[name] for name in columns))
         console.print(table)
+    elif rows:
+        # Piped: tab-separated, never truncated, for grep and cut.
+        click.echo("\t".join(columns))
+        for stored in rows:
+            row = letter_row(stored)
+            click.echo("\t".join(row[name] for name in columns))
 
 
 @dead_letters.command()
