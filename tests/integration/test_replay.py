@@ -230,3 +230,24 @@ async def test_a_replay_leaves_the_live_groups_committed_offsets_untouched(pipel
     await _until(replay_consumed, "the live group to consume the replay")
     # ... and its position on the source topic is exactly where it was.
     assert await _committed(p.bootstrap, group, source) == before
+
+
+async def test_dry_run_prints_what_would_be_sent_and_produces_nothing(pipeline: Pipeline) -> None:
+    p = pipeline
+    settings = p.settings
+    user, email = _people("dry")
+    t0 = datetime.now(UTC) - timedelta(hours=4)
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    await _produce(p, [_line("identify", f"{user}-id", t0, user, traits={"email": email}),
+                       _line("track", f"{user}-ev", t0 + timedelta(seconds=1), user, event="Opened")])
+    options = {"bootstrap_servers": p.bootstrap}
+    partitions = await partitions_of(options, settings.replay_topic)
+    replay_ends = await _ends(p.bootstrap, settings.replay_topic, partitions)
+
+    done = _replay_cli(p, "--from-time", started.isoformat(), "--user", user, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["message_id"], r["decision"]) for r in records] == [(f"{user}-id", "send"), (f"{user}-ev", "send")]
+    assert records[1]["requests"][0]["body"]["id"] == f"{user}-ev"
+    assert "dry run" in done.stderr
+    assert await _ends(p.bootstrap, settings.replay_topic, partitions) == replay_ends
