@@ -104,6 +104,7 @@ def build_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.topic_replication_factor,
         table_standby_replicas=settings.table_standby_replicas,
         consumer_group_instance_id=settings.consumer_instance_id,
+        broker_session_timeout=settings.kafka_session_timeout_seconds,
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         web_port=settings.web_port,
@@ -125,11 +126,10 @@ def build_app(settings: Settings) -> faust.App:
     requests_topic = app.topic(settings.requests_topic, partitions=n, internal=True, **raw)
     dead_letters = app.topic(settings.dead_letter_topic, partitions=n, internal=True, **raw)
 
-    # Raw bytes in and out: our own encodings, no faust model registry in the changelogs.
-    table_schema: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw",
-                                value_serializer="raw")
-    aliases = app.Table("aliases", partitions=n, schema=table_schema)
-    identities = app.Table("identities", partitions=n, schema=table_schema)
+    # bytes key and value types make faust use the raw codec for the tables, their stores AND
+    # changelog recovery (a Schema alone does not reach recovery, which then fails on JSON).
+    aliases = app.Table("aliases", partitions=n, key_type=bytes, value_type=bytes)
+    identities = app.Table("identities", partitions=n, key_type=bytes, value_type=bytes)
 
     decoder = DecoderService(build_event_decoder(settings), settings.schema_registry_url, loop=app.loop)
     sender = SenderService(build_sender_config(settings),

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     """FPI_DATA_DIR: where Faust keeps RocksDB tables."""
     consumer_instance_id: str | None = None
     """FPI_CONSUMER_INSTANCE_ID: static group membership (e.g. the StatefulSet pod name)."""
+    kafka_session_timeout_seconds: float = Field(default=60.0, ge=6.0)
+    """FPI_KAFKA_SESSION_TIMEOUT_SECONDS: how long the group waits for a silent worker before rebalancing."""
     web_port: int = 6066
     """FPI_WEB_PORT: health, readiness and metrics endpoints."""
     web_bind: str = "0.0.0.0"
