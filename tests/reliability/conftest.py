@@ -1,0 +1,287 @@
+"""The reliability rig: a real broker, the emulator on loopback, workers as separate processes.
+
+Profiles: the fast one runs in ``.ci/run`` (the whole suite in a few minutes on two cores);
+``FPI_RELIABILITY_PROFILE=long`` runs tens of thousands of events and multi-minute outages.
+Every scenario prints a short report (events produced, delivered unique, resends, dead letters by
+reason, the workers' peak RSS) with ``pytest -s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.codecs import decode_dead_letter
+from streams.commands.produce import produce_lines
+from streams.emulator import EmulatorConfig, EmulatorServer
+from streams.model import DeadLetter
+from tests.reliability.workload import Expected, iterable_state
+from tests.support import EMULATOR_KEY, WorkerProcess, free_port, wait_for, worker_env
+
+LONG = os.environ.get("FPI_RELIABILITY_PROFILE", "fast") == "long"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    crash_people: int
+    crash_events: int
+    crash_kills: int
+    outage_events: int
+    outage_503_seconds: float
+    outage_refused_seconds: float
+    throttle_events: int
+    throttle_seconds: float
+    broker_events: int
+    rebalance_events: int
+    deliver_timeout: float
+
+
+PROFILE = (
+    Profile(crash_people=2000, crash_events=40_000, crash_kills=8, outage_events=20_000,
+            outage_503_seconds=120, outage_refused_seconds=120, throttle_events=20_000, throttle_seconds=90,
+            broker_events=20_000, rebalance_events=20_000, deliver_timeout=900)
+    if LONG else
+    Profile(crash_people=300, crash_events=5_000, crash_kills=3, outage_events=3_000,
+            outage_503_seconds=10, outage_refused_seconds=10, throttle_events=3_000, throttle_seconds=12,
+            broker_events=3_000, rebalance_events=4_000, deliver_timeout=150)
+)
+
+
+def peak_rss_kib(pid: int) -> int:
+    """VmHWM (peak resident set) of a live process, in KiB; 0 once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
+    return int(found.group(1)) if found else 0
+
+
+def current_rss_kib(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
+    return int(found.group(1)) if found else 0
+
+
+def scrape(port: str | int) -> dict[str, float]:
+    """The worker's /metrics as ``{"name{labels}": value}`` (empty when it does not answer)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
+def metric_sum(metrics: dict[str, float], prefix: str, **labels: str) -> float:
+    total = 0.0
+    for name, value in metrics.items():
+        if name.split("{", 1)[0] != prefix:
+            continue
+        if all(f'{k}="{v}"' in name for k, v in labels.items()):
+            total += value
+    return total
+
+
+class Rig:
+    """One pipeline under test: its topics, its workers, the emulator and the observations."""
+
+    def __init__(self, bootstrap: str, emulator: EmulatorServer, tmp_path: Path, **overrides: str) -> None:
+        self.bootstrap = bootstrap
+        self.emulator = emulator
+        self.tmp_path = tmp_path
+        self.env = worker_env(bootstrap, emulator.url, tmp_path / "data-0", **overrides)
+        self.workers: list[WorkerProcess] = []
+        self.peak_rss: dict[int, int] = {}
+        self.rss_samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    # --- workers ------------------------------------------------------------------------------
+    def start_worker(self, **overrides: str) -> WorkerProcess:
+        n = len(self.workers)
+        env = {**self.env, **overrides}
+        if n and "FPI_WEB_PORT" not in overrides:
+            env["FPI_WEB_PORT"] = str(free_port())
+            env["FPI_DATA_DIR"] = str(self.tmp_path / f"data-{n}")
+        worker = WorkerProcess(env, self.tmp_path / f"worker-{n}.log").start()
+        self.workers.append(worker)
+        return worker
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            total = 0
+            for worker in list(self.workers):
+                if worker.proc is not None and worker.alive():
+                    pid = worker.proc.pid
+                    self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), peak_rss_kib(pid))
+                    total += current_rss_kib(pid)
+            self.rss_samples.append((time.monotonic(), total))
+
+    def max_rss_mib(self) -> float:
+        return max(self.peak_rss.values(), default=0) / 1024
+
+    def logs(self) -> str:
+        return "\n".join(w.log_text() for w in self.workers)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self._stop.set()
+        self._sampler.join(5)
+
+    # --- input --------------------------------------------------------------------------------
+    def produce(self, lines: list[str], rate: float | None = None) -> int:
+        report = asyncio.run(produce_lines(lines, bootstrap=self.bootstrap, topic=self.env["FPI_SOURCE_TOPIC"],
+                                           rate=rate))
+        assert not report.bad, report.bad[:3]
+        return report.sent
+
+    def produce_raw(self, values: list[tuple[bytes | None, bytes | None]]) -> None:
+        """Send raw ``(key, value)`` records to the source topic (poison that ``produce`` refuses)."""
+        async def send() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                        max_request_size=16 * 1024 * 1024)
+            await producer.start()
+            try:
+                for key, value in values:
+                    await producer.send_and_wait(self.env["FPI_SOURCE_TOPIC"], value, key=key)
+            finally:
+                await producer.stop()
+        asyncio.run(send())
+
+    # --- output -------------------------------------------------------------------------------
+    def dead_letters(self) -> list[DeadLetter]:
+        """Every record on the dead-letter topic so far."""
+        async def read() -> list[bytes]:
+            topic = self.env["FPI_DEAD_LETTER_TOPIC"]
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                partitions = consumer.partitions_for_topic(topic)
+                if not partitions:
+                    await consumer._client.force_metadata_update()
+                    partitions = consumer.partitions_for_topic(topic) or set()
+                tps = [TopicPartition(topic, p) for p in partitions]
+                if not tps:
+                    return []
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                ends = await consumer.end_offsets(tps)
+                values: list[bytes] = []
+                deadline = time.monotonic() + 60
+                while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                    assert time.monotonic() < deadline, "reading the dead-letter topic took too long"
+                    batch = await consumer.getmany(timeout_ms=500)
+                    for messages in batch.values():
+                        values.extend(m.value for m in messages)
+                return values
+            finally:
+                await consumer.stop()
+        return [decode_dead_letter(v) for v in asyncio.run(read())]
+
+    def wait_delivered(self, expected: Expected, timeout: float | None = None) -> None:
+        """Until the emulator holds exactly the expected users, events and purchases."""
+        want = iterable_state(expected.project)
+
+        def reached() -> bool:
+            project = self.emulator.state.project
+            return (len(project.events) >= len(want["events"])
+                    and len(project.purchases) >= len(want["purchases"])
+                    and iterable_state(project) == want)
+
+        try:
+            wait_for(reached, timeout or PROFILE.deliver_timeout, interval=1.0, what="the expected Iterable state")
+        except AssertionError:
+            self.explain_difference(expected)
+            raise
+
+    def wait_dead_letters(self, count: int, timeout: float = 60) -> list[DeadLetter]:
+        letters: list[DeadLetter] = []
+
+        def enough() -> bool:
+            nonlocal letters
+            letters = self.dead_letters()
+            return len(letters) >= count
+
+        wait_for(enough, timeout, interval=1.0, what=f"{count} dead letters")
+        return letters
+
+    def explain_difference(self, expected: Expected) -> None:
+        want, got = iterable_state(expected.project), iterable_state(self.emulator.state.project)
+        for part in ("users", "events", "purchases"):
+            missing = set(want[part]) - set(got[part])
+            extra = set(got[part]) - set(want[part])
+            differ = [k for k in set(want[part]) & set(got[part]) if want[part][k] != got[part][k]]
+            print(f"{part}: missing {len(missing)} {sorted(missing)[:3]}, extra {len(extra)} "
+                  f"{sorted(extra)[:3]}, different {len(differ)}")
+            for k in differ[:2]:
+                print("  want", want[part][k], "\n  got ", got[part][k])
+        print("worker log tail:\n", self.logs()[-4000:])
+
+    def report(self, name: str, produced: int, letters: list[DeadLetter], **extra: Any) -> dict[str, Any]:
+        counters = self.emulator.state.project.counters
+        row: dict[str, Any] = {
+            "scenario": name,
+            "produced": produced,
+            "delivered_unique_events": counters.unique_event_ids,
+            "delivered_unique_purchases": counters.unique_purchase_ids,
+            "resent_events": counters.duplicate_event_ids,
+            "resent_purchases": counters.duplicate_purchase_ids,
+            "events_rejected": counters.events_rejected,
+            "dead_letters": dict(Counter(letter.reason for letter in letters)),
+            "max_worker_rss_mib": round(self.max_rss_mib(), 1),
+            **extra,
+        }
+        print("\nRELIABILITY REPORT " + " ".join(f"{k}={v}" for k, v in row.items()))
+        return row
+
+
+def message_ids(letters: list[DeadLetter]) -> Counter[str]:
+    return Counter(letter.event.message_id for letter in letters
+                   if letter.event is not None and letter.event.message_id)
+
+
+@pytest.fixture()
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorConfig(api_keys=(EMULATOR_KEY,))) as server:
+        yield server
+
+
+@pytest.fixture()
+def rig_factory(kafka_bootstrap: str, emulator: EmulatorServer, tmp_path: Path) -> Iterator[Any]:
+    rigs: list[Rig] = []
+
+    def make(bootstrap: str | None = None, **overrides: str) -> Rig:
+        rig = Rig(bootstrap or kafka_bootstrap, emulator, tmp_path, **overrides)
+        rigs.append(rig)
+        return rig
+
+    try:
+        yield make
+    finally:
+        for rig in rigs:
+            rig.close()
