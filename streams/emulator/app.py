@@ -206,6 +206,7 @@ def _routes() -> list[Route]:
             ),
         ),
         Route("/_emulator/counters", _counters),
+        Route("/_emulator/arrivals", _arrivals),
         Route("/_emulator/faults", _faults, methods=["GET", "POST"]),
         Route("/_emulator/reset", _reset, methods=["POST"]),
     ]
@@ -217,6 +218,12 @@ async def _counters(request: Request) -> Response:
     body["users"] = len(state.project.users)
     body["events_stored"] = len(state.project.events)
     return _json(200, body)
+
+
+async def _arrivals(request: Request) -> Response:
+    """Event and purchase ids with the wall-clock time each first arrived (for benchmarks)."""
+    state: EmulatorState = request.app.state.emulator
+    return _json(200, {"arrivals": state.project.arrivals})
 
 
 async def _faults(request: Request) -> Response:

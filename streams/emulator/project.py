@@ -7,6 +7,7 @@ Iterable answers (iterable-api.md §2-§7). ``streams.emulator.app`` adds auth, 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -193,6 +194,8 @@ class Project:
         self.event_field_types: dict[str, dict[str, str]] = {}
         self.events: dict[str, dict[str, Any]] = {}
         self.purchases: dict[str, dict[str, Any]] = {}
+        self.arrivals: dict[str, float] = {}
+        """Event / purchase id -> wall-clock time (``time.time()``) it first arrived (latency benchmarks)."""
         self._placeholders = 0
 
     # --- field types (§6) -------------------------------------------------------------------
@@ -434,6 +437,7 @@ class Project:
         types = self.event_field_types.setdefault(name, {})
         types.update({k: v for k, v in pending.items() if k not in types})
         self.counters.events_received += 1
+        self.arrivals.setdefault(str(event_id), time.time())
         if event_id in self.events:
             self.counters.duplicate_event_ids += 1
         else:
@@ -616,6 +620,7 @@ class Project:
         user.data_fields.pop("shoppingCartItems", None)
         pid = purchase_id or uuid.uuid4().hex
         self.counters.purchases_received += 1
+        self.arrivals.setdefault(str(pid), time.time())
         if pid in self.purchases:
             self.counters.duplicate_purchase_ids += 1
         else:

@@ -1,0 +1,158 @@
+"""End to end on a real broker: one worker process against the emulator with rate limits off, then
+the naive forwarder (one HTTP request per event) on the same topic and data.
+
+The workload (``bench/workload.py``) is pre-loaded on a 4-partition topic before the worker starts.
+Throughput is source events per second from the first to the last record the emulator received;
+worker CPU is /proc utime+stime over the same window; peak RSS is the worker's VmHWM. The emulator
+runs in its own process (``python -m streams emulator --no-rate-limits``).
+
+    python -m bench.bench_e2e                      # 1,000,000 events (needs ~2 GB free for the emulator)
+    python -m bench.bench_e2e --events 200000
+    python -m bench.bench_e2e --smoke              # 1,000 events, seconds; never writes RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import _harness as h
+from bench.workload import encoded, expected, produce_encoded
+
+
+def run(events: int, naive_seconds: float, timeout: float, smoke: bool) -> dict[str, Any]:
+    load_before = h.load_average()
+    with h.broker() as bootstrap, tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        workdir = Path(tmp)
+        topic = h.unique("bench-e2e") + ".events"
+        tag = h.unique("e2e")
+        asyncio.run(h.create_topic(bootstrap, topic, 4))
+        started = time.monotonic()
+        produced = asyncio.run(produce_encoded(encoded(events, tag), bootstrap=bootstrap, topic=topic))
+        produce_seconds = time.monotonic() - started
+        print(f"pre-loaded {produced} events on {topic} (4 partitions) in {produce_seconds:.1f} s", flush=True)
+        want = expected(produced, tag)
+
+        emulator = h.Emulator(workdir, rate_limits=False)
+        try:
+            env = h.worker_env(bootstrap, emulator.url, workdir / "data", topic,
+                               FPI_ITERABLE_RATE_LIMITS_OFF="true")
+            worker = h.start_worker(env, workdir / "worker.log")
+            sampler = h.Sampler(worker)
+            emulator_sampler = h.Sampler(emulator.process)
+            emulator_cpu0 = emulator_sampler.cpu()
+            try:
+                cpu = h.wait_delivered(emulator, len(want.event_ids), len(want.purchase_ids), timeout, sampler,
+                                       (worker,))
+                sampler.sample()
+            finally:
+                worker.stop()
+            emulator_cpu = emulator_sampler.cpu() - emulator_cpu0
+            counters = emulator.counters()
+            arrivals = emulator.arrivals()
+            first, last = h.span(arrivals)
+            worker_result = {
+                "seconds": last - first,
+                "events_per_s": produced / (last - first),
+                "iterable_records_per_s": (len(arrivals) + counters["users_created"]) / (last - first),
+                "cpu_ms_per_1000": (cpu["cpu_last"] - cpu["cpu_first"]) / produced * 1e6,
+                "cpu_total_s": cpu["cpu_last"],
+                "peak_rss_mb": sampler.peak_rss_mb(),
+                "emulator_cpu_s": emulator_cpu,
+                "duplicates": counters["duplicate_event_ids"],
+                "calls": counters["requests"],
+            }
+            missing = (want.event_ids | want.purchase_ids) - arrivals.keys()
+            assert not missing, f"{len(missing)} expected records never arrived"
+
+            emulator.reset()
+            naive = h.Process([sys.executable, "-m", "bench.naive_forwarder", "--bootstrap", bootstrap,
+                               "--topic", topic, "--url", emulator.url, "--group", h.unique("naive"),
+                               "--events", str(produced), "--seconds", str(naive_seconds)],
+                              {"FPI_ITERABLE_API_KEY": h.EMULATOR_KEY}, workdir / "naive.log")
+            naive_sampler = h.Sampler(naive)
+            cpu_naive = 0.0
+            while naive.alive():
+                cpu_naive = naive_sampler.cpu()
+                time.sleep(0.2)
+            if naive.proc.returncode != 0:
+                raise RuntimeError(f"naive forwarder failed:\n{naive.log_tail()}")
+            counts = orjson.loads(naive.log_path.read_text().strip().splitlines()[-1])
+            naive_arrivals = emulator.arrivals()
+            first_n, last_n = h.span(naive_arrivals)
+            naive_result = {
+                "consumed": counts["consumed"],
+                "requests": counts["requests"],
+                "failed": counts["failed"],
+                "seconds": last_n - first_n,
+                "events_per_s": counts["consumed"] / (last_n - first_n),
+                "cpu_ms_per_1000": cpu_naive / counts["consumed"] * 1e6,  # includes start-up
+            }
+        finally:
+            emulator.stop()
+    return {"events": produced, "produce_seconds": produce_seconds, "worker": worker_result,
+            "naive": naive_result, "ratio": worker_result["events_per_s"] / naive_result["events_per_s"],
+            "load_before": load_before, "load_after": h.load_average()}
+
+
+def report(result: dict[str, Any], smoke: bool) -> None:
+    w, n = result["worker"], result["naive"]
+    lines = [
+        f"events: {result['events']:,} pre-loaded in {result['produce_seconds']:.1f} s",
+        f"worker : {w['events_per_s']:,.0f} source events/s over {w['seconds']:.1f} s "
+        f"({w['iterable_records_per_s']:,.0f} Iterable records/s); CPU {w['cpu_ms_per_1000']:.0f} ms per 1,000 "
+        f"events ({w['cpu_ms_per_1000']:.0f} us/event); peak RSS {w['peak_rss_mb']:.0f} MB; "
+        f"emulator CPU {w['emulator_cpu_s']:.1f} s; duplicates {w['duplicates']}",
+        f"naive  : {n['events_per_s']:,.0f} source events/s over {n['seconds']:.1f} s "
+        f"({n['consumed']:,} events, {n['requests']:,} requests, {n['failed']} failed); "
+        f"CPU {n['cpu_ms_per_1000']:.0f} ms per 1,000 events",
+        f"ratio  : {result['ratio']:.1f}x the naive forwarder",
+        f"load average before / after: {result['load_before']} -> {result['load_after']}",
+    ]
+    print("\n".join(lines))
+    body = f"""
+- Command: `{h.command_line()}` (from the repository root; `--smoke` for a quick check)
+- Date: {h.now_text()}
+- Machine: {h.machine()}; load average (1/5/15 min) before {result['load_before']}, after {result['load_after']}
+- Setup: one worker process (`FPI_ITERABLE_RATE_LIMITS_OFF=true`, memory:// tables, default batch 1000 /
+  linger 0.2 s), emulator in its own process with rate limits off, broker on the same machine; workload
+  `bench/workload.py` (10% identify, 80% track/page, 5% Order Completed, 5% anonymous; ~1 KB JSON, ~960 B
+  Avro) pre-loaded on a 4-partition topic; CPU and peak RSS from /proc.
+
+| | worker | naive forwarder |
+|---|---:|---:|
+| source events | {result['events']:,} | {n['consumed']:,} |
+| events/s, first to last delivered record | {w['events_per_s']:,.0f} | {n['events_per_s']:,.0f} |
+| Iterable records/s (events + purchases + users) | {w['iterable_records_per_s']:,.0f} | |
+| CPU ms per 1,000 events (= µs per event) | {w['cpu_ms_per_1000']:.0f} | {n['cpu_ms_per_1000']:.0f} |
+| peak RSS (VmHWM) | {w['peak_rss_mb']:.0f} MB | |
+| measured window | {w['seconds']:.1f} s | {n['seconds']:.1f} s |
+
+Ratio: the worker delivers **{result['ratio']:.1f}x** the naive forwarder's events/s. The emulator used
+{w['emulator_cpu_s']:.1f} CPU s during the worker run (on a 2-core machine it competes with the worker and the
+broker). Duplicates at the emulator: {w['duplicates']}.
+"""
+    h.record("End to end, one worker, limits off (`bench/bench_e2e.py`)", body, smoke=smoke)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--naive-seconds", type=float, default=60.0, help="how long the naive forwarder runs")
+    parser.add_argument("--timeout", type=float, default=900.0, help="give up on the worker after this long")
+    parser.add_argument("--smoke", action="store_true", help="1,000 events, no RESULTS.md update")
+    args = parser.parse_args()
+    if args.smoke:
+        args.events, args.naive_seconds, args.timeout = 1000, 2.0, 90.0
+    report(run(args.events, args.naive_seconds, args.timeout, args.smoke), args.smoke)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Table memory and start-up: a worker recovering 1,000,000 known identities, rocksdb:// vs memory://.
+
+The ``identities`` changelog topic (``<app id>-identities-changelog``, 4 partitions, compacted) is
+pre-filled directly with aiokafka in the app's format (raw bytes: person key -> ``identity_to_bytes``).
+Start-up time is from process start to a marker event (an identify and its events, produced after
+the pre-fill) reaching the emulator: the agents only run once recovery is complete. RSS is read
+right then (VmRSS) and at its peak (VmHWM). rocksdb:// is also restarted on its warm data dir.
+
+    python -m bench.bench_tables                   # 1,000,000 identities
+    python -m bench.bench_tables --smoke           # 500 identities
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import _harness as h
+from bench.workload import encoded, expected, produce_encoded
+from streams.model import Identity
+from streams.wiring import identity_to_bytes
+
+
+def identity_records(count: int, tag: str) -> list[tuple[bytes | None, bytes]]:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    out: list[tuple[bytes | None, bytes]] = []
+    for i in range(count):
+        key = f"{tag}-u{i}"
+        out.append((key.encode(), identity_to_bytes(
+            Identity(person_key=key, user_id=key, email=f"{key}@example.com", first_identified_at=at,
+                     last_identified_at=at))))
+    return out
+
+
+def start_and_measure(bootstrap: str, workdir: Path, emulator: h.Emulator, env: dict[str, str], name: str,
+                      timeout: float) -> dict[str, Any]:
+    """Start a worker, produce a marker, wait for it at the emulator: seconds and RSS."""
+    marker_tag = h.unique("mark")
+    marker = expected(20, marker_tag)
+    started = time.monotonic()
+    worker = h.start_worker(env, workdir / f"{name.split(':')[0]}-{int(time.time())}.log")
+    sampler = h.Sampler(worker)
+    try:
+        asyncio.run(produce_encoded(encoded(20, marker_tag), bootstrap=bootstrap, topic=env["FPI_SOURCE_TOPIC"]))
+        before = emulator.counters()
+        h.wait_delivered(emulator, before["unique_event_ids"] + len(marker.event_ids),
+                         before["unique_purchase_ids"] + len(marker.purchase_ids), timeout, sampler, (worker,))
+        seconds = time.monotonic() - started
+        sampler.sample()
+        rss = h.memory_kb(worker.pid, "VmRSS") / 1024
+    finally:
+        worker.stop(60)
+    return {"name": name, "seconds": seconds, "rss_mb": rss, "peak_rss_mb": sampler.peak_rss_mb()}
+
+
+def run(identities: int, timeout: float) -> dict[str, Any]:
+    load_before = h.load_average()
+    results = []
+    with h.broker() as bootstrap, tempfile.TemporaryDirectory(prefix="bench-tables-") as tmp:
+        workdir = Path(tmp)
+        emulator = h.Emulator(workdir, rate_limits=False)
+        try:
+            for store in ("memory://", "rocksdb://"):
+                topic = h.unique("bench-tables") + ".events"
+                asyncio.run(h.create_topic(bootstrap, topic, 4))
+                env = h.worker_env(bootstrap, emulator.url, workdir / f"data-{store[:4]}", topic,
+                                   FPI_STORE=store, FPI_ITERABLE_RATE_LIMITS_OFF="true")
+                changelog = f"{env['FPI_APP_ID']}-identities-changelog"
+                asyncio.run(h.create_topic(bootstrap, changelog, 4, {"cleanup.policy": "compact"}))
+                started = time.monotonic()
+                asyncio.run(produce_encoded(identity_records(identities, h.unique("id")), bootstrap=bootstrap,
+                                            topic=changelog))
+                print(f"{store}: pre-filled {identities:,} identities in {time.monotonic() - started:.1f} s",
+                      flush=True)
+                results.append(start_and_measure(bootstrap, workdir, emulator, env, store, timeout))
+                print(results[-1], flush=True)
+                if store == "rocksdb://":
+                    results.append(start_and_measure(bootstrap, workdir, emulator, env, "rocksdb:// (warm restart)",
+                                                     timeout))
+                    print(results[-1], flush=True)
+        finally:
+            with contextlib.suppress(Exception):
+                emulator.stop()
+    return {"identities": identities, "results": results, "load_before": load_before,
+            "load_after": h.load_average()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--identities", type=int, default=1_000_000)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args()
+    if args.smoke:
+        args.identities, args.timeout = 500, 90.0
+    r = run(args.identities, args.timeout)
+    for row in r["results"]:
+        print(f"{row['name']:>26}: start-up to first delivery {row['seconds']:.1f} s, RSS {row['rss_mb']:.0f} MB, "
+              f"peak {row['peak_rss_mb']:.0f} MB")
+    rows = "\n".join(f"| {x['name']} | {x['seconds']:.1f} s | {x['rss_mb']:.0f} MB | {x['peak_rss_mb']:.0f} MB |"
+                     for x in r["results"])
+    body = f"""
+- Command: `{h.command_line()}` (from the repository root; `--smoke` for a quick check)
+- Date: {h.now_text()}
+- Machine: {h.machine()}; load average {r['load_before']} -> {r['load_after']}
+- Setup: {r['identities']:,} identities pre-filled into the `identities` changelog (4 partitions, compacted,
+  the app's raw-bytes format); one worker started on a fresh data dir; start-up = process start until a
+  marker identify + events produced after start reach the emulator (agents run only after recovery).
+
+| store | start-up incl. recovery | RSS then | peak RSS |
+|---|---:|---:|---:|
+{rows}
+"""
+    h.record("Tables: known identities, rocksdb vs memory (`bench/bench_tables.py`)", body, smoke=args.smoke)
+
+
+if __name__ == "__main__":
+    main()
