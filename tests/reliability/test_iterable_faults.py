@@ -1,0 +1,105 @@
+"""Iterable misbehaves mid-run: an outage (503, then refused connections) and a throttling storm.
+
+The promise: nothing is dead-lettered because of it, everything arrives once Iterable is back,
+the worker's memory stays bounded while the lag grows (back-pressure), and under 429s the sender
+slows down (its token buckets cut their rate; measured as time spent waiting for tokens).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tests.reliability.conftest import PROFILE, metric_sum, scrape
+from tests.reliability.workload import expect, generate
+from tests.support import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(PROFILE.deliver_timeout * 3)]
+
+
+def test_outage_then_refused_connections_delays_but_loses_nothing(rig_factory: Any) -> None:
+    workload = generate(PROFILE.outage_events // 15, PROFILE.outage_events, seed=11)
+    expected = expect(workload.lines)
+    half = len(workload.lines) // 2
+    rig = rig_factory()
+    worker = rig.start_worker()
+    project = rig.emulator.state.project
+    produced = rig.produce(workload.lines[:half])
+    wait_for(lambda: len(project.events) > 100, PROFILE.deliver_timeout, what="delivery to start")
+
+    rig.emulator.set_faults(outage_seconds=PROFILE.outage_503_seconds)
+    outage_started = time.monotonic()
+    received_at_outage = project.counters.events_received
+    # The second half arrives while Iterable is down: the lag grows.
+    produced += rig.produce(workload.lines[half:])
+    assert worker.alive()
+    rss_first = max((rss for t, rss in rig.rss_samples if t >= outage_started), default=0)
+    time.sleep(max(0.0, PROFILE.outage_503_seconds - (time.monotonic() - outage_started)))
+    rig.emulator.stop_sync()  # now connections are refused
+    time.sleep(PROFILE.outage_refused_seconds)
+    rss_during = [rss for t, rss in rig.rss_samples if t >= outage_started]
+    received_during = project.counters.events_received - received_at_outage
+    rig.emulator.start_sync()
+    assert worker.alive(), worker.log_text()[-3000:]
+
+    rig.wait_delivered(expected)
+    letters = rig.wait_dead_letters(sum(expected.dead.values()))
+    rig.report("iterable-outage", produced, letters, outage_seconds=PROFILE.outage_503_seconds
+               + PROFILE.outage_refused_seconds, events_received_during_outage=received_during,
+               rss_at_outage_start_mib=round(rss_first / 1024, 1),
+               max_rss_during_outage_mib=round(max(rss_during) / 1024, 1))
+    assert received_during == 0, "nothing can be accepted while Iterable is down"
+    # Only the dead letters the mapping core decides; none caused by the outage.
+    assert {letter.reason for letter in letters} <= set(expected.dead)
+    assert len(letters) == sum(expected.dead.values())
+    # Bounded memory while the lag grew: no more than a modest growth over the outage.
+    assert max(rss_during) - rss_first < 150 * 1024, "worker memory grew with the lag"
+
+
+def test_throttling_storm_slows_the_sender_and_loses_nothing(rig_factory: Any) -> None:
+    workload = generate(PROFILE.throttle_events // 15, PROFILE.throttle_events, seed=12)
+    expected = expect(workload.lines)
+    rig = rig_factory()
+    worker = rig.start_worker()
+    port = rig.env["FPI_WEB_PORT"]
+    phase = PROFILE.throttle_seconds
+    # A steady flow over three phases: before, during and after the storm.
+    rate = len(workload.lines) / (3 * phase)
+    producer = threading.Thread(target=rig.produce, args=(workload.lines,), kwargs={"rate": rate})
+    producer.start()
+    wait_for(lambda: scrape(port), 60, what="the worker's /metrics")
+
+    def sample() -> dict[str, float]:
+        m = scrape(port)
+        return {"calls": metric_sum(m, "fpi_iterable_http_requests_total"),
+                "throttled": metric_sum(m, "fpi_iterable_429_total"),
+                "waited": metric_sum(m, "fpi_rate_limiter_wait_seconds_sum"),
+                "at": time.monotonic()}
+
+    time.sleep(phase)
+    before = sample()
+    rig.emulator.set_faults(error_rate=0.5, error_status=429)
+    time.sleep(phase)
+    during = sample()
+    rig.emulator.set_faults(error_rate=0.0)
+    producer.join()
+    rig.wait_delivered(expected)
+    after = sample()
+    letters = rig.wait_dead_letters(sum(expected.dead.values()))
+
+    def rates(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+        span = b["at"] - a["at"]
+        return {k: round((b[k] - a[k]) / span, 2) for k in ("calls", "throttled", "waited")}
+
+    start = {"calls": 0.0, "throttled": 0.0, "waited": 0.0, "at": before["at"] - phase}
+    per_second = {"before": rates(start, before), "during": rates(before, during), "after": rates(during, after)}
+    rig.report("throttling-storm", len(workload.lines), letters, per_second=per_second)
+    assert worker.alive()
+    assert during["throttled"] - before["throttled"] > 0, "the storm answered 429s"
+    # The sender adapted: during the storm it spent more time waiting for its (cut) rate tokens.
+    assert per_second["during"]["waited"] > per_second["before"]["waited"]
+    assert {letter.reason for letter in letters} <= set(expected.dead)
+    assert len(letters) == sum(expected.dead.values())
