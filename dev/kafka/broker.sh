@@ -4,6 +4,8 @@
 #
 #   dev/kafka/broker.sh start     fresh data dir, format, start, wait until ready
 #   dev/kafka/broker.sh stop      SIGTERM to our own pid, SIGKILL after a timeout
+#   dev/kafka/broker.sh restart   stop, then start again KEEPING the data dir (topics, offsets);
+#                                 for broker-restart tests (tests/reliability)
 #   dev/kafka/broker.sh status    running or not, and where
 #   dev/kafka/broker.sh fetch     resolve the jars only
 #   dev/kafka/broker.sh env       print KAFKA_BOOTSTRAP=... for eval
@@ -182,7 +184,8 @@ stop() {
   echo "broker.sh: stopped (pid $pid)"
 }
 
-start() {
+start() {  # $1 = keep: reuse the formatted data dir of the previous start
+  local keep="${1:-}"
   command -v "$java" >/dev/null || die "java not found (Java 17+ is required); set JAVA_HOME"
   local pid
   pid="$(recorded_pid)"
@@ -197,6 +200,9 @@ start() {
   port_open "$controller_port" && die "port $controller_port is already in use; set KAFKA_CONTROLLER_PORT"
 
   fetch
+  if [[ -n "$keep" && -f "$run_dir/data/meta.properties" ]]; then
+    mv -f "$log_file" "$log_file.1" 2>/dev/null || true
+  else
   rm -rf "$run_dir/data" "$run_dir/logs"
   write_configs
 
@@ -207,6 +213,7 @@ start() {
       format -t "$cluster_id" -c "$run_dir/config/server.properties" --ignore-formatted 2>&1)"; then
     echo "$format_out" >&2
     die "formatting the storage directory failed"
+  fi
   fi
 
   # shellcheck disable=SC2086  # heap_opts holds several flags on purpose
@@ -253,8 +260,9 @@ status() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  restart) stop; start keep ;;
   status) status ;;
   fetch) fetch ;;
   env) echo "KAFKA_BOOTSTRAP=127.0.0.1:$port" ;;
-  *) echo "usage: $0 start|stop|status|fetch|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|status|fetch|env" >&2; exit 2 ;;
 esac

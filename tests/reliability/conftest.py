@@ -54,7 +54,7 @@ PROFILE = (
             broker_events=20_000, rebalance_events=20_000, deliver_timeout=900)
     if LONG else
     Profile(crash_people=300, crash_events=5_000, crash_kills=3, outage_events=3_000,
-            outage_503_seconds=10, outage_refused_seconds=10, throttle_events=3_000, throttle_seconds=12,
+            outage_503_seconds=8, outage_refused_seconds=8, throttle_events=2_400, throttle_seconds=8,
             broker_events=3_000, rebalance_events=4_000, deliver_timeout=150)
 )
 

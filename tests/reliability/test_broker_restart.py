@@ -1,0 +1,72 @@
+"""The Kafka broker stops and comes back (same data) mid-run: the worker reconnects, nothing is lost.
+
+Uses a PRIVATE broker on free ports (``dev/kafka/broker.sh`` with its own ``KAFKA_RUN_DIR``), never
+the shared one, and ``broker.sh restart``, which keeps the data dir.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reliability.conftest import LONG, PROFILE
+from tests.reliability.workload import expect, generate
+from tests.support import REPO, free_port, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(PROFILE.deliver_timeout * 3)]
+
+SCRIPT = str(REPO / "dev" / "kafka" / "broker.sh")
+DOWNTIME = 60.0 if LONG else 8.0
+
+
+class PrivateBroker:
+    def __init__(self, run_dir: Path) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, "KAFKA_PORT": str(self.port), "KAFKA_CONTROLLER_PORT": str(free_port()),
+                    "KAFKA_RUN_DIR": str(run_dir), "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m"}
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def run(self, command: str) -> None:
+        subprocess.run(["bash", SCRIPT, command], env=self.env, check=True, stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture()
+def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    broker = PrivateBroker(tmp_path / "kafka")
+    broker.run("start")
+    try:
+        yield broker
+    finally:
+        subprocess.run(["bash", SCRIPT, "stop"], env=broker.env, check=False, stdout=subprocess.DEVNULL)
+
+
+def test_broker_restart_mid_run_loses_nothing(rig_factory: Any, private_broker: PrivateBroker) -> None:
+    workload = generate(PROFILE.broker_events // 15, PROFILE.broker_events, seed=13)
+    expected = expect(workload.lines)
+    half = len(workload.lines) // 2
+    rig = rig_factory(bootstrap=private_broker.bootstrap)
+    worker = rig.start_worker()
+    project = rig.emulator.state.project
+    produced = rig.produce(workload.lines[:half])
+    wait_for(lambda: len(project.events) > 200, PROFILE.deliver_timeout, what="delivery to start")
+
+    private_broker.run("stop")
+    delivered_at_stop = len(project.events)
+    time.sleep(DOWNTIME)
+    private_broker.run("restart")
+    produced += rig.produce(workload.lines[half:])
+
+    rig.wait_delivered(expected)
+    letters = rig.wait_dead_letters(sum(expected.dead.values()))
+    rig.report("broker-restart", produced, letters, downtime_seconds=DOWNTIME,
+               delivered_at_broker_stop=delivered_at_stop)
+    assert worker.alive(), "the worker rides out the broker restart without exiting"
+    assert delivered_at_stop < len(expected.project.events), "the broker stopped mid-run"
+    assert {letter.reason for letter in letters} <= set(expected.dead)
+    assert project.counters.events_rejected == 0
