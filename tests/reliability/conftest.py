@@ -173,6 +173,20 @@ class Rig:
                 await producer.stop()
         asyncio.run(send())
 
+    def create_source_topic(self, max_message_bytes: int) -> None:
+        """Create the source topic up front, accepting records up to ``max_message_bytes``."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        async def create() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            await admin.start()
+            try:
+                await admin.create_topics([NewTopic(self.env["FPI_SOURCE_TOPIC"], 4, 1, topic_configs={
+                    "max.message.bytes": str(max_message_bytes)})])
+            finally:
+                await admin.close()
+        asyncio.run(create())
+
     # --- output -------------------------------------------------------------------------------
     def dead_letters(self) -> list[DeadLetter]:
         """Every record on the dead-letter topic so far."""
