@@ -83,7 +83,8 @@ def _person_lines(run: str, person: int, steps: int, rng: random.Random) -> tupl
                            traits={"plan": rng.choice(["free", "pro", "team"]), "score": step}))
         elif roll < 0.98:
             # No items: the mapping core refuses it (purchase_incomplete) -> a dead letter.
-            out.append(msg("track", step, userId=user_id, event="Order Completed", properties={"total": 5, "campaignId": 7, "templateId": 8}))
+            out.append(msg("track", step, userId=user_id, event="Order Completed",
+                           properties={"total": 5, "campaignId": 7, "templateId": 8}))
         else:
             out.append(msg("group", step, userId=user_id, groupId="acme", traits={"name": "Acme"}))
     return out, email
