@@ -27,7 +27,8 @@ from bench import _harness as h
 from bench.workload import encoded, expected, produce_encoded
 
 
-def run(events: int, naive_seconds: float, timeout: float, smoke: bool) -> dict[str, Any]:
+def run(events: int, naive_seconds: float, timeout: float, smoke: bool,
+        worker_overrides: dict[str, str] | None = None) -> dict[str, Any]:
     load_before = h.load_average()
     with h.broker() as bootstrap, tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         workdir = Path(tmp)
@@ -43,7 +44,7 @@ def run(events: int, naive_seconds: float, timeout: float, smoke: bool) -> dict[
         emulator = h.Emulator(workdir, rate_limits=False)
         try:
             env = h.worker_env(bootstrap, emulator.url, workdir / "data", topic,
-                               FPI_ITERABLE_RATE_LIMITS_OFF="true")
+                               FPI_ITERABLE_RATE_LIMITS_OFF="true", **(worker_overrides or {}))
             worker = h.start_worker(env, workdir / "worker.log")
             sampler = h.Sampler(worker)
             emulator_sampler = h.Sampler(emulator.process)
@@ -102,7 +103,7 @@ def run(events: int, naive_seconds: float, timeout: float, smoke: bool) -> dict[
             "load_before": load_before, "load_after": h.load_average()}
 
 
-def report(result: dict[str, Any], smoke: bool) -> None:
+def report(result: dict[str, Any], smoke: bool, variant: str = "") -> None:
     w, n = result["worker"], result["naive"]
     lines = [
         f"events: {result['events']:,} pre-loaded in {result['produce_seconds']:.1f} s",
@@ -139,7 +140,8 @@ Ratio: the worker delivers **{result['ratio']:.1f}x** the naive forwarder's even
 {w['emulator_cpu_s']:.1f} CPU s during the worker run (on a 2-core machine it competes with the worker and the
 broker). Duplicates at the emulator: {w['duplicates']}.
 """
-    h.record("End to end, one worker, limits off (`bench/bench_e2e.py`)", body, smoke=smoke)
+    title = "End to end, one worker, limits off (`bench/bench_e2e.py`)"
+    h.record(f"{title}, variant {variant}" if variant else title, body, smoke=smoke)
 
 
 def main() -> None:
@@ -147,11 +149,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--naive-seconds", type=float, default=60.0, help="how long the naive forwarder runs")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up on the worker after this long")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra worker environment (a tuning variant; recorded in its own section)")
     parser.add_argument("--smoke", action="store_true", help="1,000 events, no RESULTS.md update")
     args = parser.parse_args()
     if args.smoke:
         args.events, args.naive_seconds, args.timeout = 1000, 2.0, 90.0
-    report(run(args.events, args.naive_seconds, args.timeout, args.smoke), args.smoke)
+    overrides = dict(item.split("=", 1) for item in args.worker_env)
+    result = run(args.events, args.naive_seconds, args.timeout, args.smoke, overrides)
+    report(result, args.smoke, " ".join(f"`{item}`" for item in args.worker_env))
 
 
 if __name__ == "__main__":

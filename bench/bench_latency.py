@@ -114,7 +114,7 @@ def main() -> None:
 
 Target: p99 ≤ 1.5 s at 500 events/s.
 """
-    h.record("Latency at a steady rate (`bench/bench_latency.py`)", body, smoke=args.smoke)
+    h.record(f"Latency at a steady {args.rate:g} events/s (`bench/bench_latency.py`)", body, smoke=args.smoke)
 
 
 if __name__ == "__main__":

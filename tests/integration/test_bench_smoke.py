@@ -25,12 +25,18 @@ pytestmark = [pytest.mark.integration]
 RESULTS = REPO / "bench" / "RESULTS.md"
 
 
-def _run(module: str, kafka_bootstrap: str, timeout: float = 60) -> str:
+def _run(module: str, kafka_bootstrap: str, timeout: float = 100) -> str:
     env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap}
-    done = subprocess.run([sys.executable, "-m", f"bench.{module}", "--smoke"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{module} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
+    proc = subprocess.Popen([sys.executable, "-m", f"bench.{module}", "--smoke"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # its workers and emulator die with it (PR_SET_PDEATHSIG in bench/_harness.py)
+        stdout, stderr = proc.communicate(timeout=30)
+        raise AssertionError(f"{module} --smoke took over {timeout}s:\n{stdout[-3000:]}\n{stderr[-3000:]}") from None
+    assert proc.returncode == 0, f"{module} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    return stdout
 
 
 def _number(pattern: str, text: str) -> float:
