@@ -33,11 +33,18 @@ def one_run(bootstrap: str, workdir: Path, events: int, workers: int, timeout: f
         result = h.run_workers(bootstrap, workdir / f"w{workers}", topic, emulator, len(want.event_ids),
                                len(want.purchase_ids), workers=workers, timeout=timeout,
                                FPI_ITERABLE_RATE_LIMITS_OFF="true")
+    except TimeoutError as exc:
+        # A stall is a result too: report how far the run got instead of losing the figures.
+        counters = emulator.counters()
+        got = counters["unique_event_ids"] + counters["unique_purchase_ids"]
+        print(f"{workers} worker(s) STALLED: {exc}".splitlines()[0], flush=True)
+        return {"workers": workers, "events": produced, "seconds": timeout, "rate": 0.0, "cpu_us": 0.0,
+                "emulator_cpu": 0.0, "stalled": f"{got:,} of {len(want.event_ids) + len(want.purchase_ids):,}"}
     finally:
         emulator.stop()
     return {"workers": workers, "events": produced, "seconds": result["seconds"],
             "rate": produced / result["seconds"], "cpu_us": result["cpu"] / produced * 1e6,
-            "emulator_cpu": result["emulator_cpu"]}
+            "emulator_cpu": result["emulator_cpu"], "stalled": ""}
 
 
 def estimate(rate_per_process: float, target: float) -> dict[str, Any]:
@@ -63,16 +70,17 @@ def main() -> None:
         runs = [one_run(bootstrap, workdir, args.events, n, args.timeout) for n in (1, 2)]
     load_after = h.load_average()
     one, two = runs
-    speedup = two["rate"] / one["rate"]
+    speedup = two["rate"] / one["rate"] if one["rate"] else 0.0
     for r in runs:
         print(f"{r['workers']} worker(s): {r['rate']:,.0f} events/s over {r['seconds']:.1f} s, "
               f"CPU {r['cpu_us']:.0f} µs/event (all workers), emulator CPU {r['emulator_cpu']:.1f} s")
     print(f"two workers / one: {speedup:.2f}x; load {load_before} -> {load_after}")
-    estimates = [estimate(one["rate"], target) for target in (50_000, 500_000)]
+    estimates = [estimate(one["rate"] or 1.0, target) for target in (50_000, 500_000)]
     for e in estimates:
         print(f"{e['target']:,} events/s: {e['processes']} worker processes (1 core each), >= {e['partitions']} "
               f"partitions, >= {e['projects']} Iterable projects at {CEILING:,.0f} events/s each")
     rows = "\n".join(f"| {r['workers']} | {r['events']:,} | {r['rate']:,.0f} | {r['cpu_us']:.0f} | {r['seconds']:.1f} |"
+                     f" {('stalled: ' + r['stalled'] + ' records delivered') if r['stalled'] else 'complete'} |"
                      for r in runs)
     est_rows = "\n".join(
         f"| {e['target']:,} | {e['processes']:,} | {e['partitions']:,} | {e['projects']} |" for e in estimates)
@@ -83,8 +91,8 @@ def main() -> None:
 - Setup: same workload size per run on a fresh 4-partition topic, emulator (own process) with limits off,
   the workers of a run share one app id (consumer group) and split the partitions.
 
-| workers | events | events/s | CPU µs/event (all workers) | window |
-|---:|---:|---:|---:|---:|
+| workers | events | events/s | CPU µs/event (all workers) | window | outcome |
+|---:|---:|---:|---:|---:|---|
 {rows}
 
 Two workers deliver **{speedup:.2f}x** one worker. On this 2-vCPU machine the broker, the emulator and the
