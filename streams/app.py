@@ -114,6 +114,7 @@ def build_app(settings: Settings) -> faust.App:
         web_router_enabled=False,
         autodiscover=False,
     )
+    _keep_buffered_messages_on_redundant_resume(app)
     n = settings.topic_partitions
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}
@@ -268,6 +269,27 @@ def build_app(settings: Settings) -> faust.App:
 
     _add_web_pages(app, sender)
     return app
+
+
+def _keep_buffered_messages_on_redundant_resume(app: faust.App) -> None:
+    """Work around message loss in faust-streaming 0.15.3 table recovery.
+
+    mode's ``FlowControlEvent.resume()`` clears every managed queue, even when flow was never
+    suspended. Recovery calls it twice: once to read changelogs, and again after seeking the
+    stream partitions to their committed offsets. Messages fetched between that seek and the
+    second ``resume()`` are dropped from the stream's queue while the fetch position has moved
+    past them, so they are not processed until the next restart (seen on the real broker:
+    offsets 14-16 skipped, 17+ processed). Clearing only on a real suspended -> resumed
+    transition keeps the intended behaviour (a rebalance suspends, clears, and seeks again).
+    """
+    flow = app.flow_control
+    resume = flow.resume
+
+    def resume_if_suspended() -> None:
+        if not flow.is_active():
+            resume()
+
+    flow.resume = resume_if_suspended  # type: ignore[method-assign]  # patching a faust instance on purpose
 
 
 def _add_web_pages(app: faust.App, sender: SenderService) -> None:

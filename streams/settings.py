@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     """FPI_TOPIC_PARTITIONS: partitions of internal and changelog topics (co-partitioned)."""
     topic_replication_factor: int = Field(default=1, ge=1)
     """FPI_TOPIC_REPLICATION_FACTOR: use 3 in production."""
+    create_topics: bool = True
+    """FPI_CREATE_TOPICS: create missing topics at start; false where the platform creates them."""
     source_keyed_by_device: bool = False
     """FPI_SOURCE_KEYED_BY_DEVICE: skip the first repartition hop when the source is keyed by device id."""
     store: str = "memory://"

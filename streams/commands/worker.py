@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import logging.config
 
@@ -22,8 +23,10 @@ def worker(loglevel: str, log_format: str) -> None:
     from streams.app import build_app
     from streams.logs import logging_config
     from streams.settings import Settings
+    from streams.topics import ensure_topics
 
     settings = Settings()
+    asyncio.run(ensure_topics(settings, create=settings.create_topics))
     secrets = tuple(
         secret.get_secret_value()
         for secret in (settings.iterable_api_key, settings.kafka_sasl_password)

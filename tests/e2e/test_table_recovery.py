@@ -66,6 +66,7 @@ async def test_tables_recover_after_sigkill(
         await asyncio.to_thread(wait_for, lambda: expected <= set(project.events), 90,
                                 what="events attributed through the recovered tables")
     except BaseException:
+        print("missing:", sorted(expected - set(project.events)) if "expected" in locals() else "-")
         print(worker.log_text()[-5000:])
         raise
     finally:

@@ -1,0 +1,87 @@
+"""The worker's topics: which exist, with how many partitions, and creating the missing ones.
+
+Faust declares topics itself while it subscribes, but when a topic is created in the same moment
+the group assignment runs, the broker's metadata may not list it yet: faust's assignor then logs
+"Ignoring missing topic" and that topic's partitions stay unassigned until the next rebalance (seen
+on Kafka 4.1 here). So the worker creates its topics first, waits until the metadata shows every
+one of them, and only then starts faust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from streams.errors import ConfigError
+from streams.settings import Settings
+from streams.wiring import aiokafka_security
+
+__all__ = ["TopicSpec", "ensure_topics", "worker_topics"]
+
+log = logging.getLogger("streams.topics")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    compacted: bool = False
+
+
+def worker_topics(settings: Settings) -> list[TopicSpec]:
+    """Every topic the worker reads or writes; internal and changelog topics are co-partitioned."""
+    n = settings.topic_partitions
+    return [
+        TopicSpec(settings.source_topic, n),
+        TopicSpec(settings.replay_topic, n),
+        TopicSpec(f"{settings.app_id}-by-device", n),
+        TopicSpec(settings.by_person_topic, n),
+        TopicSpec(settings.requests_topic, n),
+        TopicSpec(settings.dead_letter_topic, n),
+        TopicSpec(f"{settings.app_id}-aliases-changelog", n, compacted=True),
+        TopicSpec(f"{settings.app_id}-identities-changelog", n, compacted=True),
+    ]
+
+
+async def ensure_topics(settings: Settings, *, create: bool = True, timeout: float = 60.0) -> None:
+    """Create the missing topics (unless ``create`` is false) and wait until all are visible.
+
+    Raises ``ConfigError`` when a topic is missing and may not be created, or does not appear in
+    the metadata within ``timeout`` seconds.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+
+    specs = worker_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **aiokafka_security(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if missing and not create:
+            names = ", ".join(spec.name for spec in missing)
+            raise ConfigError(f"missing topics and FPI_CREATE_TOPICS=false: {names}")
+        if missing:
+            await admin.create_topics([_new_topic(NewTopic, spec, settings) for spec in missing])
+            log.info("created topics: %s", ", ".join(spec.name for spec in missing))
+        await _wait_visible(admin, [spec.name for spec in specs], timeout)
+    finally:
+        await admin.close()
+
+
+def _new_topic(new_topic: Any, spec: TopicSpec, settings: Settings) -> Any:
+    configs = {"cleanup.policy": "compact"} if spec.compacted else {}
+    return new_topic(spec.name, spec.partitions, settings.topic_replication_factor, topic_configs=configs)
+
+
+async def _wait_visible(admin: Any, names: list[str], timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        described = await admin.describe_topics(names)
+        ready = {d["topic"] for d in described if d.get("error_code", 0) == 0 and d.get("partitions")}
+        if ready >= set(names):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise ConfigError(f"topics not visible in the broker metadata: {sorted(set(names) - ready)}")
+        await asyncio.sleep(0.2)
