@@ -10,6 +10,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "BATCH_SIZE",
+    "CONSUMER_LAG",
     "DEAD_LETTERS",
     "DECODE_FAILURES",
     "EVENTS_DROPPED",
@@ -49,3 +50,5 @@ RATE_LIMITER_WAIT = Histogram("fpi_rate_limiter_wait_seconds", "Time spent waiti
 SENDER_PAUSED = Gauge("fpi_sender_paused", "1 while the sender is paused by a bad API key.")
 HELD_ANONYMOUS = Gauge("fpi_held_anonymous_events", "Events of anonymous devices currently held.")
 HELD_EXPIRED = Counter("fpi_held_anonymous_expired_total", "Held anonymous events that expired unsent.")
+CONSUMER_LAG = Gauge("fpi_consumer_lag", "Messages behind the end of each assigned partition (high watermark "
+                     "minus committed offset), sampled every few seconds.", ["topic", "partition"])

@@ -40,4 +40,8 @@ def worker(loglevel: str, log_format: str) -> None:
             "TLS verification of Iterable is DISABLED (FPI_ITERABLE_INSECURE_SKIP_TLS_VERIFY=true); "
             "never use this outside a test rig"
         )
-    faust.Worker(app, loglevel=loglevel, logging_config=config).execute_from_commandline()
+    runner = faust.Worker(app, loglevel=loglevel, logging_config=config)
+    # faust's terminal spinner (on at WARN and above) sets the root logger to DEBUG, which makes
+    # every library build ~10 debug records per event that the handler then throws away.
+    runner.spinner = None
+    runner.execute_from_commandline()
