@@ -41,7 +41,7 @@ from streams.codecs import (
     encode_event_internal,
     encode_request,
 )
-from streams.errors import StreamsError
+from streams.errors import Reason, StreamsError
 from streams.identity import resolve, routing_key
 from streams.mapping import apply_event
 from streams.model import DeadLetter, DropReason, Event
@@ -62,6 +62,8 @@ log = logging.getLogger("streams.app")
 
 SOURCE_HEADER = "fpi-source"
 """Header carrying ``topic:partition:offset`` of the source record along the internal topics."""
+
+_DEAD_LETTER_SAMPLE_BYTES = 65_536
 
 # Drops that are a configured or expected outcome: counted, not dead-lettered.
 _QUIET_DROPS = frozenset({DropReason.ANONYMOUS, DropReason.FILTERED, DropReason.STALE_IDENTIFY})
@@ -170,6 +172,22 @@ def build_app(settings: Settings) -> faust.App:
         metrics.EVENTS_IN.labels(result.type.value).inc()
         return result
 
+    async def fits(event: Any, value: bytes) -> bool:
+        """False (and a dead letter) for an event too large for the internal topics.
+
+        Forwarding it would fail in the producer and stop the worker on the same record forever.
+        """
+        if len(value) <= settings.max_record_bytes:
+            return True
+        message = event.message
+        await dead_letter(DeadLetter(
+            reason=Reason.TOO_LARGE.value, failed_at=datetime.now(UTC),
+            detail=f"event of {len(value)} bytes is over FPI_MAX_RECORD_BYTES={settings.max_record_bytes}; "
+                   f"original_bytes holds its first {_DEAD_LETTER_SAMPLE_BYTES} bytes",
+            source_topic=message.topic, source_partition=message.partition, source_offset=message.offset,
+            original_bytes=(event.value or b"")[:_DEAD_LETTER_SAMPLE_BYTES]), event.key)
+        return False
+
     def resolve_one(event: Any, decoded: Event) -> None:
         device = decoded.anonymous_id.encode() if decoded.anonymous_id else None
         known = aliases.get(device) if device else None
@@ -193,7 +211,7 @@ def build_app(settings: Settings) -> faust.App:
                 try:
                     for event in batch:
                         decoded = await decode_source(event)
-                        if decoded is not None:
+                        if decoded is not None and await fits(event, encode_event_internal(decoded)):
                             _make_current(event)
                             resolve_one(event, decoded)
                 except Exception as exc:
@@ -208,8 +226,11 @@ def build_app(settings: Settings) -> faust.App:
                         decoded = await decode_source(event)
                         if decoded is None:
                             continue
+                        value = encode_event_internal(decoded)
+                        if not await fits(event, value):
+                            continue
                         key = routing_key(decoded)
-                        by_device.send_soon(key=key.encode() if key else None, value=encode_event_internal(decoded),
+                        by_device.send_soon(key=key.encode() if key else None, value=value,
                                             headers=_source_header(*_source_of(event)))
                 except Exception as exc:
                     _die("route", exc)

@@ -59,6 +59,7 @@ class Reason(StrEnum):
     TRUNCATED = "truncated"
     REGISTRY_UNAVAILABLE = "registry_unavailable"
     INVALID_EVENT = "invalid_event"
+    TOO_LARGE = "too_large"
     MAPPING_FAILED = "mapping_failed"
     ITERABLE_UNAVAILABLE = "iterable_unavailable"
     RATE_LIMITED = "rate_limited"

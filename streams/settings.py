@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     """FPI_TOPIC_PARTITIONS: partitions of internal and changelog topics (co-partitioned)."""
     topic_replication_factor: int = Field(default=1, ge=1)
     """FPI_TOPIC_REPLICATION_FACTOR: use 3 in production."""
+    max_record_bytes: int = Field(default=900_000, ge=10_000)
+    """FPI_MAX_RECORD_BYTES: larger events become dead letters (Kafka's default message limit is 1 MB)."""
     create_topics: bool = True
     """FPI_CREATE_TOPICS: create missing topics at start; false where the platform creates them."""
     source_keyed_by_device: bool = False
