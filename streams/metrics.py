@@ -15,8 +15,6 @@ __all__ = [
     "DECODE_FAILURES",
     "EVENTS_DROPPED",
     "EVENTS_IN",
-    "HELD_ANONYMOUS",
-    "HELD_EXPIRED",
     "ITERABLE_LATENCY",
     "ITERABLE_REQUESTS",
     "ITERABLE_RETRIES",
@@ -48,7 +46,5 @@ RATE_LIMITED = Counter("fpi_iterable_429_total", "HTTP 429 answers from Iterable
 RATE_LIMITER_WAIT = Histogram("fpi_rate_limiter_wait_seconds", "Time spent waiting for a rate token.",
                               ["endpoint"], buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 SENDER_PAUSED = Gauge("fpi_sender_paused", "1 while the sender is paused by a bad API key.")
-HELD_ANONYMOUS = Gauge("fpi_held_anonymous_events", "Events of anonymous devices currently held.")
-HELD_EXPIRED = Counter("fpi_held_anonymous_expired_total", "Held anonymous events that expired unsent.")
 CONSUMER_LAG = Gauge("fpi_consumer_lag", "Messages behind the end of each assigned partition (high watermark "
                      "minus committed offset), sampled every few seconds.", ["topic", "partition"])

@@ -132,16 +132,6 @@ class Settings(BaseSettings):
     transformations_file: Path | None = None
     """FPI_TRANSFORMATIONS_FILE: TOML file of event transformation rules."""
 
-    # --- Anonymous holds (optional) ----------------------------------------------------------
-    hold_anonymous: bool = False
-    """FPI_HOLD_ANONYMOUS: hold events of anonymous devices until they are identified."""
-    hold_anonymous_seconds: float = Field(default=3600.0, gt=0)
-    """FPI_HOLD_ANONYMOUS_SECONDS: how long a held event waits for its identify."""
-    hold_max_per_device: int = Field(default=100, ge=1)
-    """FPI_HOLD_MAX_PER_DEVICE."""
-    hold_max_total: int = Field(default=100_000, ge=1)
-    """FPI_HOLD_MAX_TOTAL."""
-
     @field_validator("iterable_api_key", "kafka_sasl_password", mode="before")
     @classmethod
     def _empty_secret_is_none(cls, value: Any) -> Any:
