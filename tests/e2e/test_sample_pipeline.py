@@ -17,9 +17,10 @@ from aiokafka import AIOKafkaConsumer
 
 from streams.codecs import decode_dead_letter
 from streams.commands.produce import produce_lines
-from streams.emulator import EmulatorServer
+from streams.emulator import EmulatorConfig, EmulatorServer
 from streams.explain import explain_lines
 from streams.mapping import MappingConfig
+from streams.model import ProjectType
 from tests.support import EMULATOR_KEY, REPO, WorkerProcess, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -28,12 +29,12 @@ SAMPLE = REPO / "tests" / "data" / "sample_events.jsonl"
 QUIET = {"anonymous", "filtered_by_transformation", "stale_identify", "unchanged"}
 
 
-def expected_outcome(lines: list[str]) -> tuple[set[str], set[str], Counter[str], int]:
+def expected_outcome(lines: list[str], config: MappingConfig) -> tuple[set[str], set[str], Counter[str], int]:
     event_ids: set[str] = set()
     purchase_ids: set[str] = set()
     dead: Counter[str] = Counter()
     valid = 0
-    for record in explain_lines(lines, MappingConfig()):
+    for record in explain_lines(lines, config):
         if record["decision"] == "error":
             continue  # not an event at all: `produce` refuses it, so it never reaches Kafka
         valid += 1
@@ -61,13 +62,20 @@ async def read_dead_letters(bootstrap: str, topic: str, count: int) -> list[byte
     return values
 
 
+@pytest.mark.parametrize("project_type", list(ProjectType))
 async def test_sample_reaches_the_emulator_exactly_as_explain_predicts(
-    kafka_bootstrap: str, emulator: EmulatorServer, tmp_path: Path
+    project_type: ProjectType, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    with EmulatorServer(EmulatorConfig(api_keys=(EMULATOR_KEY,), project_type=project_type)) as emulator:
+        await run_sample(project_type, kafka_bootstrap, emulator, tmp_path)
+
+
+async def run_sample(project_type: ProjectType, kafka_bootstrap: str, emulator: EmulatorServer,
+                     tmp_path: Path) -> None:
     lines = SAMPLE.read_text().splitlines()
-    event_ids, purchase_ids, dead, valid = expected_outcome(lines)
+    event_ids, purchase_ids, dead, valid = expected_outcome(lines, MappingConfig(project_type=project_type))
     assert event_ids and purchase_ids and dead, "the sample must exercise events, purchases and dead letters"
-    env = worker_env(kafka_bootstrap, emulator.url, tmp_path / "data")
+    env = worker_env(kafka_bootstrap, emulator.url, tmp_path / "data", FPI_PROJECT_TYPE=project_type.value)
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         report = await produce_lines(lines, bootstrap=kafka_bootstrap, topic=env["FPI_SOURCE_TOPIC"])
