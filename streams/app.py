@@ -44,7 +44,7 @@ from streams.codecs import (
 from streams.errors import Reason, StreamsError
 from streams.identity import resolve, routing_key
 from streams.mapping import apply_event
-from streams.model import DeadLetter, DropReason, Event
+from streams.model import QUIET_DROPS, DeadLetter, DropReason, Event
 from streams.services import DecoderService, SenderService
 from streams.settings import Settings
 from streams.wiring import (
@@ -65,8 +65,6 @@ SOURCE_HEADER = "fpi-source"
 
 _DEAD_LETTER_SAMPLE_BYTES = 65_536
 
-# Drops that are a configured or expected outcome: counted, not dead-lettered.
-_QUIET_DROPS = frozenset({DropReason.ANONYMOUS, DropReason.FILTERED, DropReason.STALE_IDENTIFY})
 
 
 def _die(where: str, exc: BaseException) -> None:
@@ -276,7 +274,7 @@ def build_app(settings: Settings) -> faust.App:
         decision = applied.decision
         if decision.drop_reason is not None:
             metrics.EVENTS_DROPPED.labels(decision.drop_reason.value).inc()
-            if decision.drop_reason not in _QUIET_DROPS:
+            if decision.drop_reason not in QUIET_DROPS:
                 await dead_letter(DeadLetter(reason=decision.drop_reason.value,
                                              detail=decision.detail or decision.drop_reason.value,
                                              failed_at=now, source_topic=topic, source_partition=partition,

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "QUIET_DROPS",
     "DeadLetter",
     "Decision",
     "DropReason",
@@ -71,6 +72,11 @@ class DropReason(StrEnum):
     STALE_IDENTIFY = "stale_identify"
     UNCHANGED = "unchanged"
     """An alias that names the identifier the person already has: nothing to tell Iterable."""
+
+
+QUIET_DROPS = frozenset({DropReason.ANONYMOUS, DropReason.FILTERED, DropReason.STALE_IDENTIFY,
+                         DropReason.UNCHANGED})
+"""Drops that are expected, configured or no-op outcomes: counted in metrics, not dead-lettered."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ __all__ = ["dev"]
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SAMPLE = REPO / "tests" / "data" / "sample_events.jsonl"
 LOCAL_KEY = "local-dev-key"
-_QUIET = {"anonymous", "filtered_by_transformation", "stale_identify", "unchanged"}
 
 
 def _free_port() -> int:
@@ -160,6 +159,7 @@ def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], 
          run_dir: Path, keep_running: bool) -> None:
     from streams.emulator import EmulatorConfig, EmulatorServer
     from streams.explain import explain_lines
+    from streams.model import QUIET_DROPS
     from streams.settings import Settings
     from streams.wiring import build_mapping_config
 
@@ -194,7 +194,7 @@ def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], 
     expected = list(explain_lines(lines, mapping_config))
     valid = [record for record in expected if record["decision"] != "error"]
     want_requests = sum(len(record["requests"]) for record in valid)
-    want_dead = sum(1 for record in valid if record["decision"] == "drop" and record["reason"] not in _QUIET)
+    want_dead = sum(1 for record in valid if record["decision"] == "drop" and record["reason"] not in QUIET_DROPS)
 
     report = asyncio.run(_produce(lines, bootstrap, settings.source_topic, settings.avro_format))
     say(f"produced {report.sent} events to {settings.source_topic}; "
