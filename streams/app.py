@@ -66,7 +66,6 @@ SOURCE_HEADER = "fpi-source"
 _DEAD_LETTER_SAMPLE_BYTES = 65_536
 
 
-
 def _die(where: str, exc: BaseException) -> None:
     """Stop the worker without committing: the event that hit a bug is redelivered after restart."""
     log.critical("unexpected error in %s; stopping the worker so no offset is committed past it", where,
