@@ -79,7 +79,7 @@ def _make_current(event: Any) -> None:
     """Make ``event`` faust's current event while a batch is handled one event at a time.
 
     Table writes find their changelog partition (and their RocksDB shard) through faust's current
-    event; inside ``take_events`` that would be the last event of the batch, so it is set here
+    event; inside a batch that would be the last event taken, so it is set here
     for each event. ``_current_event`` is faust's own context variable (faust/streams.py).
     """
     _current_event.set(weakref.ref(event))
@@ -197,60 +197,64 @@ def build_app(settings: Settings) -> faust.App:
         by_person.send_soon(key=resolution.person_key.encode(), value=encode_event_internal(decoded),
                             headers=_source_header(*_source_of(event)))
 
-    # Every stage takes its events in batches: faust's per-message cost dominates otherwise. The
-    # batch is acked after the body, and no body lets an exception escape (see the module doc).
-    # send_soon() only buffers; faust flushes the producer before it commits consumed offsets.
+    # Every stage takes its events in batches: faust's per-message cost dominates otherwise.
+    # noack_take, not take_events: take_events acks the whole batch in a `finally`, so a batch cut
+    # short (the agent cancelled by a shutdown or rebalance mid-body) would be committed unprocessed.
+    # Each event is acked here once handled. send_soon() only buffers; faust flushes the producer
+    # before it commits consumed offsets.
     if settings.source_keyed_by_device:
         @app.agent(sources, name="resolve")
         async def resolve_source(stream: Any) -> None:
             """Decode source records already keyed by device id and resolve their person."""
-            async for batch in stream.take_events(batch_items, within=batch_wait):
+            async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
                     for event in batch:
                         decoded = await decode_source(event)
                         if decoded is not None and await fits(event, encode_event_internal(decoded)):
                             _make_current(event)
                             resolve_one(event, decoded)
+                        await stream.ack(event)
                 except Exception as exc:
                     _die("resolve", exc)
     else:
         @app.agent(sources, name="route")
         async def route(stream: Any) -> None:
             """Decode source records and re-key them by device / anonymous id."""
-            async for batch in stream.take_events(batch_items, within=batch_wait):
+            async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
                     for event in batch:
                         decoded = await decode_source(event)
-                        if decoded is None:
-                            continue
-                        value = encode_event_internal(decoded)
-                        if not await fits(event, value):
-                            continue
-                        key = routing_key(decoded)
-                        by_device.send_soon(key=key.encode() if key else None, value=value,
-                                            headers=_source_header(*_source_of(event)))
+                        if decoded is not None:
+                            value = encode_event_internal(decoded)
+                            if await fits(event, value):
+                                key = routing_key(decoded)
+                                by_device.send_soon(key=key.encode() if key else None, value=value,
+                                                    headers=_source_header(*_source_of(event)))
+                        await stream.ack(event)
                 except Exception as exc:
                     _die("route", exc)
 
         @app.agent(by_device, name="resolve")
         async def resolve_internal(stream: Any) -> None:
             """Attach the person key to each event; drop events of never-identified devices."""
-            async for batch in stream.take_events(batch_items, within=batch_wait):
+            async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
                     for event in batch:
                         _make_current(event)
                         resolve_one(event, decode_event_internal(event.value))
+                        await stream.ack(event)
                 except Exception as exc:
                     _die("resolve", exc)
 
     @app.agent(by_person, name="apply")
     async def apply_agent(stream: Any) -> None:
         """Run the mapping core per person; emit Iterable requests or dead letters."""
-        async for batch in stream.take_events(batch_items, within=batch_wait):
+        async for batch in stream.noack_take(batch_items, within=batch_wait):
             try:
                 for event in batch:
                     _make_current(event)
                     await apply_one(event)
+                    await stream.ack(event)
             except Exception as exc:
                 _die("apply", exc)
 
@@ -287,9 +291,11 @@ def build_app(settings: Settings) -> faust.App:
     @app.agent(requests_topic, name="send")
     async def send_agent(stream: Any) -> None:
         """Deliver requests in batches; a batch is acked only once every item has an outcome."""
-        async for batch in stream.take_events(settings.send_batch_items, within=settings.send_linger_seconds):
+        async for batch in stream.noack_take(settings.send_batch_items, within=settings.send_linger_seconds):
             try:
                 await deliver_batch(batch)
+                for event in batch:
+                    await stream.ack(event)
             except Exception as exc:
                 _die("send", exc)
 
