@@ -28,6 +28,19 @@ __all__ = [
 ]
 
 
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS context for the brokers: the configured CA, and a client certificate for mutual TLS."""
+    context = ssl.create_default_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    )
+    if settings.kafka_ssl_certfile:
+        context.load_cert_chain(
+            str(settings.kafka_ssl_certfile),
+            str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+        )
+    return context
+
+
 def broker_credentials(settings: Settings) -> Any:
     """faust credentials for TLS / SASL (PLAIN, SCRAM), or None for PLAINTEXT."""
     import faust
@@ -35,16 +48,7 @@ def broker_credentials(settings: Settings) -> Any:
     protocol = settings.kafka_security_protocol
     if protocol == "PLAINTEXT":
         return None
-    ssl_context: ssl.SSLContext | None = None
-    if protocol in ("SSL", "SASL_SSL"):
-        ssl_context = ssl.create_default_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        )
-        if settings.kafka_ssl_certfile:
-            ssl_context.load_cert_chain(
-                str(settings.kafka_ssl_certfile),
-                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
-            )
+    ssl_context = _ssl_context(settings) if protocol in ("SSL", "SASL_SSL") else None
     if protocol == "SSL":
         return faust.SSLCredentials(ssl_context)
     password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
@@ -120,15 +124,7 @@ def aiokafka_security(settings: Settings) -> dict[str, Any]:
         return {}
     options: dict[str, Any] = {"security_protocol": protocol}
     if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        )
-        if settings.kafka_ssl_certfile:
-            context.load_cert_chain(
-                str(settings.kafka_ssl_certfile),
-                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
-            )
-        options["ssl_context"] = context
+        options["ssl_context"] = _ssl_context(settings)
     if protocol.startswith("SASL"):
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
         options["sasl_plain_username"] = settings.kafka_sasl_username

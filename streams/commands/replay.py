@@ -58,26 +58,9 @@ __all__ = [
 
 def client_options(settings: Settings) -> dict[str, Any]:
     """aiokafka keyword arguments for the configured broker and security protocol."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    protocol = settings.kafka_security_protocol
-    if protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context  # type: ignore[import-untyped]
+    from streams.wiring import aiokafka_security
 
-        options["ssl_context"] = create_ssl_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
-            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
-            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
-        )
-    if protocol.startswith("SASL"):
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = (
-            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
-        )
-    return options
+    return {"bootstrap_servers": settings.kafka_bootstrap, **aiokafka_security(settings)}
 
 
 async def partitions_of(options: Mapping[str, Any], topic: str) -> list[int]:
