@@ -9,28 +9,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-__all__ = ["dumps_object", "loads_object"]
+__all__ = ["dumps_object", "json_default", "loads_object"]
 
 
-def _default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """What the JSON writers call for a value JSON has no type for: mappings become objects,
+    tuples and sets arrays, datetimes ISO 8601 text (as orjson writes them); else ``TypeError``."""
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, tuple | set | frozenset):
         return list(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def dumps_object(value: Mapping[str, Any]) -> str:
     """JSON text of a mapping. Raises ``TypeError`` or ``ValueError`` for values JSON cannot hold."""
     try:
-        return orjson.dumps(value, default=_default).decode()
+        return orjson.dumps(value, default=json_default).decode()
     except orjson.JSONEncodeError:
         # orjson stops at 64-bit integers; the standard library does not.
-        return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return json.dumps(value, default=json_default, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def loads_object(text: str) -> dict[str, Any]:

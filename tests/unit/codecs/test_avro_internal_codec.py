@@ -1,10 +1,16 @@
-"""Iterable requests and dead letters on the internal topics (schemaless Avro, bundled schemas)."""
+"""The internal topics: events between agents (our versioned JSON format), Iterable requests and
+dead letters (schemaless Avro, bundled schemas)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from types import MappingProxyType
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.codecs import (
     dead_letter_for_undecodable,
@@ -15,9 +21,17 @@ from streams.codecs import (
     encode_event_internal,
     encode_request,
 )
-from streams.errors import DecodeError, Reason, TruncatedRecord, UnknownMagicByte, UnknownSchemaId
-from streams.model import DeadLetter, Endpoint, IterableRequest
-from tests.unit.codecs.avro_samples import ORDER_COMPLETED, SAMPLES
+from streams.codecs._event import encode_event
+from streams.errors import (
+    DecodeError,
+    InvalidEvent,
+    Reason,
+    TruncatedRecord,
+    UnknownMagicByte,
+    UnknownSchemaId,
+)
+from streams.model import DeadLetter, Endpoint, Event, EventType, IterableRequest, PageContext
+from tests.unit.codecs.avro_samples import ORDER_COMPLETED, SAMPLES, sample_file_events
 
 NOW = datetime(2024, 6, 1, 8, 0, 0, 123456, tzinfo=UTC)
 
@@ -32,17 +46,176 @@ REQUEST = IterableRequest(
 )
 
 
+def exact(value: Any) -> Any:
+    """``value`` with every type spelled out, so that 1 != 1.0 != True and -0.0 != 0.0 here."""
+    if isinstance(value, dict):
+        return ("dict", [(k, exact(v)) for k, v in value.items()])  # key order too
+    if isinstance(value, list):
+        return ("list", [exact(v) for v in value])
+    if isinstance(value, float):
+        return ("float", value.hex())
+    if isinstance(value, datetime):
+        return ("datetime", value.isoformat(), value.utcoffset())
+    if isinstance(value, Event):
+        return ("event", [(name, exact(getattr(value, name))) for name in Event.__slots__])
+    return (type(value).__name__, value)
+
+
+def assert_round_trips(event: Event) -> None:
+    decoded = decode_event_internal(encode_event_internal(event))
+    assert decoded == event
+    assert exact(decoded) == exact(event)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63, max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+json_objects = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
+optional_text = st.none() | st.text(max_size=12)
+offsets = st.just(UTC) | st.builds(
+    timezone, st.integers(-86_399, 86_399).map(lambda s: timedelta(seconds=s))
+)
+events = st.builds(
+    Event,
+    type=st.sampled_from(EventType),
+    message_id=st.text(min_size=1, max_size=20),
+    timestamp=st.datetimes(timezones=offsets),
+    anonymous_id=optional_text,
+    user_id=optional_text,
+    email=optional_text,
+    event_name=optional_text,
+    properties=json_objects,
+    traits=json_objects,
+    context=json_objects,
+    page=st.none() | st.builds(PageContext, optional_text, optional_text, optional_text, optional_text,
+                               optional_text),
+    previous_id=optional_text,
+)
+
+T1 = datetime(2024, 5, 17, 12, 30, 45, 123456, tzinfo=UTC)
+TRICKY = {
+    "microseconds_and_offset": Event(
+        EventType.TRACK, "m-1",
+        datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-9, minutes=-30))),
+    ),
+    "sub_minute_offset": Event(EventType.TRACK, "m-2", datetime(1900, 1, 1, tzinfo=timezone(timedelta(seconds=1172)))),
+    "ancient_and_far": Event(EventType.PAGE, "m-3", datetime(1, 1, 1, tzinfo=UTC),
+                             properties={"end": "9999-12-31"}),
+    "unicode_everywhere": Event(
+        EventType.IDENTIFY, "ü-✓-🎉", T1, anonymous_id="dév", user_id="用户", email="ä@example.test",
+        event_name="Ö\u0000\n\"quoted\"", traits={"名前": "🎉", "": "", "nul": "a\u0000b"},
+    ),
+    "numbers": Event(EventType.TRACK, "m-4", T1, properties={
+        "big": 2**70, "neg_big": -(2**90), "u64": 2**64 - 1, "float": 0.1, "neg_zero": -0.0, "whole": 30.0,
+        "int": 30, "tiny": 5e-324, "huge": 1.7976931348623157e308, "bool": True,
+    }),
+    "nested_and_none": Event(
+        EventType.GROUP, "m-5", T1, anonymous_id=None, user_id=None, email=None, event_name=None,
+        properties={"a": {"b": [None, {"c": [[], {}]}]}, "none": None},
+        page=PageContext(url="https://x.test/?q=ü", path=None, title="", referrer=None, search="?q=ü"),
+        previous_id="",
+    ),
+    "empty": Event(EventType.SCREEN, "m", T1),
+}
+
+
 class TestInternalEventCodec:
     @pytest.mark.parametrize("name", sorted(SAMPLES))
-    def test_round_trip(self, name: str) -> None:
-        assert decode_event_internal(encode_event_internal(SAMPLES[name])) == SAMPLES[name]
+    def test_samples_round_trip(self, name: str) -> None:
+        assert_round_trips(SAMPLES[name])
 
-    def test_is_bare_avro(self) -> None:
-        assert encode_event_internal(ORDER_COMPLETED)[0] != 0  # no Confluent header
+    @pytest.mark.parametrize("name", sorted(TRICKY))
+    def test_tricky_events_round_trip_exactly(self, name: str) -> None:
+        assert_round_trips(TRICKY[name])
 
-    def test_truncated(self) -> None:
-        with pytest.raises(TruncatedRecord):
-            decode_event_internal(encode_event_internal(ORDER_COMPLETED)[:-1])
+    @pytest.mark.parametrize(("name", "event"), sorted(sample_file_events().items()))
+    def test_sample_file_round_trips(self, name: str, event: Event) -> None:
+        assert_round_trips(event)
+
+    @settings(max_examples=50, deadline=None)
+    @given(events)
+    def test_any_event_round_trips_exactly(self, event: Event) -> None:
+        assert_round_trips(event)
+
+    def test_starts_with_version_byte(self) -> None:
+        raw = encode_event_internal(ORDER_COMPLETED)
+        assert raw[:2] == b"\x01\x00" and raw[2:3] == b"["
+
+    def test_big_integers_are_flagged_for_the_standard_library(self) -> None:
+        raw = encode_event_internal(TRICKY["numbers"])
+        assert raw[:2] == b"\x01\x01"
+        assert type(decode_event_internal(raw).properties["big"]) is int
+
+    def test_other_mappings_and_sequences_become_json(self) -> None:
+        event = Event(EventType.TRACK, "m", T1, properties=MappingProxyType({"t": (1, 2), "m": MappingProxyType({})}))
+        decoded = decode_event_internal(encode_event_internal(event))
+        assert decoded.properties == {"t": [1, 2], "m": {}} and type(decoded.properties) is dict
+
+    def test_nan_becomes_null(self) -> None:
+        event = Event(EventType.TRACK, "m", T1, properties={"x": math.nan})
+        assert decode_event_internal(encode_event_internal(event)).properties == {"x": None}
+
+    @pytest.mark.parametrize(
+        ("event", "field"),
+        [
+            (Event(EventType.TRACK, "m", datetime(2024, 1, 1)), "timestamp"),
+            (Event(EventType.TRACK, "m", "2024-01-01T00:00:00+00:00"), "timestamp"),  # type: ignore[arg-type]
+            (Event(EventType.TRACK, "m", T1, properties={"x": object()}), "properties"),
+            (Event(EventType.TRACK, "m", T1, properties={"x": object(), "big": 2**70}), "properties"),
+            (Event(EventType.TRACK, "m", T1, properties={"x": math.inf, "big": 2**70}), "properties"),
+        ],
+    )
+    def test_unwritable_event(self, event: Event, field: str) -> None:
+        with pytest.raises(InvalidEvent) as info:
+            encode_event_internal(event)
+        assert info.value.field == field
+
+    @pytest.mark.parametrize(
+        ("raw", "message"),
+        [
+            (b"", "empty"),
+            (encode_event(ORDER_COMPLETED, "schemaless"), "not format version 1"),  # the old Avro format
+            (b"\x02\x00[]", "not format version 1"),
+            (b"\x01\x00" + b"\xff" * 10, "not JSON"),
+            (b"\x01\x01" + b"\xff" * 10, "not JSON"),
+            (encode_event_internal(ORDER_COMPLETED)[:-1], "not JSON"),
+            (b'\x01\x00{"type":"track"}', "not the array of an event"),
+            (b"\x01\x00[1,2,3]", "not the array of an event"),
+        ],
+    )
+    def test_garbled_payload(self, raw: bytes, message: str) -> None:
+        with pytest.raises(DecodeError, match=message):
+            decode_event_internal(raw)
+
+    @pytest.mark.parametrize(
+        ("index", "value", "message"),
+        [
+            (0, "purchase", "bad type"),
+            (0, ["track"], "bad type"),
+            (2, "yesterday", "bad type or timestamp"),
+            (2, 1715949045, "bad type or timestamp"),
+            (2, "2024-01-01T00:00:00", "wrong type"),  # naive
+            (1, "", "wrong type"),
+            (1, 7, "wrong type"),
+            (3, 7, "wrong type"),
+            (7, ["x"], "wrong type"),
+            (8, ["u", None, None, None], "wrong type"),
+            (8, ["u", None, None, None, 5], "wrong type"),
+            (8, {"url": "u"}, "wrong type"),
+            (9, [], "wrong type"),
+            (11, None, "wrong type"),
+        ],
+    )
+    def test_wrong_field(self, index: int, value: Any, message: str) -> None:
+        import orjson
+
+        fields = orjson.loads(encode_event_internal(ORDER_COMPLETED)[2:])
+        fields[index] = value
+        with pytest.raises(DecodeError, match=message):
+            decode_event_internal(b"\x01\x00" + orjson.dumps(fields))
 
 
 class TestRequestCodec:
