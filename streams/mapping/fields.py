@@ -21,6 +21,7 @@ import math
 import re
 from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -107,6 +108,8 @@ def normalize_date_string(text: str) -> str | None:
     * Everything else, including digit-only strings such as ``"1234"`` and impossible calendar dates,
       returns ``None`` (peers.md §6 item 1).
     """
+    if not _may_be_date(text):
+        return None
     if _DATE_ONLY.fullmatch(text):
         try:
             date.fromisoformat(text)
@@ -115,6 +118,13 @@ def normalize_date_string(text: str) -> str | None:
         return text
     parsed = _parse_iso_datetime(text)
     return None if parsed is None else format_datetime(parsed)
+
+
+def _may_be_date(text: str) -> bool:
+    """False for most strings that neither date pattern can match (both start ``dddd-dd-dd``),
+    without running a regex. ``_normalize`` and ``_clean`` inline the same test (a call per string
+    value costs more than the test)."""
+    return len(text) >= 10 and text[4] == "-"
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -149,6 +159,7 @@ def created_at(timestamp: datetime) -> int:
     return math.floor(timestamp.timestamp())
 
 
+@lru_cache(maxsize=65_536)  # keys repeat across events; bounded, so odd keys cannot grow it forever
 def safe_key(key: str) -> str:
     """Rename a field key for Iterable: strip leading ``$``, turn dots into underscores (§7).
 
@@ -164,17 +175,45 @@ def normalize_value(value: Any, *, key: str | None = None, date_fields: Collecti
     Date strings are formatted (``normalize_date_string``); numbers in a field named in
     ``date_fields`` are read as epoch values and formatted; every other value keeps its JSON type.
     """
-    if isinstance(value, bool) or value is None:
+    return _normalize(value, key, date_fields)
+
+
+def _normalize(value: Any, key: str | None, date_fields: Collection[str]) -> Any:
+    # Exact-type fast paths for what JSON decoding produces, most frequent first; subclasses and
+    # other types (datetimes, tuples, other mappings) take the general path, with the same results.
+    kind = type(value)
+    if kind is str:
+        if len(value) < 10 or value[4] != "-":  # _may_be_date, inlined: most strings stop here
+            return value
+        formatted = normalize_date_string(value)
+        return value if formatted is None else formatted
+    if kind is int or kind is float:
+        return _number(value, key, date_fields)
+    if kind is dict:
+        return _clean(value, date_fields, False, ())
+    if kind is list:
+        return [_normalize(item, key, date_fields) for item in value]
+    if value is None or kind is bool:
+        return value
+    return _normalize_other(value, key, date_fields)
+
+
+def _number(value: float, key: str | None, date_fields: Collection[str]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if key is not None and key in date_fields:
+        try:
+            return format_datetime(datetime_from_epoch(value))
+        except ValueError:
+            return value
+    return value
+
+
+def _normalize_other(value: Any, key: str | None, date_fields: Collection[str]) -> Any:
+    if isinstance(value, bool):
         return value
     if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if key is not None and key in date_fields:
-            try:
-                return format_datetime(datetime_from_epoch(value))
-            except ValueError:
-                return value
-        return value
+        return _number(value, key, date_fields)
     if isinstance(value, str):
         formatted = normalize_date_string(value)
         return value if formatted is None else formatted
@@ -183,9 +222,9 @@ def normalize_value(value: Any, *, key: str | None = None, date_fields: Collecti
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Mapping):
-        return clean_data_fields(value, date_fields=date_fields, drop_managed=False)
+        return _clean(value, date_fields, False, ())
     if isinstance(value, list | tuple):
-        return [normalize_value(item, key=key, date_fields=date_fields) for item in value]
+        return [_normalize(item, key, date_fields) for item in value]
     return value
 
 
@@ -203,13 +242,25 @@ def clean_data_fields(
     lost). Top-level keys in ``exclude`` (after renaming) and, with ``drop_managed``, the
     Iterable-managed profile fields are left out. Values go through ``normalize_value``.
     """
-    explicit = {key for key in fields if safe_key(key) == key}
+    return _clean(fields, date_fields, drop_managed, exclude)
+
+
+def _clean(
+    fields: Mapping[str, Any], date_fields: Collection[str], drop_managed: bool, exclude: Collection[str]
+) -> dict[str, Any]:
+    keys = list(fields)
+    names = list(map(safe_key, keys))
+    # Only when some key was renamed can it collide with a key that was already safe.
+    explicit = () if names == keys else {key for key, name in zip(keys, names, strict=True) if name == key}
     cleaned: dict[str, Any] = {}
-    for key, value in fields.items():
-        name = safe_key(str(key))
+    for key, name, value in zip(keys, names, fields.values(), strict=True):
         if name != key and name in explicit:
             name = f"fp_{name}"
         if name in exclude or (drop_managed and name in MANAGED_PROFILE_FIELDS):
             continue
-        cleaned[name] = normalize_value(value, key=name, date_fields=date_fields)
+        kind = type(value)
+        if (kind is str and (len(value) < 10 or value[4] != "-")) or value is None or kind is bool:
+            cleaned[name] = value  # what _normalize returns for them, without the call
+        else:
+            cleaned[name] = _normalize(value, name, date_fields)
     return cleaned

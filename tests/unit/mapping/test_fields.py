@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -163,6 +166,9 @@ class TestSafeKey:
     def test_renames(self, key: str, expected: str) -> None:
         assert safe_key(key) == expected
 
+    def test_cache_is_bounded(self) -> None:
+        assert safe_key.cache_info().maxsize == 65_536
+
 
 class TestCleanDataFields:
     def test_renames_recursively(self) -> None:
@@ -174,6 +180,20 @@ class TestCleanDataFields:
             "fp_browser": "auto",
             "browser": "mine",
         }
+
+    @pytest.mark.parametrize(
+        ("fields", "expected"),
+        [
+            ({"browser": "mine", "$browser": "auto"}, {"browser": "mine", "fp_browser": "auto"}),
+            ({"$a": 1, "$$a": 2}, {"a": 2}),
+            ({"$a": 1, "a": 0, "$$a": 2}, {"fp_a": 2, "a": 0}),
+            ({"a.b": 1, "a_b": 2, "$a.b": 3}, {"fp_a_b": 3, "a_b": 2}),
+            ({"$": 1, "unnamed": 2}, {"fp_unnamed": 1, "unnamed": 2}),
+        ],
+    )
+    def test_collisions_in_any_order(self, fields: dict[str, Any], expected: dict[str, Any]) -> None:
+        cleaned = clean_data_fields(fields)
+        assert cleaned == expected and list(cleaned) == list(expected)
 
     @pytest.mark.parametrize("field", sorted(MANAGED_PROFILE_FIELDS))
     def test_managed_fields_are_never_sent(self, field: str) -> None:
@@ -207,6 +227,51 @@ class TestCleanDataFields:
 JSON_SCALARS = st.one_of(
     st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text()
 )
+
+
+class _Plan(StrEnum):
+    START = "2024-03-05T14:07:00Z"
+
+
+class TestNormalizeValue:
+    """The exact-type fast paths and the general path give the same answers."""
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("2024-03-05T14:07:00Z", "2024-03-05 14:07:00 +00:00"),
+            (_Plan.START, "2024-03-05 14:07:00 +00:00"),
+            ("2024-03-05", "2024-03-05"),
+            ("2024-3-5 10:00", "2024-3-5 10:00"),
+            ("2024/03/05 10:00:00", "2024/03/05 10:00:00"),
+            ("2024-03-0", "2024-03-0"),
+            ("", ""),
+            ((1, "2024-03-05T14:07:00+01:00"), [1, "2024-03-05 13:07:00 +00:00"]),
+            (MappingProxyType({"$a": ("x",)}), {"a": ["x"]}),
+            (datetime(2024, 3, 5, 14, 7, tzinfo=UTC), "2024-03-05 14:07:00 +00:00"),
+            (date(2024, 3, 5), "2024-03-05"),
+            (math.inf, None),
+            (b"bytes", b"bytes"),
+        ],
+    )
+    def test_values(self, value: Any, expected: Any) -> None:
+        assert normalize_value(value) == expected
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            (1710252420, "2024-03-12 14:07:00 +00:00"),
+            (1710252420.5, "2024-03-12 14:07:00 +00:00"),
+            ([1710252420], ["2024-03-12 14:07:00 +00:00"]),
+            (True, True),
+            (None, None),
+            (10**30, 10**30),
+            ("1710252420", "1710252420"),
+        ],
+    )
+    def test_in_a_date_field(self, value: Any, expected: Any) -> None:
+        assert normalize_value(value, key="ends", date_fields={"ends"}) == expected
+        assert clean_data_fields({"ends": value}, date_fields={"ends"}) == {"ends": expected}
 
 
 class TestTypeStability:
