@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import fastavro
+import orjson
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.codecs._body import read_body
@@ -89,6 +90,12 @@ def event_to_record(event: Event) -> dict[str, Any]:
 def _json_field(record: Mapping[str, Any], name: str) -> dict[str, Any]:
     text = record.get(name, "{}")
     try:
+        value = orjson.loads(text)
+    except (TypeError, ValueError):
+        value = None
+    if type(value) is dict:  # the usual case, without loads_object's extra call and checks
+        return value
+    try:
         return loads_object(text)
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"is not the text of a JSON object ({exc})", field=name) from exc
@@ -120,7 +127,9 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
         properties=_json_field(record, "properties"),
         traits=_json_field(record, "traits"),
         context=_json_field(record, "context"),
-        page=None if page is None else PageContext(**{name: page.get(name) for name in _PAGE_FIELDS}),
+        page=None if page is None else PageContext(
+            page.get("url"), page.get("path"), page.get("title"), page.get("referrer"), page.get("search")
+        ),
         previous_id=record.get("previous_id"),
     )
 
@@ -261,7 +270,8 @@ class EventDecoder:
         ``DecodeError`` (empty value, not Avro of this schema, trailing bytes) or ``InvalidEvent``
         (a well-formed record that is not a valid event).
         """
-        return event_from_record(self._record(raw))
+        # event_from_record ignores fields it does not know: no need to drop the plan's extras.
+        return event_from_record(self._record_and_plan(raw)[0])
 
     def decode_record(self, raw: bytes | None) -> dict[str, Any]:
         """The Avro record (resolved to the reader schema) in ``raw``; errors as ``decode``."""
@@ -270,15 +280,12 @@ class EventDecoder:
             del record[name]
         return record
 
-    def _record(self, raw: bytes | None) -> dict[str, Any]:
-        # event_from_record ignores fields it does not know: no need to drop the extras.
-        return self._record_and_plan(raw)[0]
-
     def _record_and_plan(self, raw: bytes | None) -> tuple[dict[str, Any], _Plan]:
         if not raw:
             raise DecodeError("empty message value (null or tombstone)")
         if self.fmt == "schemaless":
-            return _read(raw, 0, self._schemaless), self._schemaless
+            plan = self._schemaless
+            return read_body(raw, 0, plan.writer, plan.reader), plan
         if raw[0] != _MAGIC:
             raise UnknownMagicByte(f"magic byte {raw[0]} is not 0 (Confluent wire format)")
         if len(raw) < _HEADER:
@@ -287,7 +294,7 @@ class EventDecoder:
         plan = self._plans.get(schema_id)
         if plan is None:
             raise UnknownSchemaId(f"schema id {schema_id} is not known", schema_id=schema_id)
-        return _read(raw, _HEADER, plan), plan
+        return read_body(raw, _HEADER, plan.writer, plan.reader), plan
 
 
 def _parse(schema: Mapping[str, Any]) -> Schema:
@@ -299,6 +306,3 @@ def _parse(schema: Mapping[str, Any]) -> Schema:
         raise DecodeError("not an Avro record schema")
     return parsed
 
-
-def _read(raw: bytes, offset: int, plan: _Plan) -> dict[str, Any]:
-    return read_body(raw, offset, plan.writer, plan.reader)
