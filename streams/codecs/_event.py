@@ -284,8 +284,8 @@ class EventDecoder:
         if not raw:
             raise DecodeError("empty message value (null or tombstone)")
         if self.fmt == "schemaless":
-            plan = self._schemaless
-            return read_body(raw, 0, plan.writer, plan.reader), plan
+            agreed = self._schemaless
+            return read_body(raw, 0, agreed.writer, agreed.reader), agreed
         if raw[0] != _MAGIC:
             raise UnknownMagicByte(f"magic byte {raw[0]} is not 0 (Confluent wire format)")
         if len(raw) < _HEADER:

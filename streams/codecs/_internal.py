@@ -3,27 +3,32 @@
 The processor is the only writer and reader of the internal event topics (by device, by person)
 and the requests topic, so no registry and no framing.
 
-* Events (``encode_event_internal``): our own format, not Avro: one version byte (``1``), one
-  flags byte (``0``, or ``1`` when the JSON holds integers beyond 64 bits and must be read by the
-  standard library, which orjson would turn into floats), then the orjson text of one array
-  ``[type, message_id, timestamp, anonymous_id, user_id, email, event_name, previous_id, page,
-  properties, traits, context]``: ``timestamp`` is ISO 8601 with microseconds and its UTC offset,
-  ``page`` null or ``[url, path, title, referrer, search]``. It round-trips every event exactly
-  (microseconds included, unlike the source schema's milliseconds) at a fraction of Avro's cost. It
-  is JSON, never pickle: other Kafka clients can write these topics, and reading must not run code.
-* Requests and dead letters: the bare Avro body of ``avro/iterable_request.avsc`` or
-  ``avro/dead_letter.avsc`` (times as timestamp-micros, so they round-trip exactly; a nested source
-  event keeps the source schema's milliseconds). The dead-letter format is published.
+* Events (``encode_event_internal``) and requests (``encode_request``): our own format, not Avro.
+  One version byte (``1``), one flags byte (``0``, or ``1`` when the JSON holds integers beyond 64
+  bits and must be read by the standard library: orjson would turn them into floats), then the
+  orjson text of one array of the value's fields:
 
-Changing any of these formats needs the topics drained first: a reader meets only its own
-version (an unknown version byte is a ``DecodeError`` saying so).
+  - event: ``[type, message_id, timestamp, anonymous_id, user_id, email, event_name, previous_id,
+    page, properties, traits, context]``, ``page`` null or ``[url, path, title, referrer, search]``;
+  - request: ``[endpoint, body, person_key, source_event_id, attempt, first_seen_at]``.
+
+  Times are ISO 8601 text with microseconds and UTC offset, so values round-trip exactly (an
+  event keeps its microseconds, unlike the source schema's milliseconds; a naive request time is
+  read as UTC, as the Avro format did). It costs a fraction of schemaless Avro. It is JSON, never
+  pickle: other Kafka clients can write these topics, and reading them must not run code.
+* Dead letters: the bare Avro body of ``avro/dead_letter.avsc``, a published format (times as
+  timestamp-micros; a nested source event keeps the source schema's milliseconds).
+
+Changing any of these formats needs the topics drained first: a reader knows only its own
+version, and any other payload (the schemaless Avro of earlier releases included) is a
+``DecodeError`` that says so.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import fastavro
@@ -32,7 +37,7 @@ import orjson
 from streams.codecs._body import read_body
 from streams.codecs._event import event_from_record, event_to_record
 from streams.codecs._jsontext import dumps_object, json_default, loads_object
-from streams.codecs._schemas import DEAD_LETTER, REQUEST, parsed_schema
+from streams.codecs._schemas import DEAD_LETTER, parsed_schema
 from streams.errors import DecodeError, InvalidEvent, Reason, StreamsError
 from streams.model import DeadLetter, Endpoint, Event, EventType, IterableRequest, PageContext
 
@@ -84,11 +89,57 @@ def _read(schema_name: str, raw: bytes) -> dict[str, Any]:
     return read_body(raw, 0, parsed_schema(schema_name), None)
 
 
-_EVENT_VERSION = 1
-_ORJSON = bytes((_EVENT_VERSION, 0))
-_STDLIB = bytes((_EVENT_VERSION, 1))
+_VERSION = 1
+_ORJSON = bytes((_VERSION, 0))
+_STDLIB = bytes((_VERSION, 1))
 _EVENT_TYPES = {member.value: member for member in EventType}
 _EVENT_FIELDS = 12
+_REQUEST_FIELDS = 6
+
+
+def _dumps(fields: list[Any]) -> bytes:
+    """The header and JSON text of ``fields``. Raises ``TypeError`` or ``ValueError`` (from the
+    standard library) for values JSON cannot hold."""
+    try:
+        return _ORJSON + orjson.dumps(fields, default=json_default)
+    except orjson.JSONEncodeError:
+        pass  # integers beyond 64 bits (or values JSON cannot hold: the standard library says which)
+    text = json.dumps(fields, default=json_default, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _STDLIB + text.encode()
+
+
+def _loads(raw: bytes, what: str, count: int) -> list[Any]:
+    """The ``count`` fields ``_dumps`` wrote. Raises ``DecodeError`` naming ``what`` for anything else."""
+    header = raw[:2]
+    try:
+        if header == _ORJSON:
+            fields = orjson.loads(raw[2:])  # a bytes slice reads faster than a memoryview
+        elif header == _STDLIB:
+            fields = json.loads(raw[2:])
+        else:
+            raise DecodeError(_unknown_version(raw, what))
+    except ValueError as exc:  # orjson.JSONDecodeError, UnicodeDecodeError are ValueErrors
+        raise DecodeError(f"internal {what} payload is not JSON: {exc}") from exc
+    if type(fields) is not list or len(fields) != count:
+        raise DecodeError(f"internal {what} payload is not the array of {what} fields")
+    return fields
+
+
+def _unknown_version(raw: bytes, what: str) -> str:
+    if not raw:
+        return f"empty internal {what} payload (null or tombstone)"
+    return (
+        f"internal {what} payload starts with {bytes(raw[:2])!r}, not format version {_VERSION} "
+        f"({_ORJSON!r} or {_STDLIB!r}); written by another release? drain the internal topics before "
+        "changing the format"
+    )
+
+
+def _time(value: datetime | None) -> str | None:
+    # isoformat, not orjson's own datetimes: orjson rounds offsets to whole minutes.
+    if value is None:
+        return None
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
 
 
 def encode_event_internal(event: Event) -> bytes:
@@ -101,31 +152,23 @@ def encode_event_internal(event: Event) -> bytes:
     if not isinstance(timestamp, datetime) or timestamp.tzinfo is None:
         raise InvalidEvent("must be a timezone-aware datetime", field="timestamp")
     page = event.page
-    fields = [
-        event.type.value,
-        event.message_id,
-        # isoformat, not orjson's own datetimes: orjson rounds offsets to whole minutes.
-        timestamp.isoformat(),
-        event.anonymous_id,
-        event.user_id,
-        event.email,
-        event.event_name,
-        event.previous_id,
-        None if page is None else [page.url, page.path, page.title, page.referrer, page.search],
-        event.properties,
-        event.traits,
-        event.context,
-    ]
     try:
-        return _ORJSON + orjson.dumps(fields, default=json_default)
-    except orjson.JSONEncodeError:
-        pass  # integers beyond 64 bits (or values JSON cannot hold: the standard library says which)
-    try:
-        text = json.dumps(fields, default=json_default, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)
+        return _dumps([
+            event.type,  # a StrEnum: both JSON writers write its value, without the slow .value
+            event.message_id,
+            timestamp.isoformat(),
+            event.anonymous_id,
+            event.user_id,
+            event.email,
+            event.event_name,
+            event.previous_id,
+            None if page is None else [page.url, page.path, page.title, page.referrer, page.search],
+            event.properties,
+            event.traits,
+            event.context,
+        ])
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"not JSON-serializable: {exc}", field="properties") from exc
-    return _STDLIB + text.encode()
 
 
 def decode_event_internal(raw: bytes) -> Event:
@@ -135,20 +178,8 @@ def decode_event_internal(raw: bytes) -> Event:
     Avro of earlier releases: drain the internal topics before upgrading), not JSON, or not the
     array of an event.
     """
-    header = raw[:2]
-    try:
-        if header == _ORJSON:
-            fields = orjson.loads(raw[2:])  # a bytes slice reads faster than a memoryview
-        elif header == _STDLIB:
-            fields = json.loads(raw[2:])
-        else:
-            raise DecodeError(_unknown_version(raw))
-    except ValueError as exc:  # orjson.JSONDecodeError, UnicodeDecodeError are ValueErrors
-        raise DecodeError(f"internal event payload is not JSON: {exc}") from exc
-    if type(fields) is not list or len(fields) != _EVENT_FIELDS:
-        raise DecodeError("internal event payload is not the array of an event")
     (kind, message_id, timestamp, anonymous_id, user_id, email, event_name, previous_id, page,
-     properties, traits, context) = fields
+     properties, traits, context) = _loads(raw, "event", _EVENT_FIELDS)
     try:
         event_type = _EVENT_TYPES[kind]
         when = datetime.fromisoformat(timestamp)
@@ -160,7 +191,7 @@ def decode_event_internal(raw: bytes) -> Event:
         or type(properties) is not dict or type(traits) is not dict or type(context) is not dict
         or not (page is None or (type(page) is list and len(page) == 5 and _optional_strings(*page)))
     ):
-        raise DecodeError("internal event payload is not the array of an event (a field has the wrong type)")
+        raise DecodeError("internal event payload is not the array of event fields (one has the wrong type)")
     return Event(
         type=event_type,
         message_id=message_id,
@@ -184,24 +215,46 @@ def _optional_strings(*values: Any) -> bool:
     return True
 
 
-def _unknown_version(raw: bytes) -> str:
-    if not raw:
-        return "empty internal event payload (null or tombstone)"
-    return (
-        f"internal event payload starts with {bytes(raw[:2])!r}, not format version {_EVENT_VERSION} "
-        f"({_ORJSON!r} or {_STDLIB!r}); written by another release? drain the internal topics before "
-        "changing the format"
-    )
-
-
 def encode_request(request: IterableRequest) -> bytes:
-    """Schemaless Avro of ``request``. Raises ``TypeError``/``ValueError`` for an unserializable body."""
-    return _write(REQUEST, _request_record(request))
+    """``request`` in the internal request format (module docstring), for the requests topic.
+
+    Raises ``TypeError``/``ValueError`` for a body JSON cannot hold.
+    """
+    return _dumps([
+        request.endpoint,  # a StrEnum, written as its value
+        request.body,
+        request.person_key,
+        request.source_event_id,
+        request.attempt,
+        _time(request.first_seen_at),
+    ])
 
 
 def decode_request(raw: bytes) -> IterableRequest:
-    """The ``IterableRequest`` in ``raw``. Raises ``DecodeError`` (or ``TruncatedRecord``)."""
-    return _request_from(_read(REQUEST, raw))
+    """The ``IterableRequest`` written by ``encode_request``.
+
+    Raises ``DecodeError`` for anything else (another format version, not JSON, an unknown
+    endpoint, a field of the wrong type).
+    """
+    endpoint, body, person_key, source_event_id, attempt, first_seen_at = _loads(raw, "request", _REQUEST_FIELDS)
+    try:
+        endpoint = Endpoint(endpoint)
+        first_seen = None if first_seen_at is None else datetime.fromisoformat(first_seen_at)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"not an Iterable request: {exc}") from exc
+    if (
+        type(body) is not dict or type(person_key) is not str or type(source_event_id) is not str
+        or type(attempt) is not int or (first_seen is not None and first_seen.tzinfo is None)
+    ):
+        raise DecodeError("not an Iterable request: a field has the wrong type")
+    return IterableRequest(
+        endpoint=endpoint,
+        body=body,
+        person_key=person_key,
+        source_event_id=source_event_id,
+        attempt=attempt,
+        first_seen_at=first_seen,
+    )
 
 
 def encode_dead_letter(letter: DeadLetter) -> bytes:

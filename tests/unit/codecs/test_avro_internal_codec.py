@@ -182,8 +182,8 @@ class TestInternalEventCodec:
             (b"\x01\x00" + b"\xff" * 10, "not JSON"),
             (b"\x01\x01" + b"\xff" * 10, "not JSON"),
             (encode_event_internal(ORDER_COMPLETED)[:-1], "not JSON"),
-            (b'\x01\x00{"type":"track"}', "not the array of an event"),
-            (b"\x01\x00[1,2,3]", "not the array of an event"),
+            (b'\x01\x00{"type":"track"}', "not the array of event fields"),
+            (b"\x01\x00[1,2,3]", "not the array of event fields"),
         ],
     )
     def test_garbled_payload(self, raw: bytes, message: str) -> None:
@@ -218,22 +218,66 @@ class TestInternalEventCodec:
             decode_event_internal(b"\x01\x00" + orjson.dumps(fields))
 
 
+REQUESTS = {
+    "purchase": REQUEST,
+    "minimal": IterableRequest(Endpoint.USERS_UPDATE, {}, "k", "e"),
+    "tricky_body": IterableRequest(
+        Endpoint.EVENTS_TRACK,
+        {"dataFields": {"big": 2**70, "neg_zero": -0.0, "whole": 1.0, "ü": ["🎉", None, {"a": [[]]}]}},
+        "person-ü", "", attempt=2**40,
+        first_seen_at=datetime(2024, 6, 1, 8, 0, 0, 1, tzinfo=timezone(timedelta(hours=5, seconds=7))),
+    ),
+}
+
+
 class TestRequestCodec:
-    @pytest.mark.parametrize("request_", [REQUEST, IterableRequest(Endpoint.USERS_UPDATE, {}, "k", "e")])
-    def test_round_trip(self, request_: IterableRequest) -> None:
-        assert decode_request(encode_request(request_)) == request_
+    @pytest.mark.parametrize("name", sorted(REQUESTS))
+    def test_round_trip(self, name: str) -> None:
+        decoded = decode_request(encode_request(REQUESTS[name]))
+        assert decoded == REQUESTS[name]
+        assert exact(decoded.body) == exact(REQUESTS[name].body)
+        assert exact(decoded.first_seen_at) == exact(REQUESTS[name].first_seen_at)
+
+    @settings(max_examples=50, deadline=None)
+    @given(st.builds(IterableRequest, st.sampled_from(Endpoint), json_objects, st.text(), st.text(),
+                     st.integers(0, 2**63), st.none() | st.datetimes(timezones=offsets)))
+    def test_any_request_round_trips_exactly(self, request_: IterableRequest) -> None:
+        decoded = decode_request(encode_request(request_))
+        assert decoded == request_ and exact(decoded.body) == exact(request_.body)
 
     def test_body_number_types_survive(self) -> None:
         body = decode_request(encode_request(REQUEST)).body
         assert type(body["total"]) is float and type(body["createdAt"]) is int
 
-    def test_truncated(self) -> None:
-        with pytest.raises(TruncatedRecord):
-            decode_request(encode_request(REQUEST)[:-4])
+    def test_naive_time_is_read_as_utc(self) -> None:
+        naive = IterableRequest(Endpoint.USERS_UPDATE, {}, "k", "e", first_seen_at=datetime(2024, 1, 1))
+        assert decode_request(encode_request(naive)).first_seen_at == datetime(2024, 1, 1, tzinfo=UTC)
+
+    def test_unserializable_body(self) -> None:
+        with pytest.raises(TypeError):
+            encode_request(IterableRequest(Endpoint.USERS_UPDATE, {"x": object()}, "k", "e"))
 
     def test_unknown_endpoint(self) -> None:
         raw = encode_request(REQUEST).replace(b"/api/commerce/trackPurchase", b"/api/commerce/trackPurchasX")
         with pytest.raises(DecodeError, match="Iterable request"):
+            decode_request(raw)
+
+    @pytest.mark.parametrize(
+        ("raw", "message"),
+        [
+            (b"", "empty"),
+            (encode_request(REQUEST)[:-4], "not JSON"),
+            (encode_event_internal(ORDER_COMPLETED), "not the array of request fields"),
+            (b"\x00" + encode_request(REQUEST)[1:], "not format version 1"),
+            (b'\x01\x00["/api/users/update",{},"k","e",0,"yesterday"]', "Iterable request"),
+            (b'\x01\x00["/api/users/update",[],"k","e",0,null]', "wrong type"),
+            (b'\x01\x00["/api/users/update",{},"k","e",true,null]', "wrong type"),
+            (b'\x01\x00["/api/users/update",{},"k",null,0,null]', "wrong type"),
+            (b'\x01\x00["/api/users/update",{},"k","e",0,"2024-01-01T00:00:00"]', "wrong type"),
+        ],
+    )
+    def test_garbled_payload(self, raw: bytes, message: str) -> None:
+        with pytest.raises(DecodeError, match=message):
             decode_request(raw)
 
 
