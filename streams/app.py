@@ -5,13 +5,17 @@ The shell layer: with ``cli.py`` and ``commands/`` the only code that imports fa
 
     source topic (Avro, any key)
       -> agent route     decode; dead-letter poison; re-key by device / anonymous id
-    by-device topic (internal)        [skipped when FPI_SOURCE_KEYED_BY_DEVICE=true]
+    by-device topic (internal, frames)   [skipped when FPI_SOURCE_KEYED_BY_DEVICE=true]
       -> agent resolve   table aliases: anonymous id -> person key; anonymous events dropped
-    by-person topic (internal, keyed by person key)
+    by-person topic (internal, frames, partitioned by person key)
       -> agent apply     table identities; the mapping core decides; requests or dead letters
-    requests topic (internal, keyed by person key)
+    requests topic (internal, frames, partitioned by person key)
       -> agent send      batches to Iterable; every request delivered or dead-lettered
     dead-letter topic
+
+The internal topics carry frames (``streams.codecs.encode_frame``): one message holds a taken
+batch's records for one partition, each record placed where its key would be (``streams.outbox``).
+A table write inside a frame therefore lands in the changelog partition of its key.
 
 Delivery: faust acks an event even when the agent body raises, so no body lets an exception
 escape with data unrecorded. A ``StreamsError`` becomes a dead letter; anything else is a bug and
@@ -26,6 +30,7 @@ import logging
 import os
 import sys
 import weakref
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +40,10 @@ from faust.streams import _current_event
 
 from streams import metrics
 from streams.codecs import (
+    FrameItem,
+    Source,
     decode_event_internal,
+    decode_frame,
     decode_request,
     encode_dead_letter,
     encode_event_internal,
@@ -45,6 +53,7 @@ from streams.errors import Reason, StreamsError
 from streams.identity import resolve, routing_key
 from streams.mapping import apply_event
 from streams.model import QUIET_DROPS, DeadLetter, DropReason, Event
+from streams.outbox import Outbox, Partitioner
 from streams.services import DecoderService, SenderService
 from streams.settings import Settings
 from streams.wiring import (
@@ -61,7 +70,11 @@ __all__ = ["build_app"]
 log = logging.getLogger("streams.app")
 
 SOURCE_HEADER = "fpi-source"
-"""Header carrying ``topic:partition:offset`` of the source record along the internal topics."""
+"""Header of a replayed source record naming ``topic:partition:offset`` of the record it copies."""
+
+FRAMES_PER_TAKE = 8
+"""Frames an internal stage takes at a time. A frame holds the records of one upstream batch for one
+partition (up to ``FPI_STAGE_BATCH_ITEMS``), so a take stays within a few thousand records."""
 
 _DEAD_LETTER_SAMPLE_BYTES = 65_536
 
@@ -85,7 +98,8 @@ def _make_current(event: Any) -> None:
     _current_event.set(weakref.ref(event))
 
 
-def _source_of(event: Any) -> tuple[str | None, int | None, int | None]:
+def _source_of(event: Any) -> Source:
+    """Where a source record really comes from: a replayed copy names its original in a header."""
     headers = event.headers or {}
     raw = headers.get(SOURCE_HEADER)
     if raw:
@@ -95,8 +109,10 @@ def _source_of(event: Any) -> tuple[str | None, int | None, int | None]:
     return message.topic, message.partition, message.offset
 
 
-def _source_header(topic: str | None, partition: int | None, offset: int | None) -> dict[str, bytes]:
-    return {SOURCE_HEADER: f"{topic}:{partition}:{offset}".encode()}
+def _count(series: Any, counts: Counter[str]) -> None:
+    """Add a batch's tallies to a labelled counter: one label lookup per label, not per event."""
+    for label, amount in counts.items():
+        series.labels(label).inc(amount)
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -150,6 +166,11 @@ def build_app(settings: Settings) -> faust.App:
     app.add_dependency(decoder)
     app.add_dependency(sender)
 
+    partition_of = Partitioner(n)
+    to_by_device = Outbox(by_device, partition_of, settings.max_record_bytes)
+    to_by_person = Outbox(by_person, partition_of, settings.max_record_bytes)
+    to_requests = Outbox(requests_topic, partition_of, settings.max_record_bytes)
+
     async def dead_letter(letter: DeadLetter, key: bytes | None) -> None:
         metrics.DEAD_LETTERS.labels(letter.reason).inc()
         log.warning("dead letter %s: %s", letter.reason, letter.detail,
@@ -159,61 +180,82 @@ def build_app(settings: Settings) -> faust.App:
 
     batch_items, batch_wait = settings.stage_batch_items, settings.stage_batch_seconds
 
-    async def decode_source(event: Any) -> Event | None:
+    async def decode_source(event: Any, counts: Counter[str]) -> Event | None:
         message = event.message
         result = await decoder.decode(event.value, topic=message.topic, partition=message.partition,
                                       offset=message.offset, now=datetime.now(UTC))
         if isinstance(result, DeadLetter):
             await dead_letter(result, event.key)
             return None
-        metrics.EVENTS_IN.labels(result.type.value).inc()
+        counts[result.type.value] += 1
         return result
 
-    async def fits(event: Any, value: bytes) -> bool:
+    async def fits(event: Any, source: Source, value: bytes) -> bool:
         """False (and a dead letter) for an event too large for the internal topics.
 
         Forwarding it would fail in the producer and stop the worker on the same record forever.
         """
         if len(value) <= settings.max_record_bytes:
             return True
-        message = event.message
         await dead_letter(DeadLetter(
             reason=Reason.TOO_LARGE.value, failed_at=datetime.now(UTC),
             detail=f"event of {len(value)} bytes is over FPI_MAX_RECORD_BYTES={settings.max_record_bytes}; "
                    f"original_bytes holds its first {_DEAD_LETTER_SAMPLE_BYTES} bytes",
-            source_topic=message.topic, source_partition=message.partition, source_offset=message.offset,
+            source_topic=source[0], source_partition=source[1], source_offset=source[2],
             original_bytes=(event.value or b"")[:_DEAD_LETTER_SAMPLE_BYTES]), event.key)
         return False
 
-    def resolve_one(event: Any, decoded: Event) -> None:
+    def resolve_one(decoded: Event, value: bytes, source: Source, drops: Counter[str]) -> None:
+        """Resolve one event against ``aliases``; faust's current event must be on its partition."""
         device = decoded.anonymous_id.encode() if decoded.anonymous_id else None
         known = aliases.get(device) if device else None
         resolution = resolve(decoded, known.decode() if known else None)
         if resolution.new_alias is not None and device:
             aliases[device] = resolution.new_alias.encode()
         if resolution.person_key is None:
-            metrics.EVENTS_DROPPED.labels((resolution.drop or DropReason.ANONYMOUS).value).inc()
+            drops[(resolution.drop or DropReason.ANONYMOUS).value] += 1
             return
-        by_person.send_soon(key=resolution.person_key.encode(), value=encode_event_internal(decoded),
-                            headers=_source_header(*_source_of(event)))
+        to_by_person.add(resolution.person_key.encode(), value, source)
 
-    # Every stage takes its events in batches: faust's per-message cost dominates otherwise.
+    # Every stage takes its input in batches and sends its output as frames (one Kafka message per
+    # destination partition and batch): faust's per-message cost dominates otherwise.
     # noack_take, not take_events: take_events acks the whole batch in a `finally`, so a batch cut
     # short (the agent cancelled by a shutdown or rebalance mid-body) would be committed unprocessed.
-    # Each event is acked here once handled. send_soon() only buffers; faust flushes the producer
-    # before it commits consumed offsets.
+    # A batch is acked only once handled and its output handed to the producer buffer (`hand_on`):
+    # faust flushes the producer before it commits consumed offsets, so a commit never covers an
+    # event whose output is still held in an outbox.
+    async def decode_batch(batch: Sequence[Any], seen: Counter[str]) -> list[tuple[Any, Source, Event, bytes]]:
+        """``(record, source, event, internal value)`` of each source record that decodes and fits."""
+        usable = []
+        for event in batch:
+            source = _source_of(event)
+            decoded = await decode_source(event, seen)
+            if decoded is not None:
+                value = encode_event_internal(decoded)
+                if await fits(event, source, value):
+                    usable.append((event, source, decoded, value))
+        return usable
+
+    async def hand_on(stream: Any, batch: Sequence[Any], outbox: Outbox) -> None:
+        """Send a handled batch's output, then ack the batch (never the other way round)."""
+        outbox.flush()
+        for event in batch:
+            await stream.ack(event)
+
     if settings.source_keyed_by_device:
         @app.agent(sources, name="resolve")
         async def resolve_source(stream: Any) -> None:
             """Decode source records already keyed by device id and resolve their person."""
             async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
-                    for event in batch:
-                        decoded = await decode_source(event)
-                        if decoded is not None and await fits(event, encode_event_internal(decoded)):
-                            _make_current(event)
-                            resolve_one(event, decoded)
-                        await stream.ack(event)
+                    seen: Counter[str] = Counter()
+                    drops: Counter[str] = Counter()
+                    for event, source, decoded, value in await decode_batch(batch, seen):
+                        _make_current(event)
+                        resolve_one(decoded, value, source, drops)
+                    await hand_on(stream, batch, to_by_person)
+                    _count(metrics.EVENTS_IN, seen)
+                    _count(metrics.EVENTS_DROPPED, drops)
                 except Exception as exc:
                     _die("resolve", exc)
     else:
@@ -222,93 +264,100 @@ def build_app(settings: Settings) -> faust.App:
             """Decode source records and re-key them by device / anonymous id."""
             async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
-                    for event in batch:
-                        decoded = await decode_source(event)
-                        if decoded is not None:
-                            value = encode_event_internal(decoded)
-                            if await fits(event, value):
-                                key = routing_key(decoded)
-                                by_device.send_soon(key=key.encode() if key else None, value=value,
-                                                    headers=_source_header(*_source_of(event)))
-                        await stream.ack(event)
+                    seen: Counter[str] = Counter()
+                    for _, source, decoded, value in await decode_batch(batch, seen):
+                        key = routing_key(decoded)
+                        to_by_device.add(key.encode() if key else None, value, source)
+                    await hand_on(stream, batch, to_by_device)
+                    _count(metrics.EVENTS_IN, seen)
                 except Exception as exc:
                     _die("route", exc)
 
         @app.agent(by_device, name="resolve")
         async def resolve_internal(stream: Any) -> None:
             """Attach the person key to each event; drop events of never-identified devices."""
-            async for batch in stream.noack_take(batch_items, within=batch_wait):
+            async for batch in stream.noack_take(FRAMES_PER_TAKE, within=batch_wait):
                 try:
-                    for event in batch:
-                        _make_current(event)
-                        resolve_one(event, decode_event_internal(event.value))
-                        await stream.ack(event)
+                    drops: Counter[str] = Counter()
+                    for frame in batch:
+                        _make_current(frame)
+                        for item in decode_frame(frame.value):
+                            resolve_one(decode_event_internal(item.value), item.value, item.source, drops)
+                    await hand_on(stream, batch, to_by_person)
+                    _count(metrics.EVENTS_DROPPED, drops)
                 except Exception as exc:
                     _die("resolve", exc)
 
     @app.agent(by_person, name="apply")
     async def apply_agent(stream: Any) -> None:
         """Run the mapping core per person; emit Iterable requests or dead letters."""
-        async for batch in stream.noack_take(batch_items, within=batch_wait):
+        async for batch in stream.noack_take(FRAMES_PER_TAKE, within=batch_wait):
             try:
-                for event in batch:
-                    _make_current(event)
-                    await apply_one(event)
-                    await stream.ack(event)
+                drops: Counter[str] = Counter()
+                endpoints: Counter[str] = Counter()
+                for frame in batch:
+                    _make_current(frame)
+                    for item in decode_frame(frame.value):
+                        await apply_one(item, drops, endpoints)
+                await hand_on(stream, batch, to_requests)
+                _count(metrics.EVENTS_DROPPED, drops)
+                _count(metrics.REQUESTS_OUT, endpoints)
             except Exception as exc:
                 _die("apply", exc)
 
-    async def apply_one(event: Any) -> None:
-        decoded = decode_event_internal(event.value)
-        person_key = event.key.decode()
-        stored = identities.get(event.key)
+    async def apply_one(item: FrameItem, drops: Counter[str], endpoints: Counter[str]) -> None:
+        decoded = decode_event_internal(item.value)
+        key = item.key
+        assert key is not None, "by-person items are keyed by person"
+        stored = identities.get(key)
         identity = identity_from_bytes(stored) if stored else None
         now = datetime.now(UTC)
-        topic, partition, offset = _source_of(event)
+        topic, partition, offset = item.source
         try:
-            applied = apply_event(decoded, person_key, identity, mapping_config, now)
+            applied = apply_event(decoded, key.decode(), identity, mapping_config, now)
         except StreamsError as exc:
             await dead_letter(DeadLetter(reason=exc.reason.value, detail=str(exc), failed_at=now,
                                          source_topic=topic, source_partition=partition, source_offset=offset,
-                                         event=decoded), event.key)
+                                         event=decoded), key)
             return
         if applied.identity is not None:
-            identities[event.key] = identity_to_bytes(applied.identity)
+            identities[key] = identity_to_bytes(applied.identity)
         decision = applied.decision
         if decision.drop_reason is not None:
-            metrics.EVENTS_DROPPED.labels(decision.drop_reason.value).inc()
+            drops[decision.drop_reason.value] += 1
             if decision.drop_reason not in QUIET_DROPS:
                 await dead_letter(DeadLetter(reason=decision.drop_reason.value,
                                              detail=decision.detail or decision.drop_reason.value,
                                              failed_at=now, source_topic=topic, source_partition=partition,
-                                             source_offset=offset, event=decoded), event.key)
+                                             source_offset=offset, event=decoded), key)
             return
         for request in decision.requests:
-            metrics.REQUESTS_OUT.labels(request.endpoint.value).inc()
-            requests_topic.send_soon(key=event.key, value=encode_request(request),
-                                     headers=_source_header(topic, partition, offset))
+            endpoints[request.endpoint.value] += 1
+            to_requests.add(key, encode_request(request), item.source)
 
     @app.agent(requests_topic, name="send")
     async def send_agent(stream: Any) -> None:
-        """Deliver requests in batches; a batch is acked only once every item has an outcome."""
-        async for batch in stream.noack_take(settings.send_batch_items, within=settings.send_linger_seconds):
+        """Deliver requests in rounds; frames are acked only once every request in them has an outcome."""
+        async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.send_linger_seconds):
             try:
-                await deliver_batch(batch)
-                for event in batch:
-                    await stream.ack(event)
+                items = [item for frame in batch for item in decode_frame(frame.value)]
+                for start in range(0, len(items), settings.send_batch_items):
+                    await deliver_round(items[start:start + settings.send_batch_items])
+                for frame in batch:
+                    await stream.ack(frame)
             except Exception as exc:
                 _die("send", exc)
 
-    async def deliver_batch(batch: Sequence[Any]) -> None:
-        requests = [decode_request(event.value) for event in batch]
+    async def deliver_round(items: Sequence[FrameItem]) -> None:
+        requests = [decode_request(item.value) for item in items]
         outcomes = await sender.deliver(requests)
         now = datetime.now(UTC)
-        for event, outcome in zip(batch, outcomes, strict=True):
+        for item, outcome in zip(items, outcomes, strict=True):
             if not outcome.delivered:
-                topic, partition, offset = _source_of(event)
+                topic, partition, offset = item.source
                 await dead_letter(outcome.to_dead_letter(failed_at=now, source_topic=topic,
                                                          source_partition=partition, source_offset=offset),
-                                  event.key)
+                                  item.key)
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def declare_dead_letter_topic() -> None:

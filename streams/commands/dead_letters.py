@@ -221,13 +221,17 @@ def redrive_target(stored: StoredLetter, settings: Settings) -> tuple[str, bytes
 
     Raises ``InvalidEvent`` when a stored event cannot be re-encoded.
     """
-    from streams.codecs import encode_event, encode_request
+    from streams.codecs import FrameItem, encode_event, encode_frame, encode_request
 
     letter = stored.letter
     if letter is None:
         return None
     if letter.request is not None:
-        return settings.requests_topic, letter.request.person_key.encode(), encode_request(letter.request)
+        # The requests topic carries frames (streams.app); a re-driven request is a frame of one.
+        person = letter.request.person_key.encode()
+        source = (letter.source_topic, letter.source_partition, letter.source_offset)
+        frame = encode_frame([FrameItem(person, encode_request(letter.request), source)])
+        return settings.requests_topic, person, frame
     if letter.event is not None:
         event = letter.event
         # The key `produce` gives a source record: device id, else user id (the first agent re-keys).

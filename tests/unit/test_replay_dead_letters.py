@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streams.codecs import EventDecoder, decode_request
+from streams.codecs import EventDecoder, decode_frame, decode_request
 from streams.commands.dead_letters import (
     StoredLetter,
     letter_json,
@@ -103,7 +103,9 @@ class TestRedriveTarget:
     def test_failed_request_goes_back_to_the_sender_keyed_by_person(self) -> None:
         topic, key, value = redrive_target(stored(letter(request=REQUEST)), SETTINGS) or ("", None, b"")
         assert (topic, key) == ("r.requests", EMAIL.encode())
-        assert decode_request(value) == REQUEST
+        [item] = decode_frame(value)  # the requests topic carries frames
+        assert (item.key, item.source) == (key, ("src", 1, 42))
+        assert decode_request(item.value) == REQUEST
 
     def test_mapping_failure_goes_through_the_whole_pipeline_in_the_source_format(self) -> None:
         ev = event(EventType.TRACK, message_id="m-5", anonymous_id="dev-1", user_id="u-1")
