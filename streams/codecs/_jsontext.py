@@ -1,8 +1,11 @@
-"""JSON text inside Avro string fields (properties, traits, context, request bodies).
+"""JSON text inside Avro string fields (properties, traits, context), and the JSON writers' fallback.
 
-orjson does the work; the standard library takes over for what orjson refuses (integers beyond
-64 bits), so values round-trip exactly, ints stay ints and floats stay floats. JSON has no NaN or infinity:
-orjson writes them as ``null``.
+orjson does the work; the standard library writes what orjson refuses (integers beyond 64 bits),
+so ints stay ints and floats stay floats on the way out. On the way in, orjson reads an integer
+beyond 64 bits as a float (it does not refuse it, so the standard library never sees it): such
+integers in a source event's JSON fields lose precision. The internal topics avoid this by
+flagging payloads that hold them (``_internal``). JSON has no NaN or infinity: orjson writes them
+as ``null``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def loads_object(text: str) -> dict[str, Any]:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
-        value = json.loads(text)  # big integers; anything else raises ValueError again
+        value = json.loads(text)  # what orjson rejects and the standard library reads (NaN); else ValueError
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, got {type(value).__name__}")
     return value
