@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.codecs import decode_dead_letter, decode_event_internal, decode_frame, encode_event
