@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import logging.config
 
@@ -44,4 +45,18 @@ def worker(loglevel: str, log_format: str) -> None:
     # faust's terminal spinner (on at WARN and above) sets the root logger to DEBUG, which makes
     # every library build ~10 debug records per event that the handler then throws away.
     runner.spinner = None
+    _collect_garbage_less_often()
     runner.execute_from_commandline()
+
+
+def _collect_garbage_less_often() -> None:
+    """Keep the cyclic collector off the hot path.
+
+    Start-up leaves a large, long-lived heap (faust, aiokafka, pydantic, our schemas); freezing it
+    stops every collection from re-scanning it. The event path makes few reference cycles, so a
+    young-generation threshold of 50,000 allocations instead of 700 costs little memory and saves
+    about a sixth of the CPU of the in-process stages (measured with bench/bench_profile.py).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
