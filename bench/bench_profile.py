@@ -42,7 +42,7 @@ from streams.identity import resolve, routing_key
 from streams.iterable.batcher import call_body, plan
 from streams.mapping import MappingConfig, apply_event
 from streams.model import Event, IterableRequest
-from streams.wiring import identity_from_bytes, identity_to_bytes
+from streams.wiring import identity_from_bytes, identity_to_bytes, link_from_bytes, link_to_bytes
 
 STAGES = ("decode", "hop", "resolve", "map", "encode", "send-serialize")
 
@@ -100,9 +100,9 @@ class Pipeline:
     def _resolve(self, event: Event) -> str | None:
         device = event.anonymous_id.encode() if event.anonymous_id else None
         known = self.aliases.get(device) if device else None
-        resolution = resolve(event, known.decode() if known else None)
-        if resolution.new_alias is not None and device:
-            self.aliases[device] = resolution.new_alias.encode()
+        resolution = resolve(event, link_from_bytes(known) if known else None)
+        if resolution.new_link is not None and device:
+            self.aliases[device] = link_to_bytes(resolution.new_link)
         return resolution.person_key
 
     def _flush(self, clock: Callable[[], float]) -> None:

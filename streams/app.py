@@ -63,6 +63,8 @@ from streams.wiring import (
     build_sender_config,
     identity_from_bytes,
     identity_to_bytes,
+    link_from_bytes,
+    link_to_bytes,
 )
 
 __all__ = ["build_app"]
@@ -208,10 +210,10 @@ def build_app(settings: Settings) -> faust.App:
     def resolve_one(decoded: Event, value: bytes, source: Source, drops: Counter[str]) -> None:
         """Resolve one event against ``aliases``; faust's current event must be on its partition."""
         device = decoded.anonymous_id.encode() if decoded.anonymous_id else None
-        known = aliases.get(device) if device else None
-        resolution = resolve(decoded, known.decode() if known else None)
-        if resolution.new_alias is not None and device:
-            aliases[device] = resolution.new_alias.encode()
+        stored = aliases.get(device) if device else None
+        resolution = resolve(decoded, link_from_bytes(stored) if stored else None)
+        if resolution.new_link is not None and device:
+            aliases[device] = link_to_bytes(resolution.new_link)
         if resolution.person_key is None:
             drops[(resolution.drop or DropReason.ANONYMOUS).value] += 1
             return

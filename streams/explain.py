@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.errors import StreamsError
-from streams.identity import resolve, routing_key
+from streams.identity import Link, resolve, routing_key
 from streams.mapping import MappingConfig, apply_event
 from streams.model import Decision, Event, Identity
 from streams.normalize import normalize_json_line
@@ -27,21 +27,23 @@ __all__ = ["ExplainState", "decision_record", "explain_event", "explain_lines"]
 class ExplainState:
     """In-memory stand-ins for the worker's two tables."""
 
-    aliases: dict[str, str] = field(default_factory=dict)
-    """anonymous id -> person key (the "resolve" stage's table)."""
+    aliases: dict[str, Link] = field(default_factory=dict)
+    """anonymous id -> person key and since when (the "resolve" stage's table)."""
     identities: dict[str, Identity] = field(default_factory=dict)
     """person key -> Identity (the "apply" stage's table)."""
 
 
 def explain_event(event: Event, config: MappingConfig, state: ExplainState, now: datetime) -> Decision:
     """Run one event through resolve and apply, updating ``state`` like the agents update their tables."""
-    alias = state.aliases.get(event.anonymous_id) if event.anonymous_id else None
-    resolution = resolve(event, alias)
-    if resolution.new_alias is not None and event.anonymous_id is not None:
-        state.aliases[event.anonymous_id] = resolution.new_alias
+    link = state.aliases.get(event.anonymous_id) if event.anonymous_id else None
+    resolution = resolve(event, link)
+    if resolution.new_link is not None and event.anonymous_id is not None:
+        state.aliases[event.anonymous_id] = resolution.new_link
     if resolution.person_key is None:
         assert resolution.drop is not None
-        return Decision.drop(resolution.drop, f"no person known for device {routing_key(event)!r}")
+        detail = (f"happened before device {routing_key(event)!r} was linked to a person" if link is not None
+                  else f"no person known for device {routing_key(event)!r}")
+        return Decision.drop(resolution.drop, detail)
     person_key = resolution.person_key
     applied = apply_event(event, person_key, state.identities.get(person_key), config, now)
     if applied.identity is not None:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from streams.codecs import EventDecoder
+from streams.identity import Link
 from streams.iterable import SenderConfig
 from streams.mapping import MappingConfig
 from streams.model import Identity
@@ -25,6 +26,8 @@ __all__ = [
     "build_sender_config",
     "identity_from_bytes",
     "identity_to_bytes",
+    "link_from_bytes",
+    "link_to_bytes",
 ]
 
 
@@ -87,6 +90,23 @@ def identity_from_bytes(data: bytes) -> Identity:
         first_identified_at=datetime.fromisoformat(first) if first else None,
         last_identified_at=datetime.fromisoformat(last) if last else None,
     )
+
+
+_LINK_VERSION = b"\x01"
+
+
+def link_to_bytes(link: Link) -> bytes:
+    """The ``aliases`` table's value: a version byte, then ``[person key, since]`` as JSON."""
+    since = link.since.isoformat() if link.since is not None else None
+    return _LINK_VERSION + orjson.dumps([link.person_key, since])
+
+
+def link_from_bytes(data: bytes) -> Link:
+    """Read a stored link; a value without the version byte is a bare person key (older versions)."""
+    if data[:1] != _LINK_VERSION:
+        return Link(data.decode())
+    person_key, since = orjson.loads(data[1:])
+    return Link(person_key, datetime.fromisoformat(since) if since else None)
 
 
 def build_mapping_config(settings: Settings) -> MappingConfig:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from streams.cli import main
 from streams.explain import ExplainState, explain_lines
+from streams.identity import Link
 from streams.mapping import MappingConfig, load_mapping_config
 from streams.model import ProjectType
 
@@ -62,7 +64,16 @@ class TestExplainLines:
         state = ExplainState()
         out = list(explain_lines(lines, MappingConfig(project_type=ProjectType.HYBRID), state=state))
         assert [record["decision"] for record in out] == ["drop", "send", "send"]
-        assert state.aliases == {"a": "u"} and state.identities["u"].email == "j@x.io"
+        assert state.aliases == {"a": Link("u", datetime(2024, 1, 1, 0, 0, 1, tzinfo=UTC))}
+        assert state.identities["u"].email == "j@x.io"
+
+    def test_an_event_replayed_after_its_device_was_linked_is_still_anonymous(self) -> None:
+        early = '{"type":"track","messageId":"1","timestamp":"2024-01-01T00:00:00Z","anonymousId":"a","event":"E"}'
+        identify = ('{"type":"identify","messageId":"2","timestamp":"2024-01-01T00:00:01Z","anonymousId":"a",'
+                    '"userId":"u","traits":{"email":"j@x.io"}}')
+        out = list(explain_lines([identify, early], MappingConfig(project_type=ProjectType.HYBRID)))
+        assert [(record["decision"], record["reason"]) for record in out] == [("send", None), ("drop", "anonymous")]
+        assert "before device 'a' was linked" in out[1]["detail"]
 
     def test_blank_lines_are_skipped(self) -> None:
         assert list(explain_lines(["", "  \n"], MappingConfig())) == []
