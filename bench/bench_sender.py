@@ -57,7 +57,7 @@ async def run_mode(
             outcomes = await sender.deliver(requests[i : i + chunk])
             assert all(o.delivered for o in outcomes)
     finally:
-        await http.aclose()
+        await http.close()
     return time.perf_counter() - started, sender
 
 

@@ -1,5 +1,5 @@
 """The naive baseline: what a simple forwarder does. One aiokafka consumer, one Iterable HTTP request
-per event (``users/update``, ``events/track``, ``commerce/trackPurchase``) with httpx, awaited one by
+per event (``users/update``, ``events/track``, ``commerce/trackPurchase``) with aiohttp, awaited one by
 one; no batching, no repartitioning, identities in a dict.
 
 It uses the same decoder and mapping core as the worker, so both send the same bodies and the
@@ -18,12 +18,12 @@ import os
 import time
 from datetime import UTC, datetime
 
-import httpx
+import aiohttp
 import orjson
 
 from streams.codecs import EventDecoder
 from streams.errors import StreamsError
-from streams.identity import resolve
+from streams.identity import Link, resolve
 from streams.mapping import MappingConfig, apply_event
 from streams.model import Identity
 
@@ -33,13 +33,14 @@ async def forward(bootstrap: str, topic: str, url: str, group: str, max_events: 
 
     decoder = EventDecoder("confluent")
     config = MappingConfig()
-    aliases: dict[str, str] = {}
+    aliases: dict[str, Link] = {}
     identities: dict[str, Identity] = {}
     headers = {"Api-Key": os.environ["FPI_ITERABLE_API_KEY"], "Content-Type": "application/json"}
     counts = {"consumed": 0, "requests": 0, "failed": 0, "dropped": 0}
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest")
     deadline = time.monotonic() + seconds
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(base_url=url, headers=headers, timeout=timeout) as http:
         await consumer.start()
         try:
             while counts["consumed"] < max_events and time.monotonic() < deadline:
@@ -54,8 +55,8 @@ async def forward(bootstrap: str, topic: str, url: str, group: str, max_events: 
                             continue
                         device = event.anonymous_id
                         resolution = resolve(event, aliases.get(device) if device else None)
-                        if resolution.new_alias and device:
-                            aliases[device] = resolution.new_alias
+                        if resolution.new_link and device:
+                            aliases[device] = resolution.new_link
                         if resolution.person_key is None:
                             counts["dropped"] += 1
                             continue
@@ -64,9 +65,10 @@ async def forward(bootstrap: str, topic: str, url: str, group: str, max_events: 
                         if applied.identity is not None:
                             identities[key] = applied.identity
                         for request in applied.decision.requests:
-                            response = await http.post(request.endpoint.value, content=orjson.dumps(request.body))
+                            async with http.post(request.endpoint.value, data=orjson.dumps(request.body)) as response:
+                                await response.read()
                             counts["requests"] += 1
-                            counts["failed"] += response.status_code != 200
+                            counts["failed"] += response.status != 200
                         if not applied.decision.requests:
                             counts["dropped"] += 1
                         if counts["consumed"] >= max_events or time.monotonic() >= deadline:

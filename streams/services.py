@@ -1,5 +1,5 @@
 """Long-lived resources of the worker as mode services, started and stopped with the Faust app:
-the Iterable sender (with its httpx client) and the source decoder (with its registry client).
+the Iterable sender (with its aiohttp session) and the source decoder (with its httpx registry client).
 Shell layer: imports mode (faust's service library) and httpx, and is imported only by ``app``.
 """
 
@@ -10,12 +10,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
 import httpx
 from mode import Service
 
 from streams.codecs import EventDecoder, SchemaRegistryClient, SourceCodec
 from streams.errors import RegistryUnavailable
-from streams.iterable import Outcome, Sender, SenderConfig
+from streams.iterable import Outcome, Sender, SenderConfig, new_http_client
 from streams.model import DeadLetter, Event, IterableRequest
 
 __all__ = ["DecoderService", "SenderService"]
@@ -24,20 +25,20 @@ log = logging.getLogger("streams.services")
 
 
 class SenderService(Service):
-    """Owns the httpx client and the ``Sender``; the send agent calls ``deliver``."""
+    """Owns the aiohttp session and the ``Sender``; the send agent calls ``deliver``."""
 
     def __init__(self, config: SenderConfig, *, verify_tls: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
         self.verify_tls = verify_tls
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._sender: Sender | None = None
 
     async def on_start(self) -> None:
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.config.request_timeout, connect=self.config.connect_timeout),
-            limits=httpx.Limits(max_connections=self.config.max_concurrency * 2,
-                                max_keepalive_connections=self.config.max_concurrency * 2),
+        self._http = new_http_client(
+            connect_timeout=self.config.connect_timeout,
+            request_timeout=self.config.request_timeout,
+            max_connections=self.config.max_concurrency * 2,
             verify=self.verify_tls,
         )
         self._sender = Sender(self._http, self.config)
@@ -46,7 +47,7 @@ class SenderService(Service):
         if self._sender is not None:
             await self._sender.aclose()
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
 
     @property
     def sender(self) -> Sender:

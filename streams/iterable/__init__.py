@@ -1,6 +1,6 @@
 """Delivery to Iterable: HTTP client, request batching, rate limits, retry policy and the sender.
 
-``IterableClient`` is the only place that imports httpx; ``Sender`` is what the worker uses.
+``IterableClient`` is the only place that imports aiohttp; ``Sender`` is what the worker uses.
 """
 
 from __future__ import annotations

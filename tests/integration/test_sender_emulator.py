@@ -61,7 +61,7 @@ async def make_sender(emulator: EmulatorServer) -> AsyncIterator[Any]:
     for sender in made:
         await sender.aclose()
     for http in clients:
-        await http.aclose()
+        await http.close()
 
 
 def identify(person: str, **fields: Any) -> IterableRequest:

@@ -1,21 +1,26 @@
-"""Fixtures of the sender tests: a fake clock, and the emulator in process behind ASGITransport."""
+"""Fixtures of the sender tests: a fake clock, and the emulator served on loopback in the test's loop.
+
+aiohttp has no in-process (ASGI) transport, so each rig runs the emulator app on uvicorn, on a free
+port of 127.0.0.1, in the test's own event loop; the emulator reads the same fake clock.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
+import uvicorn
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from streams.emulator import EmulatorConfig, EmulatorState, create_emulator
-from streams.iterable import RetryPolicy, Sender, SenderConfig
+from streams.iterable import RetryPolicy, Sender, SenderConfig, new_http_client
 from streams.model import Endpoint, IterableRequest
 
-BASE = "http://emulator.test"
 KEY = "test-key"
 
 
@@ -60,12 +65,48 @@ def track(person: str, event_id: str, name: str = "Viewed", **fields: Any) -> It
     return IterableRequest(Endpoint.EVENTS_TRACK, body, person, f"src-{event_id}")
 
 
-class Rig:
-    """An emulator app, its state, and a factory of senders that reach it in process."""
+class Loopback:
+    """An ASGI app on uvicorn at a free port of 127.0.0.1, inside the running event loop."""
 
-    def __init__(self, clock: FakeClock, app: Starlette, http: httpx.AsyncClient) -> None:
+    def __init__(self, app: Starlette) -> None:
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False)
+        )
+        self._task: asyncio.Task[None] | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("uvicorn exited during start-up")
+            await asyncio.sleep(0.001)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        """Close the listening socket and end the server task now (uvicorn's graceful stop sleeps 0.1-0.2 s).
+
+        Clients close their sessions first, so no connection is left open.
+        """
+        self.server.should_exit = True
+        for listener in self.server.servers:
+            listener.close()
+            await listener.wait_closed()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class Rig:
+    """An emulator on loopback, its state, and a factory of senders that reach it."""
+
+    def __init__(self, clock: FakeClock, app: Starlette, server: Loopback, http: aiohttp.ClientSession) -> None:
         self.clock = clock
         self.app = app
+        self.server = server
         self.http = http
 
     @property
@@ -82,30 +123,33 @@ class Rig:
             "retry",
             RetryPolicy(user_not_visible_delay=2.0, user_not_visible_attempts=3, bad_key_probe_delay=1.0),
         )
-        config = SenderConfig(base_url=BASE, api_key=SecretStr(KEY), retry=policy, **overrides)
+        config = SenderConfig(base_url=self.server.url, api_key=SecretStr(KEY), retry=policy, **overrides)
         return Sender(self.http, config, clock=self.clock, sleep=self.clock.sleep, rand=lambda: 0.5)
 
 
-RigFactory = Callable[..., Rig]
+RigFactory = Callable[..., Awaitable[Rig]]
 
 
 @pytest.fixture
 async def rig_factory(clock: FakeClock) -> AsyncIterator[RigFactory]:
-    clients: list[httpx.AsyncClient] = []
+    rigs: list[Rig] = []
 
-    def make(**config: Any) -> Rig:
+    async def make(**config: Any) -> Rig:
         config.setdefault("api_keys", (KEY,))
         config.setdefault("clock", clock)
         app = create_emulator(EmulatorConfig(**config))
-        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
-        clients.append(http)
-        return Rig(clock, app, http)
+        server = Loopback(app)
+        await server.start()
+        rig = Rig(clock, app, server, new_http_client(connect_timeout=2.0, request_timeout=10.0))
+        rigs.append(rig)
+        return rig
 
     yield make
-    for http in clients:
-        await http.aclose()
+    for rig in rigs:
+        await rig.http.close()
+        await rig.server.stop()
 
 
 @pytest.fixture
-def rig(rig_factory: RigFactory) -> Rig:
-    return rig_factory()
+async def rig(rig_factory: RigFactory) -> Rig:
+    return await rig_factory()

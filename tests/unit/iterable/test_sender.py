@@ -151,8 +151,8 @@ class TestBadKeyPause:
         rig.state.api_keys = {"rotated"}
         sender = rig.sender()
         task = asyncio.create_task(sender.deliver([identify("a"), track("a", "e1")]))
-        for _ in range(200):
-            await asyncio.sleep(0)
+        for _ in range(2000):  # real round trips on loopback: a few ms
+            await asyncio.sleep(0.001)
             if sender.paused:
                 break
         assert sender.paused and not sender.healthy
@@ -177,7 +177,7 @@ class TestProjectTypes:
     async def test_userid_projects_accept_events_for_new_users(
         self, rig_factory: RigFactory, project_type: ProjectType
     ) -> None:
-        rig = rig_factory(project_type=project_type)
+        rig = await rig_factory(project_type=project_type)
         request = IterableRequest(
             Endpoint.EVENTS_TRACK, {"userId": "u1", "eventName": "E", "id": "x1"}, "u1", "s"
         )
