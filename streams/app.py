@@ -31,9 +31,9 @@ import os
 import sys
 import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.streams import _current_event
@@ -42,6 +42,7 @@ from streams import metrics
 from streams.codecs import (
     FrameItem,
     Source,
+    dead_letter_for_undecodable,
     decode_event_internal,
     decode_frame,
     decode_request,
@@ -52,7 +53,7 @@ from streams.codecs import (
 from streams.errors import Reason, StreamsError
 from streams.identity import resolve, routing_key
 from streams.mapping import apply_event
-from streams.model import QUIET_DROPS, DeadLetter, DropReason, Event
+from streams.model import QUIET_DROPS, DeadLetter, DropReason, Event, IterableRequest
 from streams.outbox import Outbox, Partitioner
 from streams.services import DecoderService, SenderService
 from streams.settings import Settings
@@ -79,6 +80,8 @@ FRAMES_PER_TAKE = 8
 partition (up to ``FPI_STAGE_BATCH_ITEMS``), so a take stays within a few thousand records."""
 
 _DEAD_LETTER_SAMPLE_BYTES = 65_536
+
+T = TypeVar("T")
 
 
 def _die(where: str, exc: BaseException) -> None:
@@ -238,6 +241,28 @@ def build_app(settings: Settings) -> faust.App:
                     usable.append((event, source, decoded, value))
         return usable
 
+    async def decoded_items(frame: Any, decode: Callable[[bytes], T]) -> list[tuple[FrameItem, T]]:
+        """Each record of an internal frame with its decoded value.
+
+        What does not decode (another version's format, a foreign producer) becomes a dead letter
+        with its bytes instead of stopping the worker on the same message forever.
+        """
+        message = frame.message
+        try:
+            items = decode_frame(frame.value)
+        except StreamsError as exc:
+            await dead_letter(dead_letter_for_undecodable(frame.value, exc, message.topic, message.partition,
+                                                          message.offset, datetime.now(UTC)), frame.key)
+            return []
+        decoded: list[tuple[FrameItem, T]] = []
+        for item in items:
+            try:
+                decoded.append((item, decode(item.value)))
+            except StreamsError as exc:
+                await dead_letter(dead_letter_for_undecodable(item.value, exc, *item.source, datetime.now(UTC)),
+                                  item.key)
+        return decoded
+
     async def hand_on(stream: Any, batch: Sequence[Any], outbox: Outbox) -> None:
         """Send a handled batch's output, then ack the batch (never the other way round)."""
         outbox.flush()
@@ -283,8 +308,8 @@ def build_app(settings: Settings) -> faust.App:
                     drops: Counter[str] = Counter()
                     for frame in batch:
                         _make_current(frame)
-                        for item in decode_frame(frame.value):
-                            resolve_one(decode_event_internal(item.value), item.value, item.source, drops)
+                        for item, decoded in await decoded_items(frame, decode_event_internal):
+                            resolve_one(decoded, item.value, item.source, drops)
                     await hand_on(stream, batch, to_by_person)
                     _count(metrics.EVENTS_DROPPED, drops)
                 except Exception as exc:
@@ -299,16 +324,15 @@ def build_app(settings: Settings) -> faust.App:
                 endpoints: Counter[str] = Counter()
                 for frame in batch:
                     _make_current(frame)
-                    for item in decode_frame(frame.value):
-                        await apply_one(item, drops, endpoints)
+                    for item, decoded in await decoded_items(frame, decode_event_internal):
+                        await apply_one(item, decoded, drops, endpoints)
                 await hand_on(stream, batch, to_requests)
                 _count(metrics.EVENTS_DROPPED, drops)
                 _count(metrics.REQUESTS_OUT, endpoints)
             except Exception as exc:
                 _die("apply", exc)
 
-    async def apply_one(item: FrameItem, drops: Counter[str], endpoints: Counter[str]) -> None:
-        decoded = decode_event_internal(item.value)
+    async def apply_one(item: FrameItem, decoded: Event, drops: Counter[str], endpoints: Counter[str]) -> None:
         key = item.key
         assert key is not None, "by-person items are keyed by person"
         stored = identities.get(key)
@@ -342,7 +366,7 @@ def build_app(settings: Settings) -> faust.App:
         """Deliver requests in rounds; frames are acked only once every request in them has an outcome."""
         async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.send_linger_seconds):
             try:
-                items = [item for frame in batch for item in decode_frame(frame.value)]
+                items = [pair for frame in batch for pair in await decoded_items(frame, decode_request)]
                 for start in range(0, len(items), settings.send_batch_items):
                     await deliver_round(items[start:start + settings.send_batch_items])
                 for frame in batch:
@@ -350,11 +374,10 @@ def build_app(settings: Settings) -> faust.App:
             except Exception as exc:
                 _die("send", exc)
 
-    async def deliver_round(items: Sequence[FrameItem]) -> None:
-        requests = [decode_request(item.value) for item in items]
-        outcomes = await sender.deliver(requests)
+    async def deliver_round(items: Sequence[tuple[FrameItem, IterableRequest]]) -> None:
+        outcomes = await sender.deliver([request for _, request in items])
         now = datetime.now(UTC)
-        for item, outcome in zip(items, outcomes, strict=True):
+        for (item, _), outcome in zip(items, outcomes, strict=True):
             if not outcome.delivered:
                 topic, partition, offset = item.source
                 await dead_letter(outcome.to_dead_letter(failed_at=now, source_topic=topic,

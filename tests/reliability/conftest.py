@@ -160,15 +160,16 @@ class Rig:
         assert not report.bad, report.bad[:3]
         return report.sent
 
-    def produce_raw(self, values: list[tuple[bytes | None, bytes | None]]) -> None:
-        """Send raw ``(key, value)`` records to the source topic (poison that ``produce`` refuses)."""
+    def produce_raw(self, values: list[tuple[bytes | None, bytes | None]], topic: str | None = None) -> None:
+        """Send raw ``(key, value)`` records to the source topic (poison that ``produce`` refuses),
+        or to ``topic``."""
         async def send() -> None:
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
                                         max_request_size=16 * 1024 * 1024)
             await producer.start()
             try:
                 for key, value in values:
-                    await producer.send_and_wait(self.env["FPI_SOURCE_TOPIC"], value, key=key)
+                    await producer.send_and_wait(topic or self.env["FPI_SOURCE_TOPIC"], value, key=key)
             finally:
                 await producer.stop()
         asyncio.run(send())

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streams.codecs import encode_event
+from streams.codecs import FrameItem, encode_event, encode_frame
 from streams.normalize import normalize_json_line
 from tests.reliability.conftest import PROFILE
 from tests.reliability.workload import expect, generate
@@ -120,3 +120,32 @@ def test_five_megabyte_properties_become_a_dead_letter(rig_factory: Any) -> None
     assert worker.alive()
     assert any(letter.reason == "too_large" and letter.event is None and letter.request is None
                for letter in letters)
+
+
+def test_foreign_records_on_the_internal_topics_become_dead_letters(rig_factory: Any) -> None:
+    """Another version's or another producer's records on an internal topic do not stop the worker."""
+    before = generate(5, 60, seed=24, run="pd")
+    after = generate(5, 60, seed=25, run="pe")
+    expected = expect(before.lines + after.lines)
+    rig = rig_factory()
+    worker = rig.start_worker()
+    produced = rig.produce(before.lines)
+    project = rig.emulator.state.project
+    # the worker has created its topics once it delivers (a produce before that would auto-create them)
+    wait_for(lambda: len(project.events) > 0, PROFILE.deliver_timeout, what="delivery to start")
+    foreign_item = FrameItem(b"u-foreign", b"\x09 not an event", ("some.topic", 3, 77))
+    rig.produce_raw([(None, b"not a frame"), (b"u-foreign", encode_frame([foreign_item]))],
+                    topic=rig.env["FPI_BY_PERSON_TOPIC"])
+    rig.produce_raw([(None, b"\x00\x01")], topic=rig.env["FPI_REQUESTS_TOPIC"])
+    produced += rig.produce(after.lines)
+
+    rig.wait_delivered(expected)
+    letters = rig.wait_dead_letters(sum(expected.dead.values()) + 3)
+    rig.report("poison-internal", produced + 3, letters)
+    assert worker.alive(), worker.log_text()[-3000:]
+    foreign = {letter.original_bytes: letter for letter in letters if letter.event is None and letter.request is None}
+    assert set(foreign) == {b"not a frame", b"\x09 not an event", b"\x00\x01"}
+    assert all(letter.reason == "undecodable" for letter in foreign.values())
+    item_letter = foreign[b"\x09 not an event"]
+    assert (item_letter.source_topic, item_letter.source_partition, item_letter.source_offset) == ("some.topic", 3, 77)
+    assert foreign[b"not a frame"].source_topic == rig.env["FPI_BY_PERSON_TOPIC"]
