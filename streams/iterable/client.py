@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import ssl
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,8 +59,8 @@ def new_http_client(
 
     Call it inside the running event loop and ``await session.close()`` when done (or use it as
     ``async with``). ``request_timeout`` bounds a whole call (connect, send, answer);
-    ``connect_timeout`` a new connection; idle connections are kept ``keepalive`` seconds. Proxy
-    variables (``HTTPS_PROXY``, ``NO_PROXY``) are honoured, as httpx did.
+    ``connect_timeout`` a new connection; idle connections are kept ``keepalive`` seconds.
+    ``IterableClient`` applies the proxy variables itself, once (see ``_env_proxy``).
     """
     connector = aiohttp.TCPConnector(
         limit=max_connections, keepalive_timeout=keepalive, ssl=_ssl_context(verify)
@@ -66,8 +68,16 @@ def new_http_client(
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout),
-        trust_env=True,
+        trust_env=False,  # True re-reads the environment and ~/.netrc on every call: +650 µs of CPU
     )
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy for ``url`` from ``HTTPS_PROXY`` / ``HTTP_PROXY`` unless ``NO_PROXY`` exempts it (as httpx did)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -126,6 +136,7 @@ class IterableClient:
         self._http = http
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self._proxy = _env_proxy(self._base_url)
 
     def __repr__(self) -> str:  # the key never shows up in logs or tracebacks
         return f"IterableClient(base_url={self._base_url!r})"
@@ -154,6 +165,7 @@ class IterableClient:
         try:
             async with self._http.request(
                 method, self._base_url + path, data=content, params=params, headers=self._headers(),
+                proxy=self._proxy,
                 allow_redirects=False,  # a 3xx is an answer to classify, as it was with httpx
             ) as response:
                 raw = await response.read()

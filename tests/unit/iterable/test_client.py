@@ -212,6 +212,32 @@ class TestIterableClient:
         assert Endpoint.USERS_UPDATE.value.startswith("/api/")
 
 
+class TestProxy:
+    async def test_proxy_variables_are_honoured(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        seen: list[tuple[str, str]] = []
+
+        async def proxy(request: web.Request) -> web.StreamResponse:
+            seen.append((request.host, request.path))
+            return web.json_response({"msg": "ok", "code": "Success"})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", proxy)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        for name in ("no_proxy", "NO_PROXY", "HTTP_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", str(server.make_url("")))
+        try:
+            async with new_http_client(connect_timeout=1.0, request_timeout=5.0) as http:
+                client = IterableClient(http, "http://iterable.test", KEY)
+                assert (await client.users_update({"email": "a@x.com"}))["code"] == "Success"
+                monkeypatch.setenv("no_proxy", "iterable.test")
+                assert IterableClient(http, "http://iterable.test", KEY)._proxy is None
+        finally:
+            await server.close()
+        assert seen == [("iterable.test", "/api/users/update")]
+
+
 class TestNewHttpClient:
     async def test_pool_timeouts_and_tls(self) -> None:
         async with new_http_client(connect_timeout=2.0, request_timeout=9.0, max_connections=7) as http:
