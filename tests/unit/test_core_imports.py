@@ -34,7 +34,7 @@ ALLOWED_INTERNAL = {
     "streams.transforms",
     "streams.mapping",
 }
-FORBIDDEN = {"faust", "aiokafka", "httpx", "fastavro", "pydantic", "pydantic_settings", "mode", "orjson"}
+FORBIDDEN = {"faust", "aiokafka", "aiohttp", "httpx", "fastavro", "pydantic", "pydantic_settings", "mode", "orjson"}
 
 
 def imported_modules(path: Path) -> set[str]:
