@@ -98,13 +98,37 @@ def run(events: int, naive_seconds: float, timeout: float, smoke: bool,
             }
         finally:
             emulator.stop()
+        floor = faust_floor(bootstrap, topic, produced, workdir, timeout)
     return {"events": produced, "produce_seconds": produce_seconds, "worker": worker_result,
             "naive": naive_result, "ratio": worker_result["events_per_s"] / naive_result["events_per_s"],
+            "floor": floor,
             "load_before": load_before, "load_after": h.load_average()}
 
 
+def faust_floor(bootstrap: str, topic: str, events: int, workdir: Path, timeout: float) -> dict[str, float]:
+    """``bench/faust_floor.py`` over the same topic: faust's own CPU per record (consume + ack only)."""
+    floor = h.Process([sys.executable, "-m", "bench.faust_floor", "--bootstrap", bootstrap, "--topic", topic,
+                       "--events", str(events), "--datadir", str(workdir / "floor"),
+                       "--group", h.unique("floor")], {}, workdir / "floor.log")
+    deadline = time.monotonic() + timeout
+    while floor.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if floor.alive():
+        floor.stop()
+        raise RuntimeError(f"the faust floor did not finish in {timeout:.0f}s:\n{floor.log_tail()}")
+    # faust routes stdout through its logging, so the JSON line may come with a log prefix
+    lines = [line[line.index('{"records"'):] for line in floor.log_path.read_text().splitlines()
+             if '{"records"' in line]
+    if not lines:
+        raise RuntimeError(f"the faust floor printed no result:\n{floor.log_tail()}")
+    result = orjson.loads(lines[-1].strip())
+    return {"records": result["records"], "events_per_s": result["records"] / result["seconds"],
+            "cpu_us_per_event": result["cpu_seconds"] / result["records"] * 1e6}
+
+
 def report(result: dict[str, Any], smoke: bool, variant: str = "") -> None:
-    w, n = result["worker"], result["naive"]
+    w, n, f = result["worker"], result["naive"], result["floor"]
+    floor_share = f["cpu_us_per_event"] / w["cpu_ms_per_1000"]
     lines = [
         f"events: {result['events']:,} pre-loaded in {result['produce_seconds']:.1f} s",
         f"worker : {w['events_per_s']:,.0f} source events/s over {w['seconds']:.1f} s "
@@ -115,6 +139,8 @@ def report(result: dict[str, Any], smoke: bool, variant: str = "") -> None:
         f"({n['consumed']:,} events, {n['requests']:,} requests, {n['failed']} failed); "
         f"CPU {n['cpu_ms_per_1000']:.0f} ms per 1,000 events",
         f"ratio  : {result['ratio']:.1f}x the naive forwarder",
+        f"floor  : faust consume + ack only, same topic: {f['events_per_s']:,.0f} records/s, "
+        f"CPU {f['cpu_us_per_event']:.0f} us/record ({floor_share:.0%} of the worker's)",
         f"load average before / after: {result['load_before']} -> {result['load_after']}",
     ]
     print("\n".join(lines))
@@ -122,10 +148,10 @@ def report(result: dict[str, Any], smoke: bool, variant: str = "") -> None:
 - Command: `{h.command_line()}` (from the repository root; `--smoke` for a quick check)
 - Date: {h.now_text()}
 - Machine: {h.machine()}; load average (1/5/15 min) before {result['load_before']}, after {result['load_after']}
-- Setup: one worker process (`FPI_ITERABLE_RATE_LIMITS_OFF=true`, memory:// tables, default batch 1000 /
-  linger 0.2 s), emulator in its own process with rate limits off, broker on the same machine; workload
-  `bench/workload.py` (10% identify, 80% track/page, 5% Order Completed, 5% anonymous; ~1 KB JSON, ~960 B
-  Avro) pre-loaded on a 4-partition topic; CPU and peak RSS from /proc.
+- Setup: one worker process (`FPI_ITERABLE_RATE_LIMITS_OFF=true`, memory:// tables, default stage batches
+  and windows, frames on the internal topics), emulator in its own process with rate limits off, broker on
+  the same machine; workload `bench/workload.py` (10% identify, 80% track/page, 5% Order Completed,
+  5% anonymous; ~1 KB JSON, ~960 B Avro) pre-loaded on a 4-partition topic; CPU and peak RSS from /proc.
 
 | | worker | naive forwarder |
 |---|---:|---:|
@@ -136,7 +162,14 @@ def report(result: dict[str, Any], smoke: bool, variant: str = "") -> None:
 | peak RSS (VmHWM) | {w['peak_rss_mb']:.0f} MB | |
 | measured window | {w['seconds']:.1f} s | {n['seconds']:.1f} s |
 
-Ratio: the worker delivers **{result['ratio']:.1f}x** the naive forwarder's events/s. The emulator used
+Ratio: the worker delivers **{result['ratio']:.1f}x** the naive forwarder's events/s.
+
+Framework floor, same topic and data (`bench/faust_floor.py`: a faust agent that only takes and acks the
+records, as the worker's first agent does): {f['cpu_us_per_event']:.0f} µs of CPU per record,
+{f['events_per_s']:,.0f} records/s; that is {floor_share:.0%} of the worker's CPU per event, spent before any of
+our code runs.
+
+The emulator used
 {w['emulator_cpu_s']:.1f} CPU s during the worker run (on a 2-core machine it competes with the worker and the
 broker). Duplicates at the emulator: {w['duplicates']}.
 """
