@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,29 +40,59 @@ def identity_records(count: int, tag: str) -> Iterator[tuple[bytes | None, bytes
                      last_identified_at=at))
 
 
+_READY = "[^---Recovery]: Worker ready"
+
+
+def ready_after(log_path: Path, started_at: float) -> float | None:
+    """Seconds from ``started_at`` (epoch) to faust's "Worker ready" in the worker's json log, if logged.
+
+    Logged at info level only (``--log-level info``, the default here).
+    """
+    if not log_path.exists():
+        return None
+    for line in log_path.read_text(errors="replace").splitlines():
+        if _READY in line:
+            with contextlib.suppress(ValueError, KeyError):
+                return datetime.fromisoformat(json.loads(line)["time"]).timestamp() - started_at
+    return None
+
+
 def start_and_measure(bootstrap: str, workdir: Path, emulator: h.Emulator, env: dict[str, str], name: str,
                       timeout: float) -> dict[str, Any]:
-    """Start a worker, produce a marker, wait for it at the emulator: seconds and RSS."""
+    """Start a worker, produce a marker, wait for it at the emulator: seconds and RSS.
+
+    Also when faust logged "Worker ready" (recovery done): a worker that is ready but delivers
+    nothing is a stall, not a slow recovery, and the error says so.
+    """
     marker_tag = h.unique("mark")
     marker = expected(20, marker_tag)
-    started = time.monotonic()
-    worker = h.start_worker(env, workdir / f"{name.split(':')[0]}-{int(time.time())}.log")
+    started, started_at = time.monotonic(), time.time()
+    log_path = workdir / f"{name.split(':')[0]}-{int(time.time())}.log"
+    worker = h.start_worker(env, log_path)
     sampler = h.Sampler(worker)
     try:
         asyncio.run(produce_encoded(encoded(20, marker_tag), bootstrap=bootstrap, topic=env["FPI_SOURCE_TOPIC"]))
         before = emulator.counters()
-        h.wait_delivered(emulator, before["unique_event_ids"] + len(marker.event_ids),
-                         before["unique_purchase_ids"] + len(marker.purchase_ids), timeout, sampler, (worker,))
+        try:
+            h.wait_delivered(emulator, before["unique_event_ids"] + len(marker.event_ids),
+                             before["unique_purchase_ids"] + len(marker.purchase_ids), timeout, sampler, (worker,))
+        except TimeoutError as exc:
+            ready = ready_after(log_path, started_at)
+            state = (f"faust logged 'Worker ready' after {ready:.1f} s, then delivered nothing for "
+                     f"{time.time() - started_at - ready:.0f} s (stalled after recovery)" if ready is not None
+                     else "no 'Worker ready' in the log (still recovering, or --log-level above info)")
+            raise TimeoutError(f"{name}: {state}; worker log {log_path}\n{exc}") from exc
         seconds = time.monotonic() - started
         sampler.sample()
         rss = h.memory_kb(worker.pid, "VmRSS") / 1024
     finally:
         worker.stop(60)
-    return {"name": name, "seconds": seconds, "rss_mb": rss, "peak_rss_mb": sampler.peak_rss_mb()}
+    return {"name": name, "seconds": seconds, "ready_s": ready_after(log_path, started_at), "rss_mb": rss,
+            "peak_rss_mb": sampler.peak_rss_mb()}
 
 
 def run(identities: int, timeout: float, stores: tuple[str, ...] = ("memory://", "rocksdb://"),
-        keep: bool = False, log_level: str = "warning") -> dict[str, Any]:
+        keep: bool = False, log_level: str = "info") -> dict[str, Any]:
     load_before = h.load_average()
     results = []
     with h.broker() as bootstrap, contextlib.ExitStack() as stack:
@@ -97,6 +128,10 @@ def run(identities: int, timeout: float, stores: tuple[str, ...] = ("memory://",
             "load_after": h.load_average()}
 
 
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--identities", type=int, default=1_000_000)
@@ -104,16 +139,17 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--stores", default="memory://,rocksdb://", help="comma-separated stores to measure")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (worker logs, data dirs)")
-    parser.add_argument("--log-level", default="warning", help="the worker's FPI_LOG_LEVEL")
+    parser.add_argument("--log-level", default="info",
+                        help="the worker's FPI_LOG_LEVEL (info logs recovery progress and 'Worker ready')")
     args = parser.parse_args()
     if args.smoke:
         args.identities, args.timeout = 500, 90.0
     r = run(args.identities, args.timeout, tuple(args.stores.split(",")), args.keep, args.log_level)
     for row in r["results"]:
-        print(f"{row['name']:>26}: start-up to first delivery {row['seconds']:.1f} s, RSS {row['rss_mb']:.0f} MB, "
-              f"peak {row['peak_rss_mb']:.0f} MB")
-    rows = "\n".join(f"| {x['name']} | {x['seconds']:.1f} s | {x['rss_mb']:.0f} MB | {x['peak_rss_mb']:.0f} MB |"
-                     for x in r["results"])
+        print(f"{row['name']:>26}: start-up to first delivery {row['seconds']:.1f} s (faust ready after "
+              f"{_seconds(row['ready_s'])}), RSS {row['rss_mb']:.0f} MB, peak {row['peak_rss_mb']:.0f} MB")
+    rows = "\n".join(f"| {x['name']} | {x['seconds']:.1f} s | {_seconds(x['ready_s'])} | {x['rss_mb']:.0f} MB | "
+                     f"{x['peak_rss_mb']:.0f} MB |" for x in r["results"])
     body = f"""
 - Command: `{h.command_line()}` (from the repository root; `--smoke` for a quick check)
 - Date: {h.now_text()}
@@ -122,8 +158,8 @@ def main() -> None:
   the app's raw-bytes format); one worker started on a fresh data dir; start-up = process start until a
   marker identify + events produced after start reach the emulator (agents run only after recovery).
 
-| store | start-up incl. recovery | RSS then | peak RSS |
-|---|---:|---:|---:|
+| store | start-up incl. recovery | of which until faust "Worker ready" | RSS then | peak RSS |
+|---|---:|---:|---:|---:|
 {rows}
 """
     h.record("Tables: known identities, rocksdb vs memory (`bench/bench_tables.py`)", body, smoke=args.smoke)
