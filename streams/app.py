@@ -148,6 +148,7 @@ def build_app(settings: Settings) -> faust.App:
         autodiscover=False,
     )
     _keep_buffered_messages_on_redundant_resume(app)
+    _rewind_uncommitted_partitions_on_seek(app)
     n = settings.topic_partitions
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}
@@ -412,6 +413,40 @@ def _keep_buffered_messages_on_redundant_resume(app: faust.App) -> None:
             resume()
 
     flow.resume = resume_if_suspended  # type: ignore[method-assign]  # patching a faust instance on purpose
+
+
+def _rewind_uncommitted_partitions_on_seek(app: faust.App) -> None:
+    """Work around records lost at the end of table recovery in faust-streaming 0.15.3.
+
+    During recovery aiokafka keeps fetching every assigned partition, the stream partitions
+    included, and faust may take those records from aiokafka without handing them to the
+    agents. Recovery then seeks the stream partitions "to their committed offsets", which is
+    meant to rewind exactly that, but aiokafka's ``seek_to_committed`` does not move a partition
+    that has no committed offset (or 0): its position stays past records no agent ever saw,
+    and they are skipped for good (seen with 1,000,000 identities: position = highwater,
+    nothing read, acked or committed, empty queues, the worker "ready" and idle).
+    Here such a stream partition is rewound to its start, as ``consumer_auto_offset_reset=
+    "earliest"`` means; changelog partitions are left to recovery, which seeks them itself.
+    """
+    consumer = app.consumer
+    thread = consumer._thread  # type: ignore[attr-defined]  # faust's aiokafka consumer thread
+
+    async def seek_committed_or_start(aio: Any) -> Any:
+        committed = await aio.seek_to_committed()
+        changelogs = app.tables.changelog_topics
+        for tp, offset in committed.items():
+            if tp.topic in changelogs:
+                continue
+            if offset == 0:
+                aio.seek(tp, 0)
+            elif offset is None:
+                await aio.seek_to_beginning(tp)
+        return committed
+
+    async def seek_to_committed() -> Any:
+        return await thread.call_thread(seek_committed_or_start, thread._ensure_consumer())
+
+    consumer.seek_to_committed = seek_to_committed  # type: ignore[attr-defined]  # patching a faust instance
 
 
 def _add_web_pages(app: faust.App, sender: SenderService) -> None:

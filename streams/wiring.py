@@ -69,14 +69,18 @@ def _time(value: datetime | None) -> str | None:
 
 
 def identity_to_bytes(identity: Identity) -> bytes:
-    """The ``identities`` table's value: compact JSON, stable field names."""
-    return orjson.dumps({
+    """The ``identities`` table's value: compact JSON, stable field names.
+
+    Copied to its own size: orjson's bytes keep the 4 KB buffer they were written into, and
+    the memory:// table holds every value it is given (1,000,000 identities: 4 GB instead of 0.2).
+    """
+    return bytes(memoryview(orjson.dumps({
         "person_key": identity.person_key,
         "user_id": identity.user_id,
         "email": identity.email,
         "first_identified_at": _time(identity.first_identified_at),
         "last_identified_at": _time(identity.last_identified_at),
-    })
+    })))
 
 
 def identity_from_bytes(data: bytes) -> Identity:
