@@ -34,12 +34,15 @@ def main() -> None:
     parser.add_argument("--datadir", required=True)
     parser.add_argument("--group", default="faust-floor")
     parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--fetch-bytes", type=int, default=4 * 1024 * 1024,
+                        help="per-partition fetch size (the worker's FPI_CONSUMER_FETCH_BYTES default)")
     args = parser.parse_args()
 
     import faust
 
     app = faust.App(args.group, broker=f"kafka://{args.bootstrap}", store="memory://", datadir=args.datadir,
-                    consumer_auto_offset_reset="earliest", web_enabled=False, autodiscover=False)
+                    consumer_auto_offset_reset="earliest", web_enabled=False, autodiscover=False,
+                    consumer_max_fetch_size=args.fetch_bytes)
     source = app.topic(args.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     seen = {"records": 0}
     start: dict[str, float] = {}

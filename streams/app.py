@@ -138,6 +138,7 @@ def build_app(settings: Settings) -> faust.App:
         consumer_group_instance_id=settings.consumer_instance_id,
         broker_session_timeout=settings.kafka_session_timeout_seconds,
         producer_linger=settings.producer_linger_ms / 1000.0,
+        consumer_max_fetch_size=settings.consumer_fetch_bytes,
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         web_port=settings.web_port,

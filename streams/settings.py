@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     stage_batch_seconds: float = Field(default=0.1, gt=0)
     """FPI_STAGE_BATCH_SECONDS: how long each agent gathers a batch before handling it; longer windows mean
     fuller frames on the internal topics (less CPU per event) and more latency per hop."""
+    consumer_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+    """FPI_CONSUMER_FETCH_BYTES: most bytes fetched per partition per request. Kafka's 1 MiB default holds about
+    one frame of an internal topic and ~1,000 source events, and fetch round trips then cap a worker near 3,000
+    events/s (measured with bench/faust_floor.py); 4 MiB doubled that."""
     producer_linger_ms: int = Field(default=5, ge=0)
     """FPI_PRODUCER_LINGER_MS: Kafka producer linger; a few ms turns one request per message into batches."""
     send_batch_items: int = Field(default=5000, ge=1, le=50_000)
