@@ -11,6 +11,10 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,3 +102,13 @@ def worker_env(kafka_bootstrap: str, iterable_url: str, data_dir: Path, **overri
 
 
 EMULATOR_KEY = "test-key-0123456789abcdef"
+
+
+def settings_of(env: Mapping[str, str]) -> Settings:
+    """The ``Settings`` a worker started with ``env`` reads (its ``FPI_*`` variables; the log level is
+    a command-line option, not a setting)."""
+    from streams.settings import Settings
+
+    fields = {name.removeprefix("FPI_").lower(): value for name, value in env.items()
+              if name.startswith("FPI_") and name != "FPI_LOG_LEVEL"}
+    return Settings(**fields)  # type: ignore[arg-type]  # pydantic converts the strings

@@ -25,7 +25,7 @@ from streams.commands.dead_letters import StoredLetter, read_dead_letters
 from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorConfig, EmulatorServer
 from streams.settings import Settings
-from tests.support import EMULATOR_KEY, REPO, WorkerProcess, unique, wait_for, worker_env
+from tests.support import EMULATOR_KEY, REPO, WorkerProcess, settings_of, unique, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration]
 
@@ -59,7 +59,7 @@ async def test_a_redriven_dead_letter_that_now_passes_lands_and_the_rest_stay(
     with EmulatorServer(EmulatorConfig(api_keys=(EMULATOR_KEY,))) as emulator:
         emulator.set_faults(blocked_event_names=["Promo Shown"])
         env = worker_env(kafka_bootstrap, emulator.url, tmp_path / "data", FPI_TOPIC_PARTITIONS="2")
-        settings = Settings(**{k[4:].lower(): v for k, v in env.items() if k.startswith("FPI_")})
+        settings = settings_of(env)
         worker = WorkerProcess(env, tmp_path / "worker.log").start()
         project = emulator.state.project
         try:

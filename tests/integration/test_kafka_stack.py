@@ -15,7 +15,7 @@ from streams.errors import ConfigError
 from streams.model import Event, EventType
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from tests.support import WorkerProcess, unique, worker_env
+from tests.support import WorkerProcess, settings_of, unique, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ async def test_worker_routes_a_decoded_event_and_dead_letters_poison(
     env = worker_env(kafka_bootstrap, "http://127.0.0.1:9", tmp_path / "data")
     # The worker's topics exist before anything subscribes (a subscription would auto-create them
     # with the broker's default of one partition, which the worker refuses).
-    await ensure_topics(_settings(env))
+    await ensure_topics(settings_of(env))
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     identify = Event(type=EventType.IDENTIFY, message_id="m-1", timestamp=datetime(2024, 3, 5, tzinfo=UTC),
                      anonymous_id="dev-1", user_id="u-1", traits={"plan": "pro"})
@@ -59,11 +59,6 @@ async def test_worker_routes_a_decoded_event_and_dead_letters_poison(
     assert decoded_letter.reason == "unknown_magic_byte"
     assert decoded_letter.original_bytes == b"not avro at all"
     assert (decoded_letter.source_topic, decoded_letter.source_offset) == (env["FPI_SOURCE_TOPIC"], 0)
-
-
-def _settings(env: dict[str, str]) -> Settings:
-    fields = {name.removeprefix("FPI_").lower(): value for name, value in env.items()}
-    return Settings(**fields)  # type: ignore[arg-type]
 
 
 async def test_worker_refuses_internal_topics_with_another_partition_count(kafka_bootstrap: str) -> None:

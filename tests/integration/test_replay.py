@@ -32,7 +32,7 @@ from streams.explain import explain_lines
 from streams.mapping import MappingConfig
 from streams.replay import EventFilter
 from streams.settings import Settings
-from tests.support import EMULATOR_KEY, REPO, WorkerProcess, unique, wait_for, worker_env
+from tests.support import EMULATOR_KEY, REPO, WorkerProcess, settings_of, unique, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration]
 
@@ -46,8 +46,7 @@ class Pipeline:
 
     @property
     def settings(self) -> Settings:
-        return Settings(**{k[4:].lower(): v for k, v in self.env.items() if k.startswith("FPI_")
-                           and k not in ("FPI_LOG_LEVEL",)})
+        return settings_of(self.env)
 
     def metric(self, name: str, **labels: str) -> float:
         url = f"http://127.0.0.1:{self.env['FPI_WEB_PORT']}/metrics"
