@@ -4,7 +4,10 @@ bulk ceiling the worker reaches, and how many 429s it drew (target: ≥ 95%, zer
 
 The theoretical ceiling of the workload: trackBulk carries 80% of the source events at most
 10 x 1,000 events/s, so 12,500 source events/s (bulkUpdate allows 50,000 for the 10% identifies);
-purchases have no published limit. The share is delivered source events/s over that ceiling.
+purchases have no published limit. Iterable's buckets (and the emulator's, ``rate_burst_seconds``)
+hold one second of calls, so over a window of T seconds the limits allow ``CEILING x (T + 1 s)`` source
+events; the share is what was delivered over that allowance. On long runs this is the delivered rate over
+the ceiling; on short ones the burst is not mistaken for a rate above the ceiling.
 
     python -m bench.bench_ceiling                  # 20,000 events
     python -m bench.bench_ceiling --smoke
@@ -21,10 +24,17 @@ from typing import Any
 
 from bench import _harness as h
 from bench.workload import encoded, expected, produce_encoded
+from streams.emulator.config import EmulatorConfig
 
 TRACK_BULK_PER_S, BULK_UPDATE_PER_S, ITEMS = 10, 5, 1000
 TRACK_SHARE, IDENTIFY_SHARE = 0.80, 0.10
 CEILING = min(TRACK_BULK_PER_S * ITEMS / TRACK_SHARE, BULK_UPDATE_PER_S * ITEMS / IDENTIFY_SHARE)
+BURST_SECONDS = EmulatorConfig().rate_burst_seconds  # the emulator command keeps the default
+
+
+def share_of_ceiling(delivered: int, seconds: float) -> float:
+    """Delivered source events over what the limits allow in ``seconds`` (bucket burst included)."""
+    return delivered / (CEILING * (seconds + BURST_SECONDS))
 
 
 def run(events: int, timeout: float) -> dict[str, Any]:
@@ -44,9 +54,10 @@ def run(events: int, timeout: float) -> dict[str, Any]:
     counters = result["counters"]
     calls = counters["requests"].get("/api/events/trackBulk", 0)
     items = counters["items"].get("/api/events/trackBulk", 0)
-    rate = produced / result["seconds"]
-    return {"events": produced, "rate": rate, "share": rate / CEILING, "seconds": result["seconds"],
-            "rate_limited": counters["rate_limited_total"], "track_bulk_calls_per_s": calls / result["seconds"],
+    seconds = max(result["seconds"], 1e-3)  # a smoke run can land in one call
+    return {"events": produced, "rate": produced / seconds, "share": share_of_ceiling(produced, seconds),
+            "seconds": seconds, "rate_limited": counters["rate_limited_total"],
+            "track_bulk_calls_per_s": calls / seconds,
             "fill": items / calls / ITEMS if calls else 0.0, "cpu_us": result["cpu"] / produced * 1e6,
             "load_before": load_before, "load_after": h.load_average()}
 
@@ -77,7 +88,7 @@ def main() -> None:
 |---|---:|
 | theoretical bulk ceiling (trackBulk 10/s x 1,000 ÷ 80% tracked) | {CEILING:,.0f} source events/s |
 | delivered, first to last record | {r['rate']:,.0f} source events/s |
-| **share of the ceiling** | **{r['share']:.1%}** (target ≥ 95%) |
+| **share of the ceiling** (delivered ÷ ceiling x (window + 1 s burst)) | **{r['share']:.1%}** (target ≥ 95%) |
 | **429 answers** | **{r['rate_limited']}** (target 0) |
 | trackBulk calls/s (limit 10) | {r['track_bulk_calls_per_s']:.2f} |
 | trackBulk fill (items per call ÷ 1,000) | {r['fill']:.2f} |
