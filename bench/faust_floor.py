@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--fetch-bytes", type=int, default=4 * 1024 * 1024,
                         help="per-partition fetch size (the worker's FPI_CONSUMER_FETCH_BYTES default)")
+    parser.add_argument("--inline-delivery", action="store_true",
+                        help="with the worker's fix for faust's per-record delivery tasks (streams.faust_patches)")
     args = parser.parse_args()
 
     import faust
@@ -43,6 +45,10 @@ def main() -> None:
     app = faust.App(args.group, broker=f"kafka://{args.bootstrap}", store="memory://", datadir=args.datadir,
                     consumer_auto_offset_reset="earliest", web_enabled=False, autodiscover=False,
                     consumer_max_fetch_size=args.fetch_bytes)
+    if args.inline_delivery:
+        from streams.faust_patches import deliver_inline_while_flowing
+
+        deliver_inline_while_flowing(app.consumer)
     source = app.topic(args.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     seen = {"records": 0}
     start: dict[str, float] = {}

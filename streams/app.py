@@ -1,7 +1,7 @@
 """The Faust app: topics, tables and agents, wired from one ``Settings`` object.
 
-The shell layer: with ``cli.py`` and ``commands/`` the only code that imports faust. Data flow
-(``design.md``)::
+The shell layer: with ``cli.py``, ``commands/``, ``faust_patches.py`` and ``wiring.py`` the only code that
+imports faust. Data flow (``design.md``)::
 
     source topic (Avro, any key)
       -> agent route     decode; dead-letter poison; re-key by device / anonymous id
@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 import faust
 from faust.streams import _current_event
 
-from streams import metrics
+from streams import faust_patches, metrics
 from streams.codecs import (
     FrameItem,
     Source,
@@ -148,8 +148,7 @@ def build_app(settings: Settings) -> faust.App:
         web_router_enabled=False,
         autodiscover=False,
     )
-    _keep_buffered_messages_on_redundant_resume(app)
-    _rewind_uncommitted_partitions_on_seek(app)
+    faust_patches.install(app)
     n = settings.topic_partitions
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}
@@ -393,61 +392,6 @@ def build_app(settings: Settings) -> faust.App:
 
     _add_web_pages(app, sender)
     return app
-
-
-def _keep_buffered_messages_on_redundant_resume(app: faust.App) -> None:
-    """Work around message loss in faust-streaming 0.15.3 table recovery.
-
-    mode's ``FlowControlEvent.resume()`` clears every managed queue, even when flow was never
-    suspended. Recovery calls it twice: once to read changelogs, and again after seeking the
-    stream partitions to their committed offsets. Messages fetched between that seek and the
-    second ``resume()`` are dropped from the stream's queue while the fetch position has moved
-    past them, so they are not processed until the next restart (seen on the real broker:
-    offsets 14-16 skipped, 17+ processed). Clearing only on a real suspended -> resumed
-    transition keeps the intended behaviour (a rebalance suspends, clears, and seeks again).
-    """
-    flow = app.flow_control
-    resume = flow.resume
-
-    def resume_if_suspended() -> None:
-        if not flow.is_active():
-            resume()
-
-    flow.resume = resume_if_suspended  # type: ignore[method-assign]  # patching a faust instance on purpose
-
-
-def _rewind_uncommitted_partitions_on_seek(app: faust.App) -> None:
-    """Work around records lost at the end of table recovery in faust-streaming 0.15.3.
-
-    During recovery aiokafka keeps fetching every assigned partition, the stream partitions
-    included, and faust may take those records from aiokafka without handing them to the
-    agents. Recovery then seeks the stream partitions "to their committed offsets", which is
-    meant to rewind exactly that, but aiokafka's ``seek_to_committed`` does not move a partition
-    that has no committed offset (or 0): its position stays past records no agent ever saw,
-    and they are skipped for good (seen with 1,000,000 identities: position = highwater,
-    nothing read, acked or committed, empty queues, the worker "ready" and idle).
-    Here such a stream partition is rewound to its start, as ``consumer_auto_offset_reset=
-    "earliest"`` means; changelog partitions are left to recovery, which seeks them itself.
-    """
-    consumer = app.consumer
-    thread = consumer._thread  # type: ignore[attr-defined]  # faust's aiokafka consumer thread
-
-    async def seek_committed_or_start(aio: Any) -> Any:
-        committed = await aio.seek_to_committed()
-        changelogs = app.tables.changelog_topics
-        for tp, offset in committed.items():
-            if tp.topic in changelogs:
-                continue
-            if offset == 0:
-                aio.seek(tp, 0)
-            elif offset is None:
-                await aio.seek_to_beginning(tp)
-        return committed
-
-    async def seek_to_committed() -> Any:
-        return await thread.call_thread(seek_committed_or_start, thread._ensure_consumer())
-
-    consumer.seek_to_committed = seek_to_committed  # type: ignore[attr-defined]  # patching a faust instance
 
 
 def _add_web_pages(app: faust.App, sender: SenderService) -> None:

@@ -1,0 +1,154 @@
+"""The inline delivery that replaces faust's four-tasks-per-record race (``streams.faust_patches``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from mode import Service
+
+from streams.faust_patches import _continue, deliver_inline_while_flowing
+
+
+async def _step_once(coroutine: Any) -> Any:
+    """Step a coroutine by hand to its first wait, as the inline delivery does."""
+    return coroutine.send(None)
+
+
+async def test_continue_finishes_a_coroutine_that_waited_on_a_future() -> None:
+    async def delivery() -> int:
+        done, _ = await asyncio.wait([asyncio.ensure_future(asyncio.sleep(0.01, result=5))])
+        return done.pop().result() + 1
+
+    coroutine = delivery()
+    assert await _continue(coroutine, await _step_once(coroutine)) == 6
+
+
+async def test_continue_finishes_after_a_bare_yield() -> None:
+    async def delivery() -> str:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return "done"
+
+    coroutine = delivery()
+    assert await _step_once(coroutine) is None
+    assert await _continue(coroutine, None) == "done"
+
+
+async def test_continue_hands_a_failed_future_to_the_coroutine() -> None:
+    failing: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def delivery() -> str:
+        try:
+            await failing
+        except KeyError as error:
+            return f"caught {error}"
+        return "not caught"
+
+    coroutine = delivery()
+    task = asyncio.ensure_future(_continue(coroutine, await _step_once(coroutine)))
+    failing.set_exception(KeyError("x"))
+    assert await task == "caught 'x'"
+
+
+async def test_cancelling_the_rest_cancels_the_coroutine_at_its_wait() -> None:
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    cleaned: list[str] = []
+
+    async def delivery() -> None:
+        try:
+            await never
+        finally:
+            cleaned.append("finally ran")
+
+    coroutine = delivery()
+    task = asyncio.ensure_future(_continue(coroutine, await _step_once(coroutine)))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned == ["finally ran"] and never.cancelled()
+
+
+class _Fetching(Service):
+    """What the patch uses of faust's consumer: mode's ``wait_first`` and the flow switches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.suspend_flow = asyncio.Event()
+
+    def stop_flow(self) -> None:
+        self.suspend_flow.set()
+
+
+@pytest.fixture
+async def consumer() -> Any:
+    # Made inside the test's loop: mode binds a service to the loop running when it is made.
+    # (A faust.App per test would do, but leaves an event loop open per app.)
+    fetching = _Fetching()
+    deliver_inline_while_flowing(fetching)
+    return fetching
+
+
+async def test_a_delivery_that_completes_at_once_runs_inline(consumer: Any) -> None:
+    tasks_before = len(asyncio.all_tasks())
+    seen_tasks: list[int] = []
+
+    async def delivery() -> str:
+        seen_tasks.append(len(asyncio.all_tasks()))
+        return "delivered"
+
+    flow_stopped = consumer.suspend_flow.wait()
+    result = await consumer.wait_first(delivery(), flow_stopped)
+    assert (result.results, result.stopped) == (["delivered"], False)
+    assert seen_tasks == [tasks_before]  # no task was made for it
+    assert flow_stopped.cr_frame is None  # the unused wait was closed, not left never-awaited
+
+
+async def test_a_blocked_delivery_still_gives_way_when_flow_stops(consumer: Any) -> None:
+    queue_has_room = asyncio.Event()
+    abandoned: list[str] = []
+
+    async def delivery() -> str:
+        try:
+            await queue_has_room.wait()
+            return "delivered"
+        except asyncio.CancelledError:
+            abandoned.append("cancelled at its wait")
+            raise
+
+    flow_stopped = consumer.suspend_flow.wait()
+    racing = asyncio.ensure_future(consumer.wait_first(delivery(), flow_stopped))
+    await asyncio.sleep(0.01)
+    assert not racing.done()
+    consumer.stop_flow()
+    result = await asyncio.wait_for(racing, 5)
+    assert result.done == [flow_stopped]
+    await asyncio.sleep(0)
+    assert abandoned == ["cancelled at its wait"]
+
+
+async def test_a_blocked_delivery_completes_when_its_queue_drains(consumer: Any) -> None:
+    queue_has_room = asyncio.Event()
+
+    async def delivery() -> str:
+        await queue_has_room.wait()
+        return "delivered"
+
+    racing = asyncio.ensure_future(consumer.wait_first(delivery(), consumer.suspend_flow.wait()))
+    await asyncio.sleep(0.01)
+    queue_has_room.set()
+    result = await asyncio.wait_for(racing, 5)
+    assert result.results == ["delivered"]
+
+
+async def test_while_flow_is_suspended_faust_races_as_before(consumer: Any) -> None:
+    consumer.stop_flow()
+
+    async def delivery() -> str:
+        return "delivered"
+
+    flow_stopped = consumer.suspend_flow.wait()
+    result = await asyncio.wait_for(consumer.wait_first(delivery(), flow_stopped), 5)
+    assert flow_stopped in result.done  # faust's race: suspended flow wins at once
