@@ -82,7 +82,7 @@ def test_benchmarks_run_in_smoke_mode(kafka_bootstrap: str) -> None:
     assert _number(r"naive  : ([\d,]+) source events/s", e2e) > 0
     assert _number(r"ratio  : ([\d.]+)x", e2e) > 0
     assert _number(r"duplicates (\d+)", e2e) == 0
-    assert _number(r"CPU (\d+) us/record as shipped", e2e) > 0
+    assert _number(r"ack only, same topic: ([\d,]+) records/s", e2e) > 0  # CPU may round to 0 on 1,000 records
     assert _number(r"with the worker's inline delivery ([\d,]+) records/s", e2e) > 0
 
     ceiling = out["bench_ceiling"]
