@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "RESULTS.md"
 EMULATOR_KEY = "bench-key-0123456789abcdef"
 _TICK = os.sysconf("SC_CLK_TCK")
+MIN_WINDOW_SECONDS = 1e-3
 
 
 def free_port() -> int:
@@ -251,6 +252,12 @@ def span(arrivals: Mapping[str, float], ids: set[str] | frozenset[str] | None = 
     return min(times), max(times)
 
 
+def window_seconds(first: float, last: float) -> float:
+    """``last - first``, at least a millisecond: a smoke run's records can all arrive in one call at one instant,
+    and a rate over a zero window is meaningless, not infinite."""
+    return max(last - first, MIN_WINDOW_SECONDS)
+
+
 def machine() -> str:
     mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
     model = "unknown CPU"
@@ -312,6 +319,7 @@ def run_workers(bootstrap: str, workdir: Path, topic: str, emulator: Emulator, e
     counters = emulator.counters()
     arrivals = emulator.arrivals()
     first, last = span(arrivals)
-    return {"first": first, "last": last, "seconds": last - first, "cpu": cpu["cpu_last"] - cpu["cpu_first"],
+    return {"first": first, "last": last, "seconds": window_seconds(first, last),
+            "cpu": cpu["cpu_last"] - cpu["cpu_first"],
             "cpu_total": cpu["cpu_last"], "peak_rss_mb": sampler.peak_rss_mb(),
             "emulator_cpu": emulator_sampler.cpu() - emulator_cpu0, "counters": counters, "arrivals": arrivals}

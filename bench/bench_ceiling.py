@@ -54,7 +54,7 @@ def run(events: int, timeout: float) -> dict[str, Any]:
     counters = result["counters"]
     calls = counters["requests"].get("/api/events/trackBulk", 0)
     items = counters["items"].get("/api/events/trackBulk", 0)
-    seconds = max(result["seconds"], 1e-3)  # a smoke run can land in one call
+    seconds = result["seconds"]
     return {"events": produced, "rate": produced / seconds, "share": share_of_ceiling(produced, seconds),
             "seconds": seconds, "rate_limited": counters["rate_limited_total"],
             "track_bulk_calls_per_s": calls / seconds,

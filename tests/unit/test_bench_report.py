@@ -1,0 +1,30 @@
+"""The benchmark reports must survive what a smoke run measures: tiny windows and CPU readings of zero."""
+from __future__ import annotations
+
+import pytest
+
+from bench import _harness as h
+from bench.bench_ceiling import CEILING, share_of_ceiling
+from bench.bench_e2e import report
+
+
+def test_window_is_never_zero_when_every_record_arrives_at_once() -> None:
+    assert h.window_seconds(5.0, 5.0) == h.MIN_WINDOW_SECONDS
+    assert h.window_seconds(5.0, 7.5) == 2.5
+
+
+def test_a_burst_inside_the_allowance_is_not_read_as_above_the_ceiling() -> None:
+    assert share_of_ceiling(600, h.window_seconds(1.0, 1.0)) < 1.0
+    assert share_of_ceiling(int(CEILING * 9), 8.0) == pytest.approx(1.0)
+
+
+def test_e2e_report_prints_when_the_worker_cpu_reads_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    worker = {"events_per_s": 1000.0, "seconds": 1.0, "iterable_records_per_s": 1100.0, "cpu_ms_per_1000": 0.0,
+              "peak_rss_mb": 100.0, "emulator_cpu_s": 0.1, "duplicates": 0}
+    naive = {"events_per_s": 100.0, "seconds": 2.0, "consumed": 200, "requests": 200, "failed": 0,
+             "cpu_ms_per_1000": 900.0}
+    floor = {"records": 1000, "events_per_s": 5000.0, "cpu_us_per_event": 90.0}
+    report({"events": 1000, "produce_seconds": 0.3, "worker": worker, "naive": naive, "ratio": 10.0,
+            "floor": floor, "floor_inline": floor, "load_before": "0", "load_after": "0"}, smoke=True)
+    printed = capsys.readouterr().out
+    assert "n/a" in printed and "10.0x the naive forwarder" in printed
