@@ -103,3 +103,31 @@ def test_throttling_storm_slows_the_sender_and_loses_nothing(rig_factory: Any) -
     assert per_second["during"]["waited"] > per_second["before"]["waited"]
     assert {letter.reason for letter in letters} <= set(expected.dead)
     assert len(letters) == sum(expected.dead.values())
+
+
+def test_a_worker_stopped_during_an_outage_exits_after_its_drain_and_loses_nothing(rig_factory: Any) -> None:
+    workload = generate(40, 600, seed=13)
+    expected = expect(workload.lines)
+    drain_seconds = 2
+    rig = rig_factory(FPI_SHUTDOWN_DRAIN_SECONDS=str(drain_seconds))
+    rig.emulator.set_faults(outage_seconds=3600)
+    worker = rig.start_worker()
+    port = rig.env["FPI_WEB_PORT"]
+    produced = rig.produce(workload.lines)
+    wait_for(lambda: metric_sum(scrape(port), "fpi_iterable_retries_total") > 0, PROFILE.deliver_timeout,
+             what="the sender retrying against the outage")
+
+    asked_at = time.monotonic()
+    worker.stop(timeout=90)  # SIGTERM, and SIGKILL only if it is still there 90 s later
+    took = time.monotonic() - asked_at
+    assert worker.proc is not None and worker.proc.returncode == 0, worker.log_text()[-3000:]
+    assert took < drain_seconds + 25, f"the worker took {took:.0f} s to stop"
+    assert "still in flight after a 2 s drain" in worker.log_text()
+
+    # What was in flight was not committed: a new worker delivers it once Iterable is back.
+    rig.emulator.set_faults(outage_seconds=0)
+    rig.start_worker(FPI_WEB_PORT=port, FPI_DATA_DIR=rig.env["FPI_DATA_DIR"])
+    rig.wait_delivered(expected)
+    letters = rig.wait_dead_letters(sum(expected.dead.values()))
+    rig.report("stop-during-outage", produced, letters, seconds_to_stop=round(took, 1))
+    assert {letter.reason for letter in letters} <= set(expected.dead)

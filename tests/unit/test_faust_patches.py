@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from mode import Service
 
-from streams.faust_patches import _continue, deliver_inline_while_flowing
+from streams.faust_patches import _continue, bound_wait_for_acks_on_stop, deliver_inline_while_flowing
 
 
-async def _step_once(coroutine: Any) -> Any:
+def _step_once(coroutine: Any) -> Any:
     """Step a coroutine by hand to its first wait, as the inline delivery does."""
     return coroutine.send(None)
 
@@ -22,7 +22,7 @@ async def test_continue_finishes_a_coroutine_that_waited_on_a_future() -> None:
         return done.pop().result() + 1
 
     coroutine = delivery()
-    assert await _continue(coroutine, await _step_once(coroutine)) == 6
+    assert await _continue(coroutine, _step_once(coroutine)) == 6
 
 
 async def test_continue_finishes_after_a_bare_yield() -> None:
@@ -32,7 +32,7 @@ async def test_continue_finishes_after_a_bare_yield() -> None:
         return "done"
 
     coroutine = delivery()
-    assert await _step_once(coroutine) is None
+    assert _step_once(coroutine) is None
     assert await _continue(coroutine, None) == "done"
 
 
@@ -47,7 +47,7 @@ async def test_continue_hands_a_failed_future_to_the_coroutine() -> None:
         return "not caught"
 
     coroutine = delivery()
-    task = asyncio.ensure_future(_continue(coroutine, await _step_once(coroutine)))
+    task = asyncio.ensure_future(_continue(coroutine, _step_once(coroutine)))
     failing.set_exception(KeyError("x"))
     assert await task == "caught 'x'"
 
@@ -63,7 +63,7 @@ async def test_cancelling_the_rest_cancels_the_coroutine_at_its_wait() -> None:
             cleaned.append("finally ran")
 
     coroutine = delivery()
-    task = asyncio.ensure_future(_continue(coroutine, await _step_once(coroutine)))
+    task = asyncio.ensure_future(_continue(coroutine, _step_once(coroutine)))
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -152,3 +152,52 @@ async def test_while_flow_is_suspended_faust_races_as_before(consumer: Any) -> N
     flow_stopped = consumer.suspend_flow.wait()
     result = await asyncio.wait_for(consumer.wait_first(delivery(), flow_stopped), 5)
     assert flow_stopped in result.done  # faust's race: suspended flow wins at once
+
+
+class _AckWaiter:
+    """The parts of a faust app and consumer the bounded wait uses; acks never come (Iterable is down)."""
+
+    def __init__(self) -> None:
+        self.should_stop = False
+        self._unacked_messages = {"in-flight record"}
+        self.waits_started = 0
+
+    async def wait_empty(self) -> None:
+        """faust's loop: look at the set of unacked records about once a second, until it is empty."""
+        self.waits_started += 1
+        while self._unacked_messages:
+            await asyncio.sleep(0.02)
+
+
+async def test_a_stopping_worker_waits_for_acks_only_as_long_as_the_drain(caplog: pytest.LogCaptureFixture) -> None:
+    rig = _AckWaiter()
+    bound_wait_for_acks_on_stop(rig, rig, drain_seconds=0.2)
+    rig.should_stop = True
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(rig.wait_empty(), timeout=5)
+    assert 0.15 < loop.time() - started < 2
+    assert "1 records still in flight after a 0.2 s drain" in caplog.text
+    # faust waits twice on stop (the app, then the consumer): both share the one deadline.
+    rig._unacked_messages.add("another record")
+    started = loop.time()
+    await asyncio.wait_for(rig.wait_empty(), timeout=5)
+    assert loop.time() - started < 0.1
+
+
+async def test_a_drain_that_finishes_in_time_gives_nothing_up(caplog: pytest.LogCaptureFixture) -> None:
+    rig = _AckWaiter()
+    bound_wait_for_acks_on_stop(rig, rig, drain_seconds=0.3)
+    rig.should_stop = True
+    asyncio.get_running_loop().call_later(0.05, rig._unacked_messages.clear)  # the last ack arrives
+    await asyncio.wait_for(rig.wait_empty(), timeout=5)
+    await asyncio.sleep(0.4)  # past the deadline: the timer must be gone
+    assert "still in flight" not in caplog.text
+
+
+async def test_the_wait_at_a_rebalance_stays_unbounded() -> None:
+    rig = _AckWaiter()
+    bound_wait_for_acks_on_stop(rig, rig, drain_seconds=0.05)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(rig.wait_empty(), timeout=0.5)
+    assert rig.waits_started == 1 and rig._unacked_messages
