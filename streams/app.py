@@ -156,7 +156,7 @@ def build_app(settings: Settings) -> faust.App:
         web_router_enabled=False,
         autodiscover=False,
     )
-    faust_patches.install(app, shutdown_drain_seconds=settings.shutdown_drain_seconds)
+    faust_patches.install(app, drain_seconds=settings.drain_seconds)
     n = settings.topic_partitions
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}

@@ -18,57 +18,61 @@ from mode.services import WaitResults
 log = logging.getLogger(__name__)
 
 
-def install(app: faust.App, *, shutdown_drain_seconds: float) -> None:
+def install(app: faust.App, *, drain_seconds: float) -> None:
     _keep_buffered_messages_on_redundant_resume(app)
     _rewind_uncommitted_partitions_on_seek(app)
     deliver_inline_while_flowing(app.consumer)
-    bound_wait_for_acks_on_stop(app, app.consumer, shutdown_drain_seconds)
+    bound_wait_for_acks(app, app.consumer, drain_seconds)
 
 
-def bound_wait_for_acks_on_stop(app: Any, consumer: Any, drain_seconds: float) -> None:
-    """Let a stopping worker exit while Iterable is not answering.
+def bound_wait_for_acks(app: Any, consumer: Any, drain_seconds: float) -> None:
+    """Let a worker stop, or give up its partitions in a rebalance, while Iterable is not answering.
 
-    On stop, faust waits for every record that an agent has started on to be acked
-    (``Consumer.wait_empty``), with no time limit. The send agent acks a frame only once Iterable
-    has answered for each request in it, and retries for as long as Iterable is down, so a
-    SIGTERM during an outage never ended (seen: workers alive 50 minutes later, running
-    ``gc.collect()`` every second and growing to 1.8 GB). Here, once the app is stopping, the wait
-    ends ``drain_seconds`` after stop began; faust then commits what was acked and stops the
-    agents. The records still in flight stay uncommitted, so the next worker delivers them.
+    On stop and when partitions are revoked, faust waits for every record that an agent has started
+    on to be acked (``Consumer.wait_empty``), with no time limit. The send agent acks a frame only
+    once Iterable has answered for each request in it, and retries for as long as Iterable is down.
+    So a SIGTERM during an outage never ended (seen: workers alive 50 minutes later, running
+    ``gc.collect()`` every second and growing to 1.8 GB), and a rebalance (say, an autoscaler adding
+    workers because the lag grows during the outage) held up the whole group until Iterable was back.
 
-    A rebalance runs the same wait while the app is not stopping; that wait stays unbounded,
-    because a record acked after its partition has moved on could commit past records that were
-    never processed.
+    Here the wait ends ``drain_seconds`` after the stop or the revocation began. The records still
+    in flight are then given up: they stay uncommitted, so they are processed again by whoever owns
+    their partition next (this worker after a restart, or another one), and Iterable keeps each
+    event id once. They are also marked as acked, so that the sender finishing them later cannot
+    commit them: by then their partition may be another worker's.
     """
     wait_empty: Callable[[], Awaitable[None]] = consumer.wait_empty
-    deadline: float | None = None
+    stop_deadline: float | None = None
 
-    def give_up() -> None:
+    def give_up(moment: str) -> None:
         unacked = consumer._unacked_messages
         if not unacked:
             return
-        log.warning("stopping with %d records still in flight after a %g s drain (is Iterable answering?); "
-                    "they stay uncommitted and are delivered after the restart", len(unacked), drain_seconds)
+        log.warning("%s with %d records still in flight after a %g s drain (is Iterable answering?); they are "
+                    "not committed, and are processed again by the next owner of their partitions",
+                    moment, len(unacked), drain_seconds)
+        for message in unacked:
+            message.acked = True  # faust's Message.ack() does nothing for a message marked acked
         # faust's wait ends at its next look at this set (within a second). Cancelling the wait would
-        # not: it swallows CancelledError while it waits for an ack. Offsets come from acks, not from
-        # this set, so nothing unacked is committed.
+        # not: it swallows CancelledError while it waits for an ack.
         unacked.clear()
 
-    async def wait_empty_until_drain_ends() -> None:
-        nonlocal deadline
-        if not app.should_stop:
-            await wait_empty()
-            return
+    async def wait_empty_within_drain() -> None:
+        nonlocal stop_deadline
         loop = asyncio.get_running_loop()
-        if deadline is None:
-            deadline = loop.time() + drain_seconds
-        timer = loop.call_at(deadline, give_up)
+        if app.should_stop:
+            # faust waits twice on stop (the app, then the consumer); both share one deadline.
+            if stop_deadline is None:
+                stop_deadline = loop.time() + drain_seconds
+            timer = loop.call_at(stop_deadline, give_up, "stopping")
+        else:
+            timer = loop.call_later(drain_seconds, give_up, "giving up partitions in a rebalance")
         try:
             await wait_empty()
         finally:
             timer.cancel()
 
-    consumer.wait_empty = wait_empty_until_drain_ends  # patching a faust instance on purpose
+    consumer.wait_empty = wait_empty_within_drain  # patching a faust instance on purpose
 
 
 def _keep_buffered_messages_on_redundant_resume(app: faust.App) -> None:

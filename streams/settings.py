@@ -119,10 +119,10 @@ class Settings(BaseSettings):
     bulk calls of up to 1,000 items, so rounds of several thousand keep those calls full."""
     send_linger_seconds: float = Field(default=0.2, gt=0)
     """FPI_SEND_LINGER_SECONDS: how long a delivery round waits to fill up under light load."""
-    shutdown_drain_seconds: float = Field(default=30.0, ge=0)
-    """FPI_SHUTDOWN_DRAIN_SECONDS: on stop, how long deliveries in flight may still finish; after that the worker
-    exits and their records, left uncommitted, are delivered after the restart. Keep it below the pod's
-    termination grace period (120 s in k8s/) so the worker exits by itself, not by SIGKILL."""
+    drain_seconds: float = Field(default=30.0, ge=0)
+    """FPI_DRAIN_SECONDS: on stop, and when a rebalance takes partitions away, how long deliveries in flight may
+    still finish. After that they are given up: left uncommitted, they are delivered again by the next owner of
+    their partitions. Keep it below the pod's termination grace period (120 s in k8s/)."""
 
     # --- Mapping -----------------------------------------------------------------------------
     project_type: ProjectType = ProjectType.EMAIL

@@ -109,7 +109,7 @@ def test_a_worker_stopped_during_an_outage_exits_after_its_drain_and_loses_nothi
     workload = generate(40, 600, seed=13)
     expected = expect(workload.lines)
     drain_seconds = 2
-    rig = rig_factory(FPI_SHUTDOWN_DRAIN_SECONDS=str(drain_seconds))
+    rig = rig_factory(FPI_DRAIN_SECONDS=str(drain_seconds))
     rig.emulator.set_faults(outage_seconds=3600)
     worker = rig.start_worker()
     port = rig.env["FPI_WEB_PORT"]
@@ -122,7 +122,7 @@ def test_a_worker_stopped_during_an_outage_exits_after_its_drain_and_loses_nothi
     took = time.monotonic() - asked_at
     assert worker.proc is not None and worker.proc.returncode == 0, worker.log_text()[-3000:]
     assert took < drain_seconds + 25, f"the worker took {took:.0f} s to stop"
-    assert "still in flight after a 2 s drain" in worker.log_text()
+    assert "stopping with" in worker.log_text() and "still in flight after a 2 s drain" in worker.log_text()
 
     # What was in flight was not committed: a new worker delivers it once Iterable is back.
     rig.emulator.set_faults(outage_seconds=0)
@@ -130,4 +130,33 @@ def test_a_worker_stopped_during_an_outage_exits_after_its_drain_and_loses_nothi
     rig.wait_delivered(expected)
     letters = rig.wait_dead_letters(sum(expected.dead.values()))
     rig.report("stop-during-outage", produced, letters, seconds_to_stop=round(took, 1))
+    assert {letter.reason for letter in letters} <= set(expected.dead)
+
+
+def test_a_worker_joining_during_an_outage_gets_partitions_after_the_drain(rig_factory: Any) -> None:
+    # An autoscaler adds workers when the lag grows, and during an outage it grows.
+    workload = generate(40, 600, seed=14)
+    expected = expect(workload.lines)
+    rig = rig_factory(FPI_DRAIN_SECONDS="3")
+    rig.emulator.set_faults(outage_seconds=3600)
+    first = rig.start_worker()
+    port = rig.env["FPI_WEB_PORT"]
+    produced = rig.produce(workload.lines)
+    wait_for(lambda: metric_sum(scrape(port), "fpi_iterable_retries_total") > 0, PROFILE.deliver_timeout,
+             what="the sender retrying against the outage")
+
+    second = rig.start_worker()
+    joined_at = time.monotonic()
+    wait_for(lambda: "Setting newly assigned partitions" in second.log_text(), 90,
+             what="the second worker's partitions")
+    took = time.monotonic() - joined_at
+    # faust's rebalance timeout (60 s) would have evicted the first worker; the drain is shorter.
+    assert took < 40, f"the group took {took:.0f} s to rebalance"
+    assert "giving up partitions in a rebalance with" in first.log_text()
+
+    rig.emulator.set_faults(outage_seconds=0)
+    rig.wait_delivered(expected)
+    letters = rig.wait_dead_letters(sum(expected.dead.values()))
+    rig.report("join-during-outage", produced, letters, seconds_to_rebalance=round(took, 1))
+    assert first.alive() and second.alive()
     assert {letter.reason for letter in letters} <= set(expected.dead)
