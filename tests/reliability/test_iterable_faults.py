@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.reliability.conftest import PROFILE, metric_sum, scrape
-from tests.reliability.workload import expect, generate
+from tests.reliability.workload import Expected, expect, generate
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(PROFILE.deliver_timeout * 3)]
@@ -105,17 +105,21 @@ def test_throttling_storm_slows_the_sender_and_loses_nothing(rig_factory: Any) -
     assert len(letters) == sum(expected.dead.values())
 
 
-def test_a_worker_stopped_during_an_outage_exits_after_its_drain_and_loses_nothing(rig_factory: Any) -> None:
-    workload = generate(40, 600, seed=13)
-    expected = expect(workload.lines)
-    drain_seconds = 2
+def _retrying_in_an_outage(rig_factory: Any, seed: int, drain_seconds: float) -> tuple[Any, Any, Expected, int]:
+    """A worker whose sender holds 600 events while Iterable answers 503: (rig, worker, expected, produced)."""
+    workload = generate(40, 600, seed=seed)
     rig = rig_factory(FPI_DRAIN_SECONDS=str(drain_seconds))
     rig.emulator.set_faults(outage_seconds=3600)
     worker = rig.start_worker()
-    port = rig.env["FPI_WEB_PORT"]
     produced = rig.produce(workload.lines)
-    wait_for(lambda: metric_sum(scrape(port), "fpi_iterable_retries_total") > 0, PROFILE.deliver_timeout,
-             what="the sender retrying against the outage")
+    wait_for(lambda: metric_sum(scrape(rig.env["FPI_WEB_PORT"]), "fpi_iterable_retries_total") > 0,
+             PROFILE.deliver_timeout, what="the sender retrying against the outage")
+    return rig, worker, expect(workload.lines), produced
+
+
+def test_a_worker_stopped_during_an_outage_exits_after_its_drain_and_loses_nothing(rig_factory: Any) -> None:
+    drain_seconds = 2
+    rig, worker, expected, produced = _retrying_in_an_outage(rig_factory, 13, drain_seconds)
 
     asked_at = time.monotonic()
     worker.stop(timeout=90)  # SIGTERM, and SIGKILL only if it is still there 90 s later
@@ -126,7 +130,7 @@ def test_a_worker_stopped_during_an_outage_exits_after_its_drain_and_loses_nothi
 
     # What was in flight was not committed: a new worker delivers it once Iterable is back.
     rig.emulator.set_faults(outage_seconds=0)
-    rig.start_worker(FPI_WEB_PORT=port, FPI_DATA_DIR=rig.env["FPI_DATA_DIR"])
+    rig.start_worker(FPI_WEB_PORT=rig.env["FPI_WEB_PORT"], FPI_DATA_DIR=rig.env["FPI_DATA_DIR"])
     rig.wait_delivered(expected)
     letters = rig.wait_dead_letters(sum(expected.dead.values()))
     rig.report("stop-during-outage", produced, letters, seconds_to_stop=round(took, 1))
@@ -135,15 +139,7 @@ def test_a_worker_stopped_during_an_outage_exits_after_its_drain_and_loses_nothi
 
 def test_a_worker_joining_during_an_outage_gets_partitions_after_the_drain(rig_factory: Any) -> None:
     # An autoscaler adds workers when the lag grows, and during an outage it grows.
-    workload = generate(40, 600, seed=14)
-    expected = expect(workload.lines)
-    rig = rig_factory(FPI_DRAIN_SECONDS="3")
-    rig.emulator.set_faults(outage_seconds=3600)
-    first = rig.start_worker()
-    port = rig.env["FPI_WEB_PORT"]
-    produced = rig.produce(workload.lines)
-    wait_for(lambda: metric_sum(scrape(port), "fpi_iterable_retries_total") > 0, PROFILE.deliver_timeout,
-             what="the sender retrying against the outage")
+    rig, first, expected, produced = _retrying_in_an_outage(rig_factory, 14, drain_seconds=3)
 
     second = rig.start_worker()
     joined_at = time.monotonic()
