@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.transport.producer import ProducerBuffer
 from mode import Service
 
-from streams.faust_patches import _continue, bound_wait_for_acks, deliver_inline_while_flowing
+from streams.faust_patches import (
+    UnsentRecords,
+    _continue,
+    bound_wait_for_acks,
+    deliver_inline_while_flowing,
+    flush_the_whole_producer_buffer,
+)
 
 
 def _step_once(coroutine: Any) -> Any:
@@ -211,3 +219,42 @@ async def test_a_drain_that_finishes_in_time_gives_nothing_up(stopping: bool, ca
     assert await _seconds_to_return(rig) < 0.25
     await asyncio.sleep(0.4)  # past the deadline: the timer must be gone
     assert "still in flight" not in caplog.text and not rig.in_flight.acked
+
+
+async def _slow_buffer(seconds_per_record: float) -> tuple[Any, list[str]]:
+    """A started faust ProducerBuffer whose records take ``seconds_per_record`` each to reach "aiokafka"."""
+    buffer = ProducerBuffer()
+    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+    produced: list[str] = []
+
+    async def pass_on(record: str) -> None:
+        await asyncio.sleep(seconds_per_record)
+        produced.append(record)
+
+    buffer._send_pending = pass_on
+    flush_the_whole_producer_buffer(buffer)
+    await buffer.start()
+    return buffer, produced
+
+
+async def test_the_flush_before_a_commit_waits_for_every_buffered_record() -> None:
+    buffer, produced = await _slow_buffer(0.15)  # faust's own flush gives up after 0.1 s without progress
+    try:
+        for record in ("a", "b", "c"):
+            buffer.put(record)
+        await asyncio.wait_for(buffer.flush(), timeout=5)
+        assert produced == ["a", "b", "c"]
+    finally:
+        await buffer.stop()
+
+
+async def test_a_flush_that_cannot_finish_raises_instead_of_allowing_a_commit() -> None:
+    buffer, produced = await _slow_buffer(30)
+    buffer.put("stuck")
+    flushing = asyncio.ensure_future(buffer.flush())
+    await asyncio.sleep(0.05)
+    buffer._stopped.set()  # the buffer is stopping: the record will never be produced
+    with pytest.raises(UnsentRecords, match="1 records not yet produced"):
+        await asyncio.wait_for(flushing, timeout=5)
+    assert produced == []
+    await buffer.stop()
