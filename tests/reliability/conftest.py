@@ -13,8 +13,8 @@ import os
 import re
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,21 @@ class Rig:
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
+        self.profile_updates: dict[str, list[tuple[float, int, dict[str, Any]]]] = defaultdict(list)
+        self._record_profile_updates()
+
+    def _record_profile_updates(self) -> None:
+        """Keep each profile's updates (when, under which worker, what) to explain a profile that ends wrong."""
+        project = self.emulator.state.project
+        apply_fields = project._apply_user_fields
+        started = time.monotonic()
+
+        def recorded(user: Any, body: Mapping[str, Any], pending: dict[str, str]) -> None:
+            apply_fields(user, body, pending)
+            self.profile_updates[str(user.email or user.user_id)].append(
+                (round(time.monotonic() - started, 2), len(self.workers) - 1, dict(body.get("dataFields") or {})))
+
+        project._apply_user_fields = recorded  # type: ignore[method-assign]
 
     # --- workers ------------------------------------------------------------------------------
     def start_worker(self, **overrides: str) -> WorkerProcess:
@@ -253,8 +268,11 @@ class Rig:
             differ = [k for k in set(want[part]) & set(got[part]) if want[part][k] != got[part][k]]
             print(f"{part}: missing {len(missing)} {sorted(missing)[:3]}, extra {len(extra)} "
                   f"{sorted(extra)[:3]}, different {len(differ)}")
-            for k in differ[:2]:
+            for k in differ[:6]:
                 print("  want", want[part][k], "\n  got ", got[part][k])
+                if part == "users":
+                    for at, worker, fields in self.profile_updates.get(str(k[0] or k[1]), []):
+                        print(f"    updated at {at} s by worker {worker}: {fields}")
         print("worker log tail:\n", self.logs()[-4000:])
 
     def report(self, name: str, produced: int, letters: list[DeadLetter], **extra: Any) -> dict[str, Any]:
