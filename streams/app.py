@@ -26,6 +26,7 @@ faust before it commits the consumed offsets, so a forwarded event is never comm
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -329,25 +330,39 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.agent(by_person, name="apply")
     async def apply_agent(stream: Any) -> None:
-        """Run the mapping core per person; emit Iterable requests or dead letters."""
+        """Run the mapping core per person; emit Iterable requests or dead letters.
+
+        The batch's identity changes reach the ``identities`` table only once its requests are in
+        Kafka. Written earlier, a crash could leave the table ahead of the requests: the redelivered
+        identifies would then look older than the last one applied and be dropped as stale, and the
+        fields only they carried would never reach Iterable (seen in the crash test).
+        """
         async for batch in stream.noack_take(FRAMES_PER_TAKE, within=batch_wait):
             try:
                 drops: Counter[str] = Counter()
                 endpoints: Counter[str] = Counter()
+                changed: dict[bytes, tuple[bytes, Any]] = {}
                 for frame in batch:
                     _make_current(frame)
                     for item, decoded in await decoded_items(frame, decode_event_internal):
-                        await apply_one(item, decoded, drops, endpoints)
-                await hand_on(stream, batch, to_requests)
+                        await apply_one(item, decoded, frame, changed, drops, endpoints)
+                await asyncio.gather(*to_requests.flush())
+                for key, (value, frame) in changed.items():
+                    _make_current(frame)
+                    identities[key] = value
+                for frame in batch:
+                    await stream.ack(frame)
                 _count(metrics.EVENTS_DROPPED, drops)
                 _count(metrics.REQUESTS_OUT, endpoints)
             except Exception as exc:
                 _die("apply", exc)
 
-    async def apply_one(item: FrameItem, decoded: Event, drops: Counter[str], endpoints: Counter[str]) -> None:
+    async def apply_one(item: FrameItem, decoded: Event, frame: Any, changed: dict[bytes, tuple[bytes, Any]],
+                        drops: Counter[str], endpoints: Counter[str]) -> None:
+        """Apply one event; a changed identity goes to ``changed`` (key -> value, frame), not yet to the table."""
         key = item.key
         assert key is not None, "by-person items are keyed by person"
-        stored = identities.get(key)
+        stored = changed[key][0] if key in changed else identities.get(key)
         identity = identity_from_bytes(stored) if stored else None
         now = datetime.now(UTC)
         topic, partition, offset = item.source
@@ -359,7 +374,7 @@ def build_app(settings: Settings) -> faust.App:
                                          event=decoded), key)
             return
         if applied.identity is not None:
-            identities[key] = identity_to_bytes(applied.identity)
+            changed[key] = (identity_to_bytes(applied.identity), frame)
         decision = applied.decision
         if decision.drop_reason is not None:
             drops[decision.drop_reason.value] += 1

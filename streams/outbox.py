@@ -9,8 +9,8 @@ already keyed by device lands on the same table partitions as the by-device topi
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
@@ -22,7 +22,7 @@ __all__ = ["FrameSink", "Outbox", "Partitioner"]
 class FrameSink(Protocol):
     """What an outbox sends through: faust's ``Topic.send_soon``, in effect."""
 
-    def send_soon(self, *, key: bytes | None, value: bytes, partition: int) -> object: ...
+    def send_soon(self, *, key: bytes | None, value: bytes, partition: int) -> Awaitable[Any]: ...
 
 
 class Partitioner:
@@ -73,10 +73,15 @@ class Outbox:
     def __len__(self) -> int:
         return sum(len(items) for items in self._pending.values())
 
-    def flush(self) -> None:
-        """Hand every held record to the producer buffer, one frame per partition (or more, by size)."""
+    def flush(self) -> list[Awaitable[Any]]:
+        """Hand every held record to the producer buffer, one frame per partition (or more, by size).
+
+        Returns what each frame's send gives back: awaited, they finish once Kafka has the frames.
+        """
         pending, self._pending = self._pending, {}
+        sent: list[Awaitable[Any]] = []
         for partition, items in pending.items():
             for chunk in frame_chunks(items, self._max_frame_bytes):
-                self._sink.send_soon(key=None, value=encode_frame(chunk), partition=partition)
+                sent.append(self._sink.send_soon(key=None, value=encode_frame(chunk), partition=partition))
                 self.sent_frames += 1
+        return sent

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Iterator
+from typing import Any
+
 import pytest
 from aiokafka.partitioner import DefaultPartitioner  # type: ignore[import-untyped]
 
@@ -7,13 +10,21 @@ from streams.codecs import decode_frame
 from streams.outbox import Outbox, Partitioner
 
 
+class Produced:
+    """What a send gives back; awaiting it finishes at once (Kafka has the frame)."""
+
+    def __await__(self) -> Iterator[None]:
+        return iter(())
+
+
 class RecordingTopic:
     def __init__(self) -> None:
         self.sent: list[tuple[int, bytes]] = []
 
-    def send_soon(self, *, key: bytes | None, value: bytes, partition: int) -> None:
+    def send_soon(self, *, key: bytes | None, value: bytes, partition: int) -> Awaitable[Any]:
         assert key is None
         self.sent.append((partition, value))
+        return Produced()
 
 
 class TestPartitioner:
@@ -46,8 +57,9 @@ class TestOutbox:
             outbox.add(key, f"v{i}".encode(), ("src", 0, i))
         assert len(outbox) == 40
         assert topic.sent == []  # nothing leaves before flush
-        outbox.flush()
+        produced = outbox.flush()
         assert len(outbox) == 0
+        assert len(produced) == len(topic.sent) and all(isinstance(p, Produced) for p in produced)
         partitions = [p for p, _ in topic.sent]
         assert sorted(partitions) == sorted(set(partitions))
         seen = []
