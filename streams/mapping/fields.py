@@ -17,6 +17,7 @@ Rules and where they come from:
 
 from __future__ import annotations
 
+import calendar
 import math
 import re
 from collections.abc import Collection, Mapping
@@ -156,7 +157,9 @@ def datetime_from_epoch(value: float) -> datetime:
 
 def created_at(timestamp: datetime) -> int:
     """``createdAt`` for events and purchases: Unix **seconds** (iterable-api.md §6.1; peers.md §7 item 3)."""
-    return math.floor(timestamp.timestamp())
+    # Whole seconds of the calendar time: timestamp() goes through a float, which rounds .999999 s up
+    # to the next second for dates a few centuries out.
+    return calendar.timegm(timestamp.utctimetuple())
 
 
 @lru_cache(maxsize=65_536)  # keys repeat across events; bounded, so odd keys cannot grow it forever
