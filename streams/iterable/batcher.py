@@ -1,9 +1,10 @@
 """How a list of requests becomes Iterable calls: folding into bulk bodies, size limits, ordering.
 
 Pure functions, no I/O. ``plan`` splits requests into *waves*: within a wave no person appears in
-two calls of different kinds, and a person's requests keep their order across waves, so an
-identify is accepted before the same person's later events are sent (design.md "Delivery
-semantics"). ``Batcher`` is the accumulating front half (quix sink shape: ``add`` / ``take``).
+two calls of different kinds, nor twice with a request whose order matters (a profile update), and
+a person's requests keep their order across waves, so an identify is accepted before the same
+person's later events are sent (design.md "Delivery semantics"). ``Batcher`` is the accumulating
+front half (quix sink shape: ``add`` / ``take``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ _BULK_KEY: Mapping[Endpoint, str] = {
     Endpoint.EVENTS_TRACK_BULK: "events",
 }
 _ENVELOPE_BYTES = 64
+ORDER_FREE: frozenset[Endpoint] = frozenset({Endpoint.EVENTS_TRACK, Endpoint.COMMERCE_TRACK_PURCHASE})
+"""Kinds whose requests are records of their own (an event or purchase id): Iterable holds the same
+whatever order they arrive in. A profile update overwrites fields, so its order matters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +78,10 @@ def plan(
     events/trackBulk, split at ``max_items`` items or ``max_bytes`` of body; every other endpoint
     (trackPurchase, updateCart, updateEmail: no bulk form) gets one call per request.
     """
-    # A person moves to the next wave whenever the kind of their request changes.
+    # A person moves to the next wave whenever the kind of their request changes, and with each
+    # request whose order matters: the calls of a wave run concurrently, and a wave's bulk list is
+    # split into several calls, so two updates of one profile in one wave could land in the wrong
+    # order (seen: an identify's fields overwritten by the one before it, in two calls 0.04 s apart).
     last_kind: dict[str, Endpoint] = {}
     wave_of: dict[str, int] = {}
     waves: list[dict[Endpoint, list[int]]] = []
@@ -82,7 +89,7 @@ def plan(
         kind = _kind(request.endpoint)
         person = request.person_key
         wave = wave_of.get(person, 0)
-        if person in last_kind and last_kind[person] != kind:
+        if person in last_kind and (last_kind[person] != kind or kind not in ORDER_FREE):
             wave += 1
         wave_of[person], last_kind[person] = wave, kind
         while len(waves) <= wave:

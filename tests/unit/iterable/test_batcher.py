@@ -33,6 +33,20 @@ class TestPlan:
             mine = [i for i, r in enumerate(requests) if r.person_key == person]
             assert [wave_of[i] for i in mine] == sorted(wave_of[i] for i in mine)
 
+    def test_a_profiles_updates_never_share_a_wave(self) -> None:
+        # Split at 2 items, one wave's users/bulkUpdate list would become concurrent calls: b's second
+        # update could reach Iterable before its first.
+        requests = [identify("a"), identify("b"), identify("c"), identify("b"), identify("b")]
+        waves = plan(requests, max_items=2)
+        wave_of = {i: w for w, wave in enumerate(waves) for call in wave for i in call.indexes}
+        assert wave_of[1] < wave_of[3] < wave_of[4]
+        assert wave_of[0] == wave_of[1] == wave_of[2] == 0
+
+    def test_a_persons_events_and_purchases_share_a_wave(self) -> None:
+        requests = [track("a", "1"), track("a", "2"), track("a", "3")]
+        assert plan(requests, max_items=2) == [[Call(Endpoint.EVENTS_TRACK_BULK, (0, 1)),
+                                                Call(Endpoint.EVENTS_TRACK_BULK, (2,))]]
+
     def test_splits_at_items_and_bytes(self) -> None:
         requests = [track("a", str(i), blob="x" * 100) for i in range(10)]
         by_items = plan(requests, max_items=4)
