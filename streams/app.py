@@ -335,7 +335,7 @@ def build_app(settings: Settings) -> faust.App:
         The batch's identity changes reach the ``identities`` table only once its requests are in
         Kafka. Written earlier, a crash could leave the table ahead of the requests: the redelivered
         identifies would then look older than the last one applied and be dropped as stale, and the
-        fields only they carried would never reach Iterable (seen in the crash test).
+        fields only they carried would never reach Iterable.
         """
         async for batch in stream.noack_take(FRAMES_PER_TAKE, within=batch_wait):
             try:
