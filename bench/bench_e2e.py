@@ -126,7 +126,7 @@ def faust_floor(bootstrap: str, topic: str, events: int, workdir: Path, timeout:
     if not lines:
         raise RuntimeError(f"the faust floor printed no result:\n{floor.log_tail()}")
     result = orjson.loads(lines[-1].strip())
-    seconds = max(result["seconds"], h.MIN_WINDOW_SECONDS)
+    seconds = h.window_seconds(0.0, result["seconds"])
     return {"records": result["records"], "events_per_s": result["records"] / seconds,
             "cpu_us_per_event": result["cpu_seconds"] / result["records"] * 1e6}
 

@@ -54,7 +54,7 @@ from streams.codecs import (
 from streams.errors import Reason, StreamsError
 from streams.identity import resolve, routing_key
 from streams.mapping import apply_event
-from streams.model import QUIET_DROPS, DeadLetter, DropReason, Event, IterableRequest
+from streams.model import QUIET_DROPS, DeadLetter, DropReason, Event, Identity, IterableRequest
 from streams.outbox import Outbox, Partitioner
 from streams.services import DecoderService, SenderService
 from streams.settings import Settings
@@ -341,15 +341,15 @@ def build_app(settings: Settings) -> faust.App:
             try:
                 drops: Counter[str] = Counter()
                 endpoints: Counter[str] = Counter()
-                changed: dict[bytes, tuple[bytes, Any]] = {}
+                changed: dict[bytes, tuple[Identity, Any]] = {}
                 for frame in batch:
                     _make_current(frame)
                     for item, decoded in await decoded_items(frame, decode_event_internal):
                         await apply_one(item, decoded, frame, changed, drops, endpoints)
                 await asyncio.gather(*to_requests.flush())
-                for key, (value, frame) in changed.items():
+                for key, (identity, frame) in changed.items():
                     _make_current(frame)
-                    identities[key] = value
+                    identities[key] = identity_to_bytes(identity)
                 for frame in batch:
                     await stream.ack(frame)
                 _count(metrics.EVENTS_DROPPED, drops)
@@ -357,13 +357,16 @@ def build_app(settings: Settings) -> faust.App:
             except Exception as exc:
                 _die("apply", exc)
 
-    async def apply_one(item: FrameItem, decoded: Event, frame: Any, changed: dict[bytes, tuple[bytes, Any]],
+    async def apply_one(item: FrameItem, decoded: Event, frame: Any, changed: dict[bytes, tuple[Identity, Any]],
                         drops: Counter[str], endpoints: Counter[str]) -> None:
-        """Apply one event; a changed identity goes to ``changed`` (key -> value, frame), not yet to the table."""
+        """Apply one event; a changed identity goes to ``changed`` (key -> identity, frame), not yet to the table."""
         key = item.key
         assert key is not None, "by-person items are keyed by person"
-        stored = changed[key][0] if key in changed else identities.get(key)
-        identity = identity_from_bytes(stored) if stored else None
+        if key in changed:
+            identity: Identity | None = changed[key][0]
+        else:
+            stored = identities.get(key)
+            identity = identity_from_bytes(stored) if stored else None
         now = datetime.now(UTC)
         topic, partition, offset = item.source
         try:
@@ -374,7 +377,7 @@ def build_app(settings: Settings) -> faust.App:
                                          event=decoded), key)
             return
         if applied.identity is not None:
-            changed[key] = (identity_to_bytes(applied.identity), frame)
+            changed[key] = (applied.identity, frame)
         decision = applied.decision
         if decision.drop_reason is not None:
             drops[decision.drop_reason.value] += 1
