@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     schema_registry_url: str | None = None
     """FPI_SCHEMA_REGISTRY_URL: Confluent-compatible registry; without it the bundled schemas are used."""
     avro_dir: Path | None = None
-    """FPI_AVRO_DIR: folder of the ``.avsc`` schemas; default the repository's ``avro/`` (read by
+    """FPI_AVRO_DIR: folder of the ``.avsc`` schemas; default the ones bundled with the package (read by
     ``streams.codecs`` straight from the environment, so it also applies before settings load)."""
 
     # --- Iterable ----------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The bundled Avro schemas (the top-level ``avro/`` folder), read and parsed once per process.
 
-The folder is found relative to this file (``<repo>/avro``); ``FPI_AVRO_DIR`` overrides it, e.g. for
-an installed package or a deployment that ships its own copies. Parsed schemas are fastavro's
-parsed form and are shared: never mutate them.
+An installed package carries them as ``streams/_avro`` (``streams.bundled``); a source checkout reads
+``<repo>/avro``. ``FPI_AVRO_DIR`` overrides both, for a deployment that ships its own copies. Parsed
+schemas are fastavro's parsed form and are shared: never mutate them.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 from functools import cache
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import fastavro
 
+from streams.bundled import bundled
 from streams.errors import ConfigError
 
 __all__ = [
@@ -40,12 +42,12 @@ _DEPENDS_ON: dict[str, tuple[str, ...]] = {DEAD_LETTER: (SOURCE_V1, REQUEST)}
 """Schemas that refer to named types of other files, and those files (parsed first)."""
 
 
-def avro_dir() -> Path:
-    """The folder of ``.avsc`` files: ``FPI_AVRO_DIR`` if set, else ``<repo>/avro``."""
+def avro_dir() -> Traversable:
+    """The folder of ``.avsc`` files: ``FPI_AVRO_DIR`` if set, else the package's own schemas."""
     configured = os.environ.get("FPI_AVRO_DIR")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "avro"
+    return bundled("_avro", "avro")
 
 
 @cache
@@ -54,11 +56,14 @@ def schema_text(name: str) -> str:
 
     Raises ``ConfigError`` when the file is missing.
     """
-    path = avro_dir() / f"{name}.avsc"
+    path = avro_dir().joinpath(f"{name}.avsc")
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"Avro schema {name!r} not found at {path} (set FPI_AVRO_DIR)") from exc
+        raise ConfigError(
+            f"Avro schema {name!r} not found at {path}: set FPI_AVRO_DIR to a folder of the .avsc files, "
+            "or unset it to use the schemas bundled with the package"
+        ) from exc
 
 
 @cache

@@ -18,16 +18,19 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import click
 import httpx
 
+from streams.bundled import bundled
+
 __all__ = ["dev"]
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_SAMPLE = REPO / "tests" / "data" / "sample_events.jsonl"
+DEFAULT_SAMPLE = bundled("_data", "tests/data").joinpath("sample_events.jsonl")
 LOCAL_KEY = "local-dev-key"
 
 
@@ -138,14 +141,14 @@ def dev(sample: Path | None, timeout: float, run_dir: Path, keep_running: bool) 
     def say(text: str) -> None:
         console.print(f"[dim]>[/dim] {text}")
 
-    sample = sample or DEFAULT_SAMPLE
-    if not sample.exists():
-        raise click.ClickException(f"no sample file at {sample}; pass --sample FILE")
+    events: Traversable = sample or DEFAULT_SAMPLE
+    if not events.is_file():
+        raise click.ClickException(f"no sample file at {events}; pass --sample FILE")
     run_dir.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops everything as Ctrl-C does
     try:
         with contextlib.ExitStack() as stack:
-            _run(stack, console, say, sample, timeout, run_dir, keep_running)
+            _run(stack, console, say, events, timeout, run_dir, keep_running)
     except KeyboardInterrupt:
         console.print("interrupted: everything started here has been stopped")
         sys.exit(130)
@@ -155,7 +158,7 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], sample: Path, timeout: float,
+def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], sample: Traversable, timeout: float,
          run_dir: Path, keep_running: bool) -> None:
     from streams.emulator import EmulatorConfig, EmulatorServer
     from streams.explain import explain_lines
@@ -190,7 +193,7 @@ def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], 
           proc, log_path)
     say("worker ready")
 
-    lines = sample.read_text().splitlines()
+    lines = sample.read_text(encoding="utf-8").splitlines()
     expected = list(explain_lines(lines, mapping_config))
     valid = [record for record in expected if record["decision"] != "error"]
     want_requests = sum(len(record["requests"]) for record in valid)
