@@ -431,7 +431,12 @@ def _add_web_pages(app: faust.App, sender: SenderService) -> None:
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]  # faust is untyped
     async def sample_consumer_lag() -> None:
         consumer = app.consumer
+        # faust reads changelogs without committing offsets, so their "lag" never reached 0 and would
+        # have fed the lag alert and the autoscaler a backlog that is not one.
+        changelogs = app.tables.changelog_topics
         for tp in consumer.assignment():
+            if tp.topic in changelogs:
+                continue
             highwater = consumer.highwater(tp)
             committed = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # no public accessor
             if highwater is not None:

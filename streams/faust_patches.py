@@ -145,7 +145,7 @@ def _keep_buffered_messages_on_redundant_resume(app: faust.App) -> None:
 
 
 def _rewind_uncommitted_partitions_on_seek(app: faust.App) -> None:
-    """Work around records lost at the end of table recovery.
+    """Work around records lost at the end of table recovery, without a round trip per partition.
 
     During recovery aiokafka keeps fetching every assigned partition, the stream partitions
     included, and faust may take those records from aiokafka without handing them to the
@@ -154,8 +154,14 @@ def _rewind_uncommitted_partitions_on_seek(app: faust.App) -> None:
     that has no committed offset (or 0): its position stays past records no agent ever saw,
     and they are skipped for good (seen with 1,000,000 identities: position = highwater,
     nothing read, acked or committed, empty queues, the worker "ready" and idle).
-    Here such a stream partition is rewound to its start, as ``consumer_auto_offset_reset=
-    "earliest"`` means; changelog partitions are left to recovery, which seeks them itself.
+
+    Here such a stream partition is set to offset 0, locally. If the log no longer starts at 0
+    (retention), the broker answers the next fetch with "offset out of range" and aiokafka resets
+    the partition to its earliest offset, as ``consumer_auto_offset_reset="earliest"`` means. An
+    earlier version awaited ``seek_to_beginning`` per partition: each call waits for a whole fetch
+    round (faust's ``fetch_max_wait_ms``, 1.5 s), five never-committed topics (source, replay and
+    the internal ones) of 12 partitions passed faust's 90 s request timeout, and the worker never
+    became ready. Changelog partitions are left to recovery, which seeks them itself.
     """
     consumer = app.consumer
     thread = consumer._thread  # type: ignore[attr-defined]  # faust's aiokafka consumer thread
@@ -163,13 +169,11 @@ def _rewind_uncommitted_partitions_on_seek(app: faust.App) -> None:
     async def seek_committed_or_start(aio: Any) -> Any:
         committed = await aio.seek_to_committed()
         changelogs = app.tables.changelog_topics
-        for tp, offset in committed.items():
-            if tp.topic in changelogs:
-                continue
-            if offset == 0:
-                aio.seek(tp, 0)
-            elif offset is None:
-                await aio.seek_to_beginning(tp)
+        rewound = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+        for tp in rewound:
+            aio.seek(tp, 0)
+        if rewound:
+            log.info("Rewound %d stream partitions without a committed offset to their start", len(rewound))
         return committed
 
     async def seek_to_committed() -> Any:

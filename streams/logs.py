@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-__all__ = ["JsonFormatter", "RedactingFilter", "logging_config"]
+__all__ = ["JsonFormatter", "RedactingFilter", "StartupNoiseFilter", "logging_config"]
 
 _EMAIL = re.compile(r"[^\s@\"'<>(),;:]+@[^\s@\"'<>(),;:]+\.[^\s@\"'<>(),;:]+")
+_CLIENT_LOGGERS_WITH_STARTUP_NOISE = ("aiokafka.consumer.group_coordinator", "aiokafka.consumer.fetcher",
+                                      "aiokafka.cluster")
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
@@ -46,6 +49,31 @@ class RedactingFilter(logging.Filter):
         return text
 
 
+class StartupNoiseFilter(logging.Filter):
+    """Demotes the Kafka client's expected start-up errors to INFO for the first ``grace_seconds``.
+
+    On a fresh cluster or fresh topics, aiokafka logs at ERROR what it then retries by itself: the
+    broker creates ``__consumer_offsets`` when the first group asks for its coordinator
+    ("GroupCoordinatorNotAvailableError"), faust's leader topic is not yet in the metadata, and
+    partitions created a moment ago have no leader yet ("NotLeaderForPartitionError"). An operator's
+    first sight of a healthy worker was a screen of error lines. Past the grace period the same lines
+    keep their ERROR level, since a coordinator or leader that stays missing is a real fault.
+    """
+
+    expected = ("GroupCoordinatorNotAvailableError", "NotCoordinatorForGroupError", "CoordinatorLoadInProgressError",
+                "NotLeaderForPartitionError", "LeaderNotAvailableError", "not found in cluster metadata")
+
+    def __init__(self, grace_seconds: float = 60.0) -> None:
+        super().__init__()
+        self.until = time.monotonic() + grace_seconds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.levelno >= logging.ERROR and time.monotonic() < self.until
+                and any(name in record.getMessage() for name in self.expected)):
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
@@ -70,7 +98,7 @@ def logging_config(level: str, secrets: tuple[str, ...], fmt: str = "json") -> d
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactingFilter}},
+        "filters": {"redact": {"()": RedactingFilter}, "startup_noise": {"()": StartupNoiseFilter}},
         "formatters": {
             "json": {"()": JsonFormatter},
             "text": {"format": "[%(asctime)s] %(levelname)s %(name)s: %(message)s"},
@@ -85,4 +113,7 @@ def logging_config(level: str, secrets: tuple[str, ...], fmt: str = "json") -> d
             }
         },
         "root": {"level": level.upper(), "handlers": ["default"]},
+        # A logger's own filters run before its handlers' level checks, so a demoted record can be
+        # left out at WARNING; the handler's filters run too late for that.
+        "loggers": {name: {"filters": ["startup_noise"]} for name in _CLIENT_LOGGERS_WITH_STARTUP_NOISE},
     }

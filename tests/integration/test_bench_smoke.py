@@ -70,7 +70,8 @@ def test_workload_mix_is_what_explain_says() -> None:
 def test_benchmarks_run_in_smoke_mode(kafka_bootstrap: str) -> None:
     before = RESULTS.read_text()
     # Two lanes side by side keep the whole smoke set under a minute on two cores.
-    lanes = (("bench_e2e", "bench_latency", "bench_ceiling"), ("bench_profile", "bench_scale", "bench_tables"))
+    lanes = (("bench_e2e", "bench_latency", "bench_ceiling"),
+             ("bench_profile", "bench_scale", "bench_tables", "bench_startup"))
     with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
         done = pool.map(lambda lane: {m: _run(m, kafka_bootstrap) for m in lane}, lanes)
         out = {module: text for lane in done for module, text in lane.items()}
@@ -98,4 +99,6 @@ def test_benchmarks_run_in_smoke_mode(kafka_bootstrap: str) -> None:
     tables = out["bench_tables"]
     assert _number(r"rocksdb://: start-up to first delivery ([\d.]+) s", tables) > 0
     assert _number(r"memory://: start-up to first delivery ([\d.]+) s", tables) > 0
+    startup = out["bench_startup"]
+    assert 0 < _number(r"4 partitions: ready after +([\d.]+) s fresh", startup) < 60
     assert RESULTS.read_text() == before, "a smoke run must not write RESULTS.md"

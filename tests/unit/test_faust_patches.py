@@ -7,12 +7,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from faust.transport.producer import ProducerBuffer
 from mode import Service
 
 from streams.faust_patches import (
     UnsentRecords,
     _continue,
+    _rewind_uncommitted_partitions_on_seek,
     bound_wait_for_acks,
     deliver_inline_while_flowing,
     flush_the_whole_producer_buffer,
@@ -258,3 +260,39 @@ async def test_a_flush_that_cannot_finish_raises_instead_of_allowing_a_commit() 
         await asyncio.wait_for(flushing, timeout=5)
     assert produced == []
     await buffer.stop()
+
+
+class _AioConsumer:
+    """aiokafka's consumer as the rewind sees it: committed offsets, and where each seek went."""
+
+    def __init__(self, committed: dict[TopicPartition, int | None]) -> None:
+        self.committed = committed
+        self.seeks: dict[TopicPartition, int] = {}
+
+    async def seek_to_committed(self) -> dict[TopicPartition, int | None]:
+        return self.committed
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks[tp] = offset
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        raise AssertionError("seek_to_beginning waits a whole fetch round; the rewind must not await it")
+
+
+async def test_the_rewind_after_recovery_seeks_never_committed_stream_partitions_to_0_without_a_round_trip() -> None:
+    changelog = "app-identities-changelog"
+    committed: dict[TopicPartition, int | None] = {TopicPartition("source", p): None for p in range(64)}
+    committed |= {TopicPartition("replay", 0): 0, TopicPartition("requests", 0): 17, TopicPartition(changelog, 0): None}
+    aio = _AioConsumer(committed)
+
+    async def call_thread(method: Any, *args: Any) -> Any:
+        return await method(*args)
+
+    thread = SimpleNamespace(call_thread=call_thread, _ensure_consumer=lambda: aio)
+    app: Any = SimpleNamespace(consumer=SimpleNamespace(_thread=thread),
+                               tables=SimpleNamespace(changelog_topics={changelog}))
+    _rewind_uncommitted_partitions_on_seek(app)
+
+    assert await app.consumer.seek_to_committed() == committed
+    rewound = {tp for tp, offset in committed.items() if not offset and tp.topic != changelog}
+    assert aio.seeks == dict.fromkeys(rewound, 0)

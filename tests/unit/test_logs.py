@@ -7,7 +7,7 @@ import logging.config
 import orjson
 import pytest
 
-from streams.logs import logging_config
+from streams.logs import StartupNoiseFilter, logging_config
 
 
 @pytest.fixture()
@@ -55,3 +55,29 @@ class TestLogging:
         [record] = lines(capture)
         assert "carol@example.com" not in str(record["exception"])
         assert "sk-live-123" not in str(record["exception"])
+
+
+class TestStartupNoise:
+    @staticmethod
+    def _emit(grace_seconds: float, message: str) -> list[dict[str, object]]:
+        stream = io.StringIO()
+        config = logging_config("warning", secrets=())
+        config["handlers"]["default"]["stream"] = stream
+        config["filters"]["startup_noise"] = {"()": StartupNoiseFilter, "grace_seconds": grace_seconds}
+        coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+        for name in ("aiokafka.consumer.group_coordinator", "aiokafka.consumer.fetcher", "aiokafka.cluster"):
+            logging.getLogger(name).filters.clear()  # dictConfig adds a logger's filters to those it already has
+        logging.config.dictConfig(config)
+        coordinator.error("Group Coordinator Request failed: %s", message)
+        return lines(stream)
+
+    def test_a_coordinator_not_yet_available_at_start_up_is_not_an_error_line(self) -> None:
+        assert self._emit(60, "[Error 15] GroupCoordinatorNotAvailableError") == []
+
+    def test_the_same_failure_after_the_grace_period_is_still_an_error(self) -> None:
+        [record] = self._emit(0, "[Error 15] GroupCoordinatorNotAvailableError")
+        assert record["level"] == "error"
+
+    def test_other_coordinator_failures_keep_their_level(self) -> None:
+        [record] = self._emit(60, "[Error 30] GroupAuthorizationFailedError")
+        assert record["level"] == "error"
