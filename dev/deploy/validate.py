@@ -311,9 +311,14 @@ def validate_dockerfile(path: Path, problems: Problems) -> None:
     if "constraints.txt" not in runs or "rocksdb" not in runs:
         problems.add(str(path),
                      "must install the locked dependencies (constraints.txt) with the rocksdb extra")
-    copies = " ".join(rest for op, rest in final if op == "COPY")
-    if "avro" not in copies:
-        problems.add(str(path), "must copy avro/ into the image")
+    copies = " ".join(rest for op, rest in instructions if op == "COPY")
+    if not re.search(r"(^|\s)avro(/|\s)", copies) or "setup.py" not in copies:
+        problems.add(str(path), "must build the package with avro/ and setup.py (the wheel carries the schemas)")
+    if any(re.search(r"\bFPI_AVRO_DIR\b", rest) for op, rest in final if op == "ENV"):
+        problems.add(str(path), "must not set FPI_AVRO_DIR: the installed package finds its own schemas")
+    if "EXTRA_CA_CERTS" not in args and not any(op == "ARG" and rest.split("=")[0] == "EXTRA_CA_CERTS"
+                                                for op, rest in instructions):
+        problems.add(str(path), "needs the build arg EXTRA_CA_CERTS (a CA for a TLS-re-signing proxy)")
     entry = " ".join(rest for op, rest in final if op in ("ENTRYPOINT", "CMD"))
     if "freshpaint-iterable" not in entry or "worker" not in entry:
         problems.add(str(path), f"entry point must run `freshpaint-iterable worker`, found {entry!r}")

@@ -132,6 +132,13 @@ BROKEN_OTHER = {
     "Dockerfile: runs as root": ("Dockerfile", "USER 10001:10001", "USER root", "--dockerfile", "non-root"),
     "Dockerfile: no lock file": (
         "Dockerfile", "--constraint constraints.txt ", "", "--dockerfile", "constraints.txt"),
+    "Dockerfile: schemas left out of the package": (
+        "Dockerfile", "COPY avro ./avro\n", "", "--dockerfile", "avro/ and setup.py"),
+    "Dockerfile: depends on FPI_AVRO_DIR": (
+        "Dockerfile", "FPI_STORE=rocksdb:// \\\n", "FPI_STORE=rocksdb:// \\\n    FPI_AVRO_DIR=/app/avro \\\n",
+        "--dockerfile", "must not set FPI_AVRO_DIR"),
+    "Dockerfile: no CA build argument": (
+        "Dockerfile", 'ARG EXTRA_CA_CERTS=""', 'ARG EXTRA_CERTS=""', "--dockerfile", "EXTRA_CA_CERTS"),
     "rules: unknown series": (
         "k8s/monitoring/prometheusrule.yaml", "max by (namespace) (fpi_sender_paused)",
         "max by (namespace) (fpi_sender_pausd)", "--rules", "fpi_sender_pausd is not defined"),
