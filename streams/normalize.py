@@ -54,6 +54,9 @@ _RAW_RESERVED = frozenset(
 )
 """Raw-event properties that carry identity, credentials or routing, not user data (§1.1, §2.1)."""
 
+_PAGE_EVENTS = frozenset({"$page", "mp_page_view"})
+"""Raw events that are page views: ``page()`` and the legacy ``track_pageview()`` (§2.2)."""
+
 
 def normalize(raw: Mapping[str, Any]) -> Event:
     """Return the normalized ``Event`` for one Freshpaint event in either dialect.
@@ -239,7 +242,7 @@ def _raw(raw: Mapping[str, Any]) -> Event:
             raise InvalidEvent("is required for $create_alias", field="properties.alias")
         previous_id = distinct_id
         data.pop("alias", None)
-    elif name == "$page" or (name == "$web_event" and props.get("$event_type") == "pageview"):
+    elif name in _PAGE_EVENTS or (name == "$web_event" and props.get("$event_type") == "pageview"):
         event_type = EventType.PAGE
         page_name = props.get("$name")
         event_name = page_name if isinstance(page_name, str) and page_name else None
@@ -279,9 +282,10 @@ def _raw_page(props: Mapping[str, Any]) -> PageContext:
         value = props.get(key)
         return value if isinstance(value, str) and value else None
 
+    # mp_page / mp_referrer are what the legacy track_pageview() sends instead (§2.2).
     return PageContext(
-        url=text("$current_url"),
+        url=text("$current_url") or text("mp_page"),
         path=text("$pathname"),
         title=text("$title"),
-        referrer=text("$referrer"),
+        referrer=text("$referrer") or text("mp_referrer"),
     )

@@ -143,6 +143,15 @@ class TestRawDialect:
         ev = normalize(raw("$page", **{"$name": "Pricing", "$page_props": {"step": 2}}))
         assert ev.type is EventType.PAGE and ev.event_name == "Pricing" and ev.properties["step"] == 2
 
+    def test_legacy_track_pageview_is_a_page(self) -> None:
+        ev = normalize(raw("mp_page_view", mp_page="https://x/p", mp_referrer="https://r/", mp_lib="web"))
+        assert ev.type is EventType.PAGE and ev.event_name is None
+        assert ev.page is not None and (ev.page.url, ev.page.referrer) == ("https://x/p", "https://r/")
+
+    def test_current_url_wins_over_legacy_page(self) -> None:
+        ev = normalize(raw("mp_page_view", mp_page="https://old/", **{"$current_url": "https://x/p"}))
+        assert ev.page is not None and ev.page.url == "https://x/p"
+
     def test_web_event_click_stays_a_track(self) -> None:
         ev = normalize(raw("$web_event", **{"$event_type": "click"}))
         assert ev.type is EventType.TRACK and ev.event_name == "$web_event"

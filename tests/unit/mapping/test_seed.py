@@ -89,6 +89,12 @@ class TestSeed:
         assert applied.decision.requests[0].endpoint is Endpoint.EVENTS_TRACK
         assert body(applied)["eventName"] == "Page Viewed"
 
+    def test_legacy_track_pageview_is_a_page_view(self) -> None:
+        ev = normalize({"event": "mp_page_view", "properties": {"distinct_id": "u-1", "$device_id": "d",
+                                                              "time": 1, "mp_page": "https://x/p"}})
+        sent = body(run(ev, person(), EMAIL, page_event_name="Loaded a Page"))
+        assert (sent["eventName"], sent["dataFields"]["url"]) == ("Loaded a Page", "https://x/p")
+
     # "Enable Default Identify Transformations"
     def test_default_identify_transformations_table(self) -> None:
         assert dict(DEFAULT_IDENTIFY_RENAMES) == {
