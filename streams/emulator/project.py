@@ -653,6 +653,13 @@ class Project:
         return 200, envelope("Cart updated.", "Success")
 
     def update_email(self, body: Mapping[str, Any]) -> Answer:
+        """users/updateEmail (§2.7): the profile, its events and purchases move to ``newEmail``.
+
+        Iterable documents one refusal of a well-formed change: ``newEmail`` already exists
+        (400 ``EmailAlreadyExists``), whatever the current identifier names, so a change that was
+        already applied is refused that way too. A current user Iterable does not know (or does not
+        see yet) is 400 ``UnknownEmailError`` / ``UnknownUserIdError``.
+        """
         try:
             new_email = self._valid_email(body.get("newEmail"))
             current_email = body.get("currentEmail")
@@ -665,15 +672,22 @@ class Project:
                 missing = ("UnknownUserIdError", f"No user exists with userId {current_user_id}")
             else:
                 raise _BadRequest("BadParams", "currentEmail or currentUserId is required")
-            if user is None:
-                raise _BadRequest(missing[0], missing[1])
             if new_email in self.by_email and self.by_email[new_email] is not user:
                 raise _BadRequest("EmailAlreadyExists", f"User with email {new_email} already exists")
+            if user is None or user.visible_at > self.clock():
+                raise _BadRequest(*missing)
+            old_email = user.email
             self._set_email(user, new_email)
         except _BadRequest as exc:
             return exc.status, envelope(exc.msg, exc.code, exc.params)
         except _Fail as exc:
             return exc.status, envelope(exc.msg, exc.code, None)
+        for event_id in user.event_ids:
+            self.events[event_id]["email"] = new_email
+        if old_email is not None:
+            for purchase in self.purchases.values():
+                if (purchase["email"], purchase["userId"]) == (old_email, user.user_id):
+                    purchase["email"] = new_email
         return 200, envelope("Email updated.", "Success")
 
     # --- reads --------------------------------------------------------------------------------

@@ -116,6 +116,51 @@ class TestUsers:
         )
         assert p.update_email({"currentEmail": "old@x.com", "newEmail": "new@x.com"})[0] == 200
         assert p.get_user(email="new@x.com")[1]["user"]["dataFields"] == {"k": 1}
+        assert p.get_user(email="old@x.com") == (200, {})
+
+    def test_update_email_moves_events_and_purchases(self) -> None:
+        p = project()
+        p.users_update({"email": "old@x.com"})
+        p.events_track({"email": "old@x.com", "eventName": "E", "id": "ev-1"})
+        p.track_purchase({"id": "o-1", "user": {"email": "old@x.com"}, "total": 1,
+                          "items": [{"id": "i", "name": "n", "price": 1, "quantity": 1}]})
+        assert p.update_email({"currentEmail": "old@x.com", "newEmail": "new@x.com"})[0] == 200
+        assert [e["id"] for e in p.user_events(email="new@x.com")[1]["events"]] == ["ev-1"]
+        assert p.events["ev-1"]["email"] == p.purchases["o-1"]["email"] == "new@x.com"
+        assert p.user_events(email="old@x.com")[1] == {"events": []}
+
+    def test_update_email_already_applied_is_email_already_exists(self) -> None:
+        # Iterable documents EmailAlreadyExists whenever newEmail exists (§2.7), also on a replay.
+        p = project()
+        p.users_update({"email": "old@x.com"})
+        assert p.update_email({"currentEmail": "old@x.com", "newEmail": "new@x.com"})[0] == 200
+        status, answer = p.update_email({"currentEmail": "old@x.com", "newEmail": "new@x.com"})
+        assert (status, answer["code"]) == (400, "EmailAlreadyExists")
+
+    @pytest.mark.parametrize(
+        ("body", "code"),
+        [
+            ({"currentEmail": "ghost@x.com", "newEmail": "new@x.com"}, "UnknownEmailError"),
+            ({"currentUserId": "ghost", "newEmail": "new@x.com"}, "UnknownUserIdError"),
+            ({"newEmail": "new@x.com"}, "BadParams"),
+            ({"currentEmail": "old@x.com", "newEmail": "new@x"}, "InvalidEmailAddressError"),
+        ],
+    )
+    def test_update_email_refusals(self, body: dict[str, str], code: str) -> None:
+        p = project()
+        p.users_update({"email": "old@x.com"})
+        assert p.update_email(body)[1]["code"] == code
+        assert p.get_user(email="old@x.com")[1]["user"]["email"] == "old@x.com"
+
+    def test_update_email_of_a_user_not_yet_visible_is_unknown(self) -> None:
+        clock = Clock()
+        p = project(visible_after=5.0, clock=clock)
+        p.users_update({"email": "old@x.com"})
+        assert p.update_email({"currentEmail": "old@x.com", "newEmail": "new@x.com"})[1]["code"] == (
+            "UnknownEmailError"
+        )
+        clock.now = 6.0
+        assert p.update_email({"currentEmail": "old@x.com", "newEmail": "new@x.com"})[0] == 200
 
 
 class TestEvents:
