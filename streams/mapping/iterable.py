@@ -7,7 +7,9 @@ Iterable body; the sender folds them into bulk calls.
 Identifiers per project type (seed "Iterable Project Types"; iterable-api.md §5):
 
 * ``email``: the top-level identifier is ``email``; a known userId travels in ``dataFields.userId``
-  on identify (§2.1 "Changing identifiers"). No email known -> drop ``missing_identifier``.
+  on identify (§2.1 "Changing identifiers"). No email known -> drop ``missing_identifier``. An
+  identify or alias with a new email for a person known under another one moves the profile with
+  ``users/updateEmail`` (§2.7), then (identify) updates it under the new address.
 * ``userId``: the top-level identifier is ``userId``; the email is a profile field and travels in
   ``dataFields.email`` on identify (§2.1, §5.3). No userId -> drop ``missing_identifier``.
 * ``hybrid``: ``email`` and/or ``userId``, both when both are known. Which one Iterable looks up
@@ -212,10 +214,15 @@ class _Rule:
         body: dict[str, Any] = {
             **ids, "dataFields": data, "mergeNestedObjects": self.config.merge_nested_objects
         }
-        return Applied(
-            Decision.send(self.request(Endpoint.USERS_UPDATE, body)),
-            identity=changed,
-        )
+        update = self.request(Endpoint.USERS_UPDATE, body)
+        if (project is ProjectType.EMAIL and identity is not None and identity.email
+                and stored_email is not None and stored_email != identity.email):
+            # The email is the profile's key here: users/update under the new address would create
+            # a second, empty profile, so the profile moves first (users/updateEmail migrates its
+            # fields and events, §2.7). The sender keeps the pair in order: a person's profile
+            # changes never share a wave (streams.iterable.batcher.plan).
+            return Applied(Decision.send(self.update_email(identity, stored_email), update), changed)
+        return Applied(Decision.send(update), identity=changed)
 
     # --- track -> events/track (seed "Events"; iterable-api.md §2.3) -------------------------
 
@@ -380,14 +387,7 @@ class _Rule:
             raise _Drop(DropReason.UNCHANGED, "the alias names the email the person already has")
         project = self.config.project_type
         if project is ProjectType.EMAIL or (project is ProjectType.HYBRID and identity.user_id is None):
-            # users/updateEmail migrates profile and events; meant for email-based projects (§2.7).
-            if identity.email:
-                body: dict[str, Any] = {"currentEmail": identity.email, "newEmail": new_email}
-            elif identity.user_id:
-                body = {"currentUserId": identity.user_id, "newEmail": new_email}
-            else:
-                self.missing("the current email or userId", False)
-            request = self.request(Endpoint.USERS_UPDATE_EMAIL, body)
+            request = self.update_email(identity, new_email)
         else:
             # userId-based and hybrid: current userId at top level, new email in dataFields (§2.1, D5).
             if identity.user_id is None:
@@ -396,6 +396,17 @@ class _Rule:
                 Endpoint.USERS_UPDATE, {"userId": identity.user_id, "dataFields": {"email": new_email}}
             )
         return Applied(Decision.send(request), identity=dataclasses.replace(identity, email=new_email))
+
+    def update_email(self, identity: Identity, new_email: str) -> IterableRequest:
+        """``users/updateEmail`` from the person's current email (else userId) to ``new_email``: it
+        migrates the profile's fields and events; meant for email-based projects (§2.7)."""
+        if identity.email:
+            body: dict[str, Any] = {"currentEmail": identity.email, "newEmail": new_email}
+        elif identity.user_id:
+            body = {"currentUserId": identity.user_id, "newEmail": new_email}
+        else:
+            self.missing("the current email or userId", False)
+        return self.request(Endpoint.USERS_UPDATE_EMAIL, body)
 
 
 def _default_renames(traits: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 from streams.mapping import DEFAULT_IDENTIFY_RENAMES, apply_event
 from streams.mapping.config import MappingConfig
 from streams.model import DropReason, Endpoint, EventType, Identity, PageContext, ProjectType
+from streams.normalize import normalize
 from streams.transforms import parse_transformations
 from tests.unit.builders import NOW, T0, body, event, person, run
 
@@ -400,6 +401,72 @@ class TestAlias:
 
     def test_alias_of_unknown_person_is_anonymous(self) -> None:
         assert run(alias("new@x.io"), None).decision.drop_reason is DropReason.ANONYMOUS
+
+
+def segment_identify(email: str, user_id: str = "u-1") -> Any:
+    return normalize({"type": "identify", "messageId": "m-2", "timestamp": "2024-03-05T15:00:00Z",
+                      "userId": user_id, "traits": {"email": email, "plan": "team"}})
+
+
+def raw_identify(email: str, user_id: str = "u-1") -> Any:
+    return normalize({"event": "$identify", "properties": {
+        "distinct_id": user_id, "$device_id": "dev-1", "$anon_distinct_id": "dev-1", "time": 1709650800,
+        "$insert_id": "m-2", "$user_props": {"email": email, "plan": "team"}}})
+
+
+DIALECTS = pytest.mark.parametrize("identify_with", [segment_identify, raw_identify], ids=["segment", "raw"])
+
+
+class TestIdentifyEmailChange:
+    """An identify with a new email for a known person (issue 22): the profile moves, then is updated."""
+
+    @DIALECTS
+    def test_email_project_moves_the_profile_then_updates_it(self, identify_with: Any) -> None:
+        applied = run(identify_with("new@x.io"), person(), EMAIL)
+        move, update = applied.decision.requests
+        assert (move.endpoint, dict(move.body)) == (
+            Endpoint.USERS_UPDATE_EMAIL, {"currentEmail": "jane@example.com", "newEmail": "new@x.io"}
+        )
+        assert update.endpoint is Endpoint.USERS_UPDATE
+        assert dict(update.body) == {
+            "email": "new@x.io", "dataFields": {"plan": "team", "userId": "u-1"}, "mergeNestedObjects": False
+        }
+        assert move.person_key == update.person_key == "u-1"
+        assert applied.identity is not None and applied.identity.email == "new@x.io"
+
+    @DIALECTS
+    def test_later_events_go_to_the_new_address(self, identify_with: Any) -> None:
+        moved = run(identify_with("new@x.io"), person(), EMAIL).identity
+        assert body(run(event(user_id="u-1"), moved, EMAIL))["email"] == "new@x.io"
+
+    @DIALECTS
+    @pytest.mark.parametrize("project", [USER_ID, HYBRID])
+    def test_user_id_and_hybrid_projects_update_as_before(self, identify_with: Any, project: ProjectType) -> None:
+        applied = run(identify_with("new@x.io"), person(), project)
+        (update,) = applied.decision.requests
+        assert update.endpoint is Endpoint.USERS_UPDATE and update.body["userId"] == "u-1"
+        new_email = update.body["email"] if project is HYBRID else update.body["dataFields"]["email"]
+        assert new_email == "new@x.io"
+        assert applied.identity is not None and applied.identity.email == "new@x.io"
+
+    @DIALECTS
+    @pytest.mark.parametrize("email", ["jane@example.com", "not-an-email"])
+    def test_same_or_invalid_email_is_no_move(self, identify_with: Any, email: str) -> None:
+        (update,) = run(identify_with(email), person(), EMAIL).decision.requests
+        assert update.endpoint is Endpoint.USERS_UPDATE and update.body["email"] == "jane@example.com"
+
+    def test_first_email_of_a_person_is_no_move(self) -> None:
+        (update,) = run(segment_identify("new@x.io"), person(email=None), EMAIL).decision.requests
+        assert update.endpoint is Endpoint.USERS_UPDATE and update.body["email"] == "new@x.io"
+
+    def test_replayed_change_after_the_table_followed_is_a_plain_update(self) -> None:
+        moved = run(segment_identify("new@x.io"), person(), EMAIL).identity
+        (update,) = run(segment_identify("new@x.io"), moved, EMAIL).decision.requests
+        assert update.endpoint is Endpoint.USERS_UPDATE and update.body["email"] == "new@x.io"
+
+    def test_stale_identify_with_an_old_email_moves_nothing(self) -> None:
+        applied = run(segment_identify("old@x.io"), person(last_identified_at=T0 + timedelta(days=1)), EMAIL)
+        assert applied.decision.drop_reason is DropReason.STALE_IDENTIFY and applied.identity is None
 
 
 class TestTransformations:
