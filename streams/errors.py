@@ -67,6 +67,8 @@ class Reason(StrEnum):
     BAD_API_KEY = "bad_api_key"
     ITERABLE_REJECTED = "iterable_rejected"
     FIELD_TYPE_MISMATCH = "field_type_mismatch"
+    EMAIL_ALREADY_EXISTS = "email_already_exists"
+    """users/updateEmail: the new address has a profile of its own; merge them by hand (users/merge)."""
 
 
 class StreamsError(Exception):

@@ -45,6 +45,7 @@ from streams.errors import (
 )
 from streams.iterable.batcher import BULK_OF, SINGLE_OF, Batcher, Call, call_body, plan
 from streams.iterable.client import IterableClient
+from streams.iterable.email_change import RECHECKED_CODES, EmailChange, judge
 from streams.iterable.ratelimit import DEFAULT_LIMITS, RateLimiter, Sleep
 from streams.iterable.retry import DEFAULT_POLICY, RetryPolicy, next_delay
 from streams.metrics import BATCH_SIZE, ITERABLE_RETRIES, SENDER_PAUSED
@@ -64,6 +65,12 @@ _USER_ID_LISTS = (
 )
 _NOT_FOUND = frozenset({"notFoundEmails", "notFoundUserIds"})
 _PER_RECORD = frozenset({"invalidDataEmails", "invalidDataUserIds"})
+_EMAIL_CONFLICT = (
+    "/api/users/updateEmail: the new email already has an Iterable profile of its own and the current one "
+    "still exists, so the profile was not moved; this person's later updates and events go to the new "
+    "address. Merge the two by hand: POST /api/users/merge with the current email as sourceEmail and the "
+    "new one as destinationEmail (50 requests/s per key)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +275,45 @@ class Sender:
             self.stats.items_sent[endpoint.value] += items
             return await self.client.post(endpoint, body)
 
+    async def _call(self, endpoint: Endpoint, body: Mapping[str, JSONValue], items: int) -> dict[str, Any]:
+        """``_send``, except that a refused users/updateEmail is judged against Iterable's profiles
+        (``streams.iterable.email_change``): already applied is a success, a profile that is not
+        visible yet is retried, and a new address with a profile of its own is a conflict."""
+        try:
+            return await self._send(endpoint, body, items)
+        except Rejected as exc:
+            if endpoint is not Endpoint.USERS_UPDATE_EMAIL or exc.code not in RECHECKED_CODES:
+                raise
+            verdict = judge(body, exc.code, *await self._profiles(body))
+            answer: dict[str, Any] = {"status": exc.status, "code": exc.code, "response": exc.response}
+            if verdict is EmailChange.APPLIED:
+                log.info("%s answered %s, but the change was already applied: delivered", endpoint.value, exc.code)
+                return {}
+            if verdict is EmailChange.NOT_VISIBLE:
+                raise UserNotYetVisible(
+                    f"{endpoint.value}: Iterable does not find the profile to move (yet)", **answer
+                ) from exc
+            if verdict is EmailChange.CONFLICT:
+                raise Rejected(_EMAIL_CONFLICT, reason=Reason.EMAIL_ALREADY_EXISTS, **answer) from exc
+            raise
+
+    async def _profiles(
+        self, body: Mapping[str, JSONValue]
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The profiles of a users/updateEmail body's current identifier and of its new email.
+
+        Not throttled: the reads follow only a refused users/updateEmail, far below their 100/s (§2.9).
+        """
+        while not self._running.is_set():
+            await self._running.wait()
+        async with self._sem:
+            current_email, current_id = body.get("currentEmail"), body.get("currentUserId")
+            if current_email is not None:
+                current = await self.client.get_user_by_email(str(current_email))
+            else:
+                current = await self.client.get_user_by_id(str(current_id))
+            return current, await self.client.get_user_by_email(str(body.get("newEmail")))
+
     def _dead(
         self,
         request: IterableRequest,
@@ -303,7 +349,7 @@ class Sender:
             body = call_body(endpoint, [requests[i].body for i in items])
             tries.update(items)
             try:
-                result = await self._send(endpoint, body, len(items))
+                result = await self._call(endpoint, body, len(items))
             except BadApiKey:
                 self._pause()
                 continue

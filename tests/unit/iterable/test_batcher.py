@@ -42,6 +42,16 @@ class TestPlan:
         assert wave_of[1] < wave_of[3] < wave_of[4]
         assert wave_of[0] == wave_of[1] == wave_of[2] == 0
 
+    def test_an_email_change_is_sequenced_between_the_profile_updates(self) -> None:
+        # identify (old address), track, updateEmail, identify (new address), track: each profile
+        # change of "a" waits for the one before, whatever else shares the round.
+        requests = [identify("a"), identify("b"), track("a", "1"), email_change("a"), email_change("b"),
+                    identify("a"), track("a", "2"), identify("c")]
+        waves = plan(requests, max_items=1)
+        wave_of = {i: w for w, wave in enumerate(waves) for call in wave for i in call.indexes}
+        assert wave_of[0] < wave_of[2] < wave_of[3] < wave_of[5] < wave_of[6]
+        assert [c.endpoint for c in waves[wave_of[3]] if 3 in c.indexes] == [Endpoint.USERS_UPDATE_EMAIL]
+
     def test_a_persons_events_and_purchases_share_a_wave(self) -> None:
         requests = [track("a", "1"), track("a", "2"), track("a", "3")]
         assert plan(requests, max_items=2) == [[Call(Endpoint.EVENTS_TRACK_BULK, (0, 1)),

@@ -128,12 +128,13 @@ class TestDeliverFailures:
     async def test_other_400_dead_letters_with_iterables_answer(self, rig: Rig) -> None:
         bad = IterableRequest(
             Endpoint.USERS_UPDATE_EMAIL,
-            {"currentEmail": "nobody@example.com", "newEmail": "new@example.com"},
+            {"currentEmail": "nobody@example.com", "newEmail": "new@example"},
             "x",
             "src-x",
         )
         outcomes = await rig.sender().deliver([bad])
-        assert outcomes[0].reason == Reason.ITERABLE_REJECTED and outcomes[0].code == "UnknownEmailError"
+        assert outcomes[0].reason == Reason.ITERABLE_REJECTED
+        assert outcomes[0].code == "InvalidEmailAddressError"
         assert (
             outcomes[0].to_dead_letter(failed_at=__import__("datetime").datetime.now()).iterable_status == 400
         )
@@ -144,6 +145,63 @@ class TestDeliverFailures:
         rig.state.faults.outage_until = rig.clock.now + 10_000
         outcomes = await rig.sender(retry=RetryPolicy(max_attempts=2)).deliver([identify("a")])
         assert outcomes[0].reason == Reason.ITERABLE_UNAVAILABLE and outcomes[0].attempts == 3
+
+
+def move(person: str, new: str, current: str | None = None) -> IterableRequest:
+    """users/updateEmail of ``person`` (whose address is ``<person>@example.com``) to ``<new>@example.com``."""
+    body = {"currentEmail": current or f"{person}@example.com", "newEmail": f"{new}@example.com"}
+    return IterableRequest(Endpoint.USERS_UPDATE_EMAIL, body, person, f"src-move-{person}")
+
+
+def update(person: str, email: str, **fields: object) -> IterableRequest:
+    return IterableRequest(Endpoint.USERS_UPDATE, {"email": f"{email}@example.com", "dataFields": fields},
+                           person, f"src-{email}")
+
+
+class TestEmailChange:
+    """users/updateEmail, then the profile update under the new address (issue 22)."""
+
+    async def test_profile_and_events_end_under_the_new_address_in_one_round(self, rig: Rig) -> None:
+        later = track("a", "e2")
+        later = IterableRequest(later.endpoint, {**later.body, "email": "a2@example.com"}, "a", "src-e2")
+        requests = [identify("a", plan="free", age=30), track("a", "e1"), move("a", "a2"),
+                    update("a", "a2", plan="pro"), later]
+        outcomes = await rig.sender(max_batch_items=1).deliver(requests)
+        assert all(o.delivered for o in outcomes), outcomes
+        project = rig.state.project
+        assert project.get_user(email="a@example.com") == (200, {})
+        user = project.get_user(email="a2@example.com")[1]["user"]
+        assert user["dataFields"] == {"plan": "pro", "age": 30}
+        assert {e["id"] for e in project.user_events(email="a2@example.com")[1]["events"]} == {"e1", "e2"}
+        assert rig.counters["users_created"] == 1
+
+    async def test_a_change_already_applied_is_delivered(self, rig: Rig) -> None:
+        await rig.sender().deliver([identify("a", plan="free")])
+        first = await rig.sender().deliver([move("a", "a2")])
+        outcomes = await rig.sender().deliver([move("a", "a2"), update("a", "a2", plan="pro")])
+        assert first[0].delivered and all(o.delivered for o in outcomes), outcomes
+        assert rig.counters["responses"]["/api/users/updateEmail 400"] == 1
+        assert rig.state.project.get_user(email="a2@example.com")[1]["user"]["dataFields"]["plan"] == "pro"
+
+    async def test_a_new_address_with_its_own_profile_is_an_email_conflict(self, rig: Rig) -> None:
+        await rig.sender().deliver([identify("a", plan="free"), identify("b", plan="team")])
+        outcomes = await rig.sender().deliver([move("a", "b")])
+        dead = outcomes[0]
+        assert not dead.delivered and dead.reason == Reason.EMAIL_ALREADY_EXISTS
+        assert (dead.status, dead.code) == (400, "EmailAlreadyExists")
+        assert dead.detail is not None and "/api/users/merge" in dead.detail and "@" not in dead.detail
+        assert rig.state.project.get_user(email="a@example.com")[1]["user"]["dataFields"] == {"plan": "free"}
+
+    async def test_a_profile_not_visible_yet_is_retried(self, rig: Rig) -> None:
+        rig.state.faults.user_visible_after = 3.0
+        outcomes = await rig.sender().deliver([identify("a"), move("a", "a2")])
+        assert all(o.delivered for o in outcomes) and outcomes[1].attempts == 3
+        assert rig.state.project.get_user(email="a2@example.com")[1]["user"]["email"] == "a2@example.com"
+
+    async def test_an_unknown_profile_becomes_user_not_found(self, rig: Rig) -> None:
+        outcomes = await rig.sender().deliver([move("ghost", "g2")])
+        assert outcomes[0].reason == Reason.USER_NOT_FOUND and outcomes[0].code == "UnknownEmailError"
+        assert outcomes[0].attempts == 4  # first try + 3 bounded retries
 
 
 class TestBadKeyPause:
