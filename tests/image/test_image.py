@@ -132,3 +132,21 @@ def test_sample_through_the_image_reaches_iterable_exactly(
     assert Counter(letter.reason for letter in letters) == dead
     assert exit_code == 0, f"the worker's exit code on SIGTERM:\n{log[-4000:]}"
     assert_no_secrets_or_emails(log, lines)
+
+
+def test_dev_runs_in_the_image_pointed_at_a_kafka(image: str, kafka_bootstrap: str) -> None:
+    """``dev`` as the Dockerfile's header shows it: the image has no broker, so FPI_KAFKA_BOOTSTRAP
+    names one; the emulator and the worker run inside the container, the sample is the package's."""
+    event_ids, purchase_ids, _, _ = expected_outcome(SAMPLE.read_text().splitlines(), MappingConfig())
+    result = run_once(image, ["dev"], {"FPI_KAFKA_BOOTSTRAP": kafka_bootstrap}, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert (f"events stored: {len(event_ids)} (duplicate ids received: 0), "
+            f"purchases stored: {len(purchase_ids)}") in " ".join(output.split())
+
+
+def test_dev_in_the_image_without_a_kafka_says_what_to_set(image: str) -> None:
+    result = run_once(image, ["dev"], {}, timeout=60)
+    assert result.returncode != 0
+    assert "FPI_KAFKA_BOOTSTRAP" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
