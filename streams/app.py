@@ -428,20 +428,20 @@ def _add_web_pages(app: faust.App, sender: SenderService) -> None:
 
     # faust's PrometheusMonitor would cost ~6 label lookups per message per hop (a quarter of the
     # worker's CPU in the profile); lag, the one series of it we alert on, is sampled instead.
+    lag = metrics.LagSampler()
+
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]  # faust is untyped
     async def sample_consumer_lag() -> None:
         consumer = app.consumer
         # faust reads changelogs without committing offsets, so their "lag" never reached 0 and would
         # have fed the lag alert and the autoscaler a backlog that is not one.
         changelogs = app.tables.changelog_topics
-        for tp in consumer.assignment():
-            if tp.topic in changelogs:
-                continue
-            highwater = consumer.highwater(tp)
-            committed = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # no public accessor
-            if highwater is not None:
-                lag = highwater - (committed if committed is not None else 0)
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+        lag.sample(
+            (tp.topic, tp.partition, highwater,
+             consumer._committed_offset.get(tp))  # type: ignore[attr-defined]  # no public accessor
+            for tp in consumer.assignment()
+            if tp.topic not in changelogs and (highwater := consumer.highwater(tp)) is not None
+        )
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -6,6 +6,8 @@ user id, event id or the API key.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "RATE_LIMITER_WAIT",
     "REQUESTS_OUT",
     "SENDER_PAUSED",
+    "LagSampler",
 ]
 
 EVENTS_IN = Counter("fpi_events_in_total", "Freshpaint events decoded, by event type.", ["type"])
@@ -48,3 +51,27 @@ RATE_LIMITER_WAIT = Histogram("fpi_rate_limiter_wait_seconds", "Time spent waiti
 SENDER_PAUSED = Gauge("fpi_sender_paused", "1 while the sender is paused by a bad API key.")
 CONSUMER_LAG = Gauge("fpi_consumer_lag", "Messages behind the end of each assigned partition (high watermark "
                      "minus committed offset), sampled every few seconds.", ["topic", "partition"])
+
+
+class LagSampler:
+    """Sets ``fpi_consumer_lag`` from one sample of the consumed partitions, and only those.
+
+    A partition this worker no longer owns keeps no series: its last sample would stay frozen beside
+    the new owner's, and the lag alert and the autoscaler take the larger of the two.
+    """
+
+    def __init__(self, gauge: Gauge = CONSUMER_LAG) -> None:
+        self.gauge = gauge
+        self.sampled: set[tuple[str, str]] = set()
+
+    def sample(self, partitions: Iterable[tuple[str, int, int, int | None]]) -> None:
+        """``partitions``: (topic, partition, high watermark, committed offset or ``None``) of each
+        partition the agents consume; changelogs are not among them (faust never commits those)."""
+        now: set[tuple[str, str]] = set()
+        for topic, partition, highwater, committed in partitions:
+            labels = (topic, str(partition))
+            self.gauge.labels(*labels).set(max(highwater - (committed or 0), 0))
+            now.add(labels)
+        for labels in self.sampled - now:
+            self.gauge.remove(*labels)
+        self.sampled = now

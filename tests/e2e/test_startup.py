@@ -75,7 +75,9 @@ async def test_a_worker_on_64_partitions_starts_delivers_and_reports_no_false_la
     finally:
         worker.stop()
     log = worker.log_text()
-    assert f"Rewound {STREAM_TOPICS * PARTITIONS} stream partitions" in log
+    # one step for all of them; faust's one-partition leader topic may be among them
+    rewound = re.search(r"Rewound (\d+) stream partitions", log)
+    assert rewound and int(rewound.group(1)) in (STREAM_TOPICS * PARTITIONS, STREAM_TOPICS * PARTITIONS + 1), log
     lag_topics = set(re.findall(r'^fpi_consumer_lag\{partition="\d+",topic="([^"]+)"\}', metrics_text, re.M))
     assert env["FPI_SOURCE_TOPIC"] in lag_topics
     assert not [topic for topic in lag_topics if topic.endswith("-changelog")], lag_topics
