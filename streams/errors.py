@@ -5,12 +5,15 @@ code (dead letters and metrics key on it; nothing branches on message text) and 
 (whether trying the same thing again later can succeed)::
 
     StreamsError
-    ├── ConfigError                 settings or transformation rules are invalid (fail at start-up)
+    ├── ConfigError                 settings, schemas or transformation rules are invalid (fail at start-up;
+    │                               commands exit 2)
+    ├── BrokerUnavailable           Kafka could not be reached (commands exit 1)
     ├── DecodeError                 bytes on a topic could not become a record
     │   ├── UnknownMagicByte
     │   ├── UnknownSchemaId
     │   └── TruncatedRecord
-    ├── RegistryUnavailable         the schema registry could not be asked (retriable; never a dead letter)
+    ├── RegistryUnavailable         the schema registry could not be asked (retriable; never a dead letter;
+    │                               commands exit 1)
     ├── InvalidEvent                a record is not a Freshpaint event we understand (names the field)
     ├── MappingError                a valid event cannot become a valid Iterable request
     └── DeliveryError               Iterable did not accept a request
@@ -21,7 +24,8 @@ code (dead letters and metrics key on it; nothing branches on message text) and 
         └── Rejected                4xx for this item: it goes to the dead letter with Iterable's answer
 
 Drops that are expected outcomes (anonymous users, filtered events, incomplete purchases) are not
-errors: the mapping core returns them as ``Decision`` values with a ``DropReason``.
+errors: the mapping core returns them as ``Decision`` values with a ``DropReason``. The command line
+(``streams.cli``) is the one border where an error that ends a command becomes one line for the operator.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 __all__ = [
     "BadApiKey",
+    "BrokerUnavailable",
     "ConfigError",
     "DecodeError",
     "DeliveryError",
@@ -53,6 +58,7 @@ class Reason(StrEnum):
     """Stable snake_case codes for dead letters, metrics and logs."""
 
     CONFIG_INVALID = "config_invalid"
+    BROKER_UNAVAILABLE = "broker_unavailable"
     UNDECODABLE = "undecodable"
     UNKNOWN_MAGIC_BYTE = "unknown_magic_byte"
     UNKNOWN_SCHEMA = "unknown_schema"
@@ -91,6 +97,14 @@ class ConfigError(StreamsError):
     """Raised when settings or transformation rules are invalid; fix the configuration and restart."""
 
     reason = Reason.CONFIG_INVALID
+
+
+class BrokerUnavailable(StreamsError):
+    """Raised when no Kafka broker answers (refused, unknown host, TLS or SASL handshake failed); check
+    FPI_KAFKA_BOOTSTRAP, that the brokers are up, and the FPI_KAFKA_SECURITY_* / SASL settings."""
+
+    reason = Reason.BROKER_UNAVAILABLE
+    retriable = True
 
 
 class DecodeError(StreamsError):

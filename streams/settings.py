@@ -1,21 +1,32 @@
 """One typed, frozen settings object, loaded from ``FPI_*`` environment variables.
 
 Every field has a default that works locally against ``dev/kafka/broker.sh`` and the emulator.
-Secrets are ``SecretStr`` and never appear in ``as_dict()``, logs or topics. The shell loads
-``Settings`` once and hands each layer only the fields it uses.
+Secrets are ``SecretStr`` and never appear in ``as_dict()``, logs or topics; credentials inside URLs
+are masked wherever a URL is shown (``redact_url``). The shell loads ``Settings`` once
+(``load_settings``) and hands each layer only the fields it uses. An invalid value fails the load as
+one ``ConfigError`` line that names its ``FPI_`` variable.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from streams.errors import ConfigError
 from streams.model import ProjectType
 
-__all__ = ["ITERABLE_BASE_URLS", "Settings"]
+__all__ = ["ITERABLE_BASE_URLS", "Settings", "load_settings", "redact_url"]
+
+STORE_SCHEMES = ("memory", "rocksdb")
+_SECRETS = frozenset({"iterable_api_key", "kafka_sasl_password"})
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 ITERABLE_BASE_URLS = {
     "us": "https://api.iterable.com",
@@ -147,6 +158,76 @@ class Settings(BaseSettings):
     def _empty_secret_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
+    @classmethod
+    def load(cls, **values: Any) -> Settings:
+        """The settings from ``FPI_*`` variables, ``values`` overriding them.
+
+        Raises ``ConfigError`` (one line naming each invalid variable) when a value has the wrong type
+        or is out of range.
+        """
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError("; ".join(_invalid(error) for error in exc.errors())) from None
+        except SettingsError as exc:
+            found = re.search(r'field "(\w+)"', str(exc))
+            name = f"FPI_{found.group(1).upper()}" if found else "an FPI_ variable"
+            raise ConfigError(f"invalid {name}: not valid JSON; give a JSON list such as "
+                              '["trial_ends"], or unset it for the default') from None
+
+    def problems(self) -> list[str]:
+        """What makes these settings unusable although every value has the right type: an unsupported
+        FPI_STORE, an invalid URL or bootstrap list, incomplete SASL settings, a TLS file that is missing
+        or unreadable. One line each, naming the variable and the fix; empty when all is well."""
+        found = [*self._store_problems(), *self._url_problems()]
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL"):
+            missing = [f"FPI_KAFKA_SASL_{name.upper()}" for name in ("username", "password")
+                       if not getattr(self, f"kafka_sasl_{name}")]
+            if missing:
+                found.append(f"FPI_KAFKA_SECURITY_PROTOCOL={protocol} needs {' and '.join(missing)}: set "
+                             f"{'them' if len(missing) > 1 else 'it'} (from a secret for the password)")
+        if protocol in ("SSL", "SASL_SSL"):
+            found.extend(self._tls_problems())
+        return found
+
+    def _store_problems(self) -> list[str]:
+        scheme, separator, _ = self.store.partition("://")
+        if not separator or scheme not in STORE_SCHEMES:
+            return [f"FPI_STORE={self.store!r} is not supported: use memory:// (local, tests) or rocksdb:// "
+                    "(production)"]
+        if scheme == "rocksdb" and importlib.util.find_spec("rocksdict") is None:
+            return ["FPI_STORE=rocksdb:// needs the rocksdb extra: pip install 'freshpaint-iterable[rocksdb]', "
+                    "or use memory://"]
+        return []
+
+    def _url_problems(self) -> list[str]:
+        found = []
+        for name in ("schema_registry_url", "iterable_base_url"):
+            url = getattr(self, name)
+            if url is not None and not _valid_url(url):
+                found.append(f"FPI_{name.upper()}={redact_url(url)!r} is not a valid URL: use "
+                             "http(s)://host[:port][/path]")
+        if not all(_valid_host_port(entry.strip()) for entry in self.kafka_bootstrap.split(",")):
+            found.append(f"FPI_KAFKA_BOOTSTRAP={self.kafka_bootstrap!r} is not a host:port list: use e.g. "
+                         "broker-1:9092,broker-2:9092")
+        return found
+
+    def _tls_problems(self) -> list[str]:
+        found = []
+        for name in ("cafile", "certfile", "keyfile"):
+            path = getattr(self, f"kafka_ssl_{name}")
+            variable = f"FPI_KAFKA_SSL_{name.upper()}"
+            if path is None:
+                continue
+            if not path.is_file():
+                found.append(f"{variable}={path}: no such file; mount it there or correct the path")
+            elif not os.access(path, os.R_OK):
+                found.append(f"{variable}={path}: not readable by this user; fix its permissions")
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            found.append("FPI_KAFKA_SSL_KEYFILE is set without FPI_KAFKA_SSL_CERTFILE: set both for mutual TLS")
+        return found
+
     @property
     def iterable_url(self) -> str:
         return self.iterable_base_url or ITERABLE_BASE_URLS[self.iterable_region]
@@ -162,3 +243,42 @@ class Settings(BaseSettings):
             else:
                 shown[name] = value
         return shown
+
+
+def load_settings(**values: Any) -> Settings:
+    """``Settings.load(**values)``, refused when ``problems()`` finds anything.
+
+    Raises ``ConfigError``: one line with every invalid value or problem and its fix.
+    """
+    settings = Settings.load(**values)
+    found = settings.problems()
+    if found:
+        raise ConfigError("; ".join(found))
+    return settings
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the credentials of any URL in it (``scheme://user:password@``) masked."""
+    return _USERINFO.sub("***@", text)
+
+
+def _invalid(error: Any) -> str:
+    field = str(error["loc"][0]) if error.get("loc") else ""
+    variable = f"FPI_{field.upper()}" if field else "an FPI_ variable"
+    value = error.get("input")
+    shown = f"={redact_url(value)!r}" if isinstance(value, str) and field not in _SECRETS else ""
+    return f"invalid {variable}{shown}: {error['msg']}; correct it, or unset it for the default"
+
+
+def _valid_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _valid_host_port(entry: str) -> bool:
+    host, separator, port = entry.rpartition(":")
+    return bool(separator and host and "/" not in host and port.isdigit() and 0 < int(port) < 65536)

@@ -14,9 +14,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from streams.brokers import client_options, start_client
 from streams.errors import ConfigError
 from streams.settings import Settings
-from streams.wiring import aiokafka_security
 
 __all__ = ["TopicSpec", "ensure_topics", "worker_topics"]
 
@@ -51,21 +51,23 @@ def worker_topics(settings: Settings) -> list[TopicSpec]:
 async def ensure_topics(settings: Settings, *, create: bool = True, timeout: float = 60.0) -> None:
     """Create the missing topics (unless ``create`` is false) and wait until all are visible.
 
-    Raises ``ConfigError`` when a topic is missing and may not be created, does not appear in
+    Raises ``BrokerUnavailable`` when Kafka cannot be reached, ``ConfigError`` when a topic is missing
+    and may not be created, does not appear in
     the metadata within ``timeout`` seconds, or has another partition count than the internal
     topics and tables need (``FPI_TOPIC_PARTITIONS``).
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
     specs = worker_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **aiokafka_security(settings))
-    await admin.start()
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await start_client(admin, settings.kafka_bootstrap)
     try:
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
         if missing and not create:
             names = ", ".join(spec.name for spec in missing)
-            raise ConfigError(f"missing topics and FPI_CREATE_TOPICS=false: {names}")
+            raise ConfigError(f"missing topics and FPI_CREATE_TOPICS=false: {names}; create them (k8s/base has "
+                              "a topics job) or set FPI_CREATE_TOPICS=true")
         if missing:
             await admin.create_topics([_new_topic(NewTopic, spec, settings) for spec in missing])
             log.info("created topics: %s", ", ".join(spec.name for spec in missing))

@@ -34,6 +34,7 @@ from streams.codecs._schemas import (
     SOURCE_V2,
     Schema,
     avro_dir,
+    load_schemas,
     parsed_schema,
     schema_text,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "event_from_record",
     "event_to_record",
     "frame_chunks",
+    "load_schemas",
     "parsed_schema",
     "schema_text",
     "subject_for",

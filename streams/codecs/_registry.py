@@ -17,6 +17,7 @@ import httpx
 
 from streams.codecs._event import EventDecoder
 from streams.errors import ConfigError, RegistryUnavailable, UnknownSchemaId
+from streams.settings import redact_url
 
 __all__ = ["SchemaRegistryClient", "subject_for"]
 
@@ -82,8 +83,9 @@ class SchemaRegistryClient:
         )
         if 400 <= response.status_code < 500:
             raise ConfigError(
-                f"the schema registry refused the schema for {subject!r}: "
-                f"HTTP {response.status_code} {response.text[:300]}"
+                f"the schema registry at {redact_url(self._base)} refused the schema for {subject!r}: "
+                f"HTTP {response.status_code} {' '.join(response.text[:300].split())}; check that "
+                "FPI_SCHEMA_REGISTRY_URL is the registry's Confluent-compatible API root"
             )
         payload = self._json(response, f"registering {subject!r}")
         schema_id = payload.get("id")
@@ -113,10 +115,14 @@ class SchemaRegistryClient:
             )
         except httpx.HTTPError as exc:
             raise RegistryUnavailable(
-                f"schema registry {method} {path}: {type(exc).__name__}: {exc}"
+                f"cannot reach the schema registry at {redact_url(self._base)} ({type(exc).__name__}): check "
+                "FPI_SCHEMA_REGISTRY_URL and that the registry is up"
             ) from exc
         if response.status_code >= 500:
-            raise RegistryUnavailable(f"schema registry {method} {path}: HTTP {response.status_code}")
+            raise RegistryUnavailable(
+                f"the schema registry at {redact_url(self._base)} answered {method} {path} with HTTP "
+                f"{response.status_code}: check that the registry is healthy"
+            )
         return response
 
     @staticmethod

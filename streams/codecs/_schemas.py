@@ -26,6 +26,7 @@ __all__ = [
     "SOURCE_V2",
     "Schema",
     "avro_dir",
+    "load_schemas",
     "parsed_schema",
     "schema_text",
 ]
@@ -76,6 +77,15 @@ def parsed_schema(name: str) -> Schema:
     for dependency in _DEPENDS_ON.get(name, ()):
         _parse(dependency, named)
     return _parse(name, named)
+
+
+def load_schemas() -> None:
+    """Read and parse every bundled schema now, so a command fails before it connects anywhere.
+
+    Raises ``ConfigError`` when one is missing or invalid.
+    """
+    for name in (SOURCE_V1, SOURCE_V2, REQUEST, DEAD_LETTER):
+        parsed_schema(name)
 
 
 def _parse(name: str, named: dict[str, Any]) -> Schema:

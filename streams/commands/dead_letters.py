@@ -32,9 +32,11 @@ from typing import Any
 
 import click
 
+from streams.codecs import load_schemas
+from streams.errors import DecodeError
 from streams.model import DeadLetter, Event
 from streams.replay import REPLAY_SOURCE_HEADER, PartitionRange, parse_time
-from streams.settings import Settings
+from streams.settings import Settings, load_settings
 
 __all__ = [
     "RedriveReport",
@@ -51,6 +53,15 @@ __all__ = [
 
 LIST_LIMIT = 100
 """Rows ``list`` prints when ``--limit`` is not given (the counts always cover every match)."""
+
+UNREADABLE = "(unreadable)"
+
+
+def _settings() -> Settings:
+    """The settings, refused (``ConfigError``) when they or the schemas cannot be used."""
+    settings = load_settings()
+    load_schemas()
+    return settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +110,7 @@ def letter_row(stored: StoredLetter) -> dict[str, str]:
     if letter is None:
         return {
             "position": stored.position,
-            "reason": "(unreadable)",
+            "reason": UNREADABLE,
             "failed_at": "",
             "source": "",
             "kind": "",
@@ -200,13 +211,14 @@ def selected(
     positions: frozenset[str] = frozenset(),
 ) -> Iterable[StoredLetter]:
     """The records matching every given criterion: reason in ``reasons``, failed at or after
-    ``since``, position in ``positions``. Unreadable records match only by position."""
+    ``since``, position in ``positions``. Unreadable records have no reason or time: they match
+    when neither ``reasons`` nor ``since`` is given."""
     for stored in letters:
         if positions and stored.position not in positions:
             continue
         letter = stored.letter
         if letter is None:
-            if positions and not reasons and since is None:
+            if not reasons and since is None:
                 yield stored
             continue
         if reasons and letter.reason not in reasons:
@@ -250,15 +262,16 @@ async def read_dead_letters(settings: Settings, topic: str | None = None) -> Asy
     """Every record of the dead-letter topic up to its end offsets now, decoded."""
     from aiokafka import TopicPartition  # type: ignore[import-untyped]
 
+    from streams.brokers import client_options, start_client
     from streams.codecs import decode_dead_letter
-    from streams.commands.replay import client_options, consumer_without_group, partitions_of, read_ranges
+    from streams.commands.replay import consumer_without_group, partitions_of, read_ranges
     from streams.errors import StreamsError
 
     topic = topic or settings.dead_letter_topic
     options = client_options(settings)
     partitions = await partitions_of(options, topic)
     consumer = consumer_without_group(options)
-    await consumer.start()
+    await start_client(consumer, settings.kafka_bootstrap)
     try:
         tps = [TopicPartition(topic, p) for p in partitions]
         starts = await consumer.beginning_offsets(tps)
@@ -293,12 +306,12 @@ async def redrive_letters(settings: Settings, letters: Sequence[StoredLetter]) -
     nothing to send (or an event that no longer encodes) is listed in ``skipped``."""
     from aiokafka import AIOKafkaProducer
 
-    from streams.commands.replay import client_options
+    from streams.brokers import client_options, start_client
     from streams.errors import InvalidEvent
 
     report = RedriveReport()
     producer = AIOKafkaProducer(acks="all", linger_ms=5, **client_options(settings))
-    await producer.start()
+    await start_client(producer, settings.kafka_bootstrap)
     pending: list[asyncio.Future[Any]] = []
     try:
         for stored in letters:
@@ -342,7 +355,7 @@ async def _collect(
     async for stored in read_dead_letters(settings):
         read += 1
         for match in keep([stored]):
-            counts[match.letter.reason if match.letter else "(unreadable)"] += 1
+            counts[match.letter.reason if match.letter else UNREADABLE] += 1
             if limit is None or len(rows) < limit:
                 rows.append(match)
     return rows, counts, read
@@ -411,7 +424,7 @@ def list_(reasons: tuple[str, ...], since: str | None, limit: int | None) -> Non
     from rich.console import Console
     from rich.table import Table
 
-    settings = Settings()
+    settings = _settings()
     rows, counts, read = asyncio.run(_collect(settings, _criteria(reasons, since), limit or LIST_LIMIT))
     console = Console()
     console.print(
@@ -434,6 +447,15 @@ def list_(reasons: tuple[str, ...], since: str | None, limit: int | None) -> Non
         for stored in rows:
             row = letter_row(stored)
             click.echo("\t".join(row[name] for name in columns))
+    if counts[UNREADABLE]:
+        raise DecodeError(_unreadable(counts[UNREADABLE], read, settings.dead_letter_topic, rows))
+
+
+def _unreadable(count: int, read: int, topic: str, rows: Sequence[StoredLetter]) -> str:
+    first = next((stored for stored in rows if stored.letter is None), None)
+    example = f" (at {first.position}: {' '.join((first.error or '').split())[:200]})" if first else ""
+    return (f"{count} of {read} records in {topic} could not be decoded as dead letters{example}: check that "
+            "FPI_DEAD_LETTER_TOPIC is this processor's dead-letter topic and FPI_AVRO_DIR its schemas")
 
 
 @dead_letters.command()
@@ -446,7 +468,7 @@ def show(position: str) -> None:
     """
     import orjson
 
-    settings = Settings()
+    settings = _settings()
     rows, _, _ = asyncio.run(_collect(settings, _criteria((), None, (position,)), 1))
     if not rows:
         raise click.ClickException(f"no record at {position} in {settings.dead_letter_topic}")
@@ -472,7 +494,7 @@ def redrive(
     """
     if not (reasons or since or positions or everything):
         raise click.UsageError("select records with --reason, --since, positions, or --all")
-    settings = Settings()
+    settings = _settings()
 
     async def run() -> tuple[RedriveReport, Counter[str]]:
         rows, counts, _ = await _collect(settings, _criteria(reasons, since, positions), limit)

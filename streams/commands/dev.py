@@ -1,7 +1,8 @@
 """``freshpaint-iterable dev``: the whole product on one machine, on embedded defaults.
 
 Starts what is not configured (a local Kafka broker from ``dev/kafka/broker.sh`` unless
-``FPI_KAFKA_BOOTSTRAP`` is set; the Iterable emulator unless ``FPI_ITERABLE_API_KEY`` is set),
+``FPI_KAFKA_BOOTSTRAP`` is set, in which case the run uses an app id and topics of its own, never the
+production names; the Iterable emulator unless ``FPI_ITERABLE_API_KEY`` is set),
 a worker process, produces the bundled sample of Freshpaint events, waits until the worker has
 handled them, prints what Iterable received and what was dropped and why, and stops everything it
 started, also on Ctrl-C.
@@ -105,15 +106,63 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str, proc: subpro
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-3000:]
-            raise click.ClickException(
-                f"the worker exited ({proc.returncode}) while waiting for {what}:\n{tail}"
-            )
+            lines = log_path.read_text(errors="replace").strip().splitlines() or ["(no output)"]
+            raise click.ClickException(f"the worker exited ({proc.returncode}) while waiting for {what}; its "
+                                       f"last log line: {lines[-1]} (whole log: {log_path})")
         with contextlib.suppress(httpx.HTTPError):
             if predicate():
                 return
         time.sleep(0.5)
     raise click.ClickException(f"timed out after {timeout:.0f}s waiting for {what}; see {log_path}")
+
+
+_WAITING_FOR = {
+    "no partitions assigned": "partitions to be assigned (joining the consumer group)",
+    "rebalancing": "the rebalance to finish (partitions assigned, tables recovered from their changelogs)",
+}
+
+
+def _readiness(web: str, say: Callable[[str], None]) -> Callable[[], bool]:
+    """A predicate for ``_wait``: whether the worker's /readyz says ready; says each new phase once."""
+    said: set[str] = set()
+
+    def ready() -> bool:
+        try:
+            answer = httpx.get(f"{web}/readyz", timeout=2)
+        except httpx.HTTPError:
+            phases = ["the worker to start (its topics checked or created, then faust and its web server)"]
+        else:
+            if answer.status_code == 200:
+                return True
+            phases = [_WAITING_FOR.get(problem, problem) for problem in answer.json().get("problems", [])]
+        for phase in phases:
+            if phase not in said:
+                said.add(phase)
+                say(f"waiting for {phase}")
+        return False
+
+    return ready
+
+
+def _run_names() -> dict[str, str]:
+    """An app id and topics of this run's own, for a Kafka that may also serve production."""
+    import secrets
+
+    run = f"fpi-dev-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    return {"FPI_APP_ID": run, "FPI_SOURCE_TOPIC": f"{run}.events", "FPI_REPLAY_TOPIC": f"{run}.replay",
+            "FPI_BY_PERSON_TOPIC": f"{run}.by-person", "FPI_REQUESTS_TOPIC": f"{run}.requests",
+            "FPI_DEAD_LETTER_TOPIC": f"{run}.dead-letter"}
+
+
+async def _reach(settings: Any) -> None:
+    """Raises ``BrokerUnavailable`` when the configured Kafka does not answer."""
+    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+
+    from streams.brokers import client_options, start_client
+
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await start_client(admin, settings.kafka_bootstrap, timeout=30)
+    await admin.close()
 
 
 @click.command()
@@ -129,7 +178,7 @@ def dev(sample: Path | None, timeout: float, run_dir: Path, keep_running: bool) 
 
     \b
     Starts, unless configured otherwise:
-      a Kafka broker (else FPI_KAFKA_BOOTSTRAP is used),
+      a Kafka broker (else FPI_KAFKA_BOOTSTRAP is used, with an app id and topics of this run's own),
       the Iterable emulator (else FPI_ITERABLE_API_KEY / FPI_ITERABLE_REGION are used),
       a worker process,
     then produces the sample, waits, prints a summary and stops what it started.
@@ -160,18 +209,26 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], sample: Traversable, timeout: float,
          run_dir: Path, keep_running: bool) -> None:
+    from streams.codecs import load_schemas
     from streams.emulator import EmulatorConfig, EmulatorServer
     from streams.explain import explain_lines
     from streams.model import QUIET_DROPS
-    from streams.settings import Settings
+    from streams.settings import load_settings
     from streams.wiring import build_mapping_config
 
-    settings = Settings()
+    settings = load_settings()
+    load_schemas()
     mapping_config = build_mapping_config(settings)  # a bad transformations file fails here, early
     env = dict(os.environ)
     if "FPI_KAFKA_BOOTSTRAP" in os.environ:
         bootstrap = settings.kafka_bootstrap
-        say(f"using the configured Kafka at {bootstrap}")
+        asyncio.run(_reach(settings))
+        names = _run_names()
+        env.update(names)
+        settings = settings.model_copy(update={name.removeprefix("FPI_").lower(): value
+                                               for name, value in names.items()})
+        say(f"using the configured Kafka at {bootstrap}, with this run's own app id and topics "
+            f"{names['FPI_APP_ID']}.* (never the production names; they stay on the cluster afterwards)")
     else:
         bootstrap = stack.enter_context(_local_broker(run_dir, say))
     emulator: EmulatorServer | None = None
@@ -189,9 +246,8 @@ def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], 
     log_path = run_dir / "worker.log"
     proc = stack.enter_context(_worker(env, log_path, say))
     web = f"http://127.0.0.1:{web_port}"
-    _wait(lambda: httpx.get(f"{web}/readyz", timeout=2).status_code == 200, timeout, "the worker to be ready",
-          proc, log_path)
-    say("worker ready")
+    _wait(_readiness(web, say), timeout, "the worker to be ready", proc, log_path)
+    say("worker ready: partitions assigned, tables recovered")
 
     lines = sample.read_text(encoding="utf-8").splitlines()
     expected = list(explain_lines(lines, mapping_config))
@@ -199,9 +255,11 @@ def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], 
     want_requests = sum(len(record["requests"]) for record in valid)
     want_dead = sum(1 for record in valid if record["decision"] == "drop" and record["reason"] not in QUIET_DROPS)
 
-    report = asyncio.run(_produce(lines, bootstrap, settings.source_topic, settings.avro_format))
+    report = asyncio.run(_produce(lines, settings.model_copy(update={"kafka_bootstrap": bootstrap})))
     say(f"produced {report.sent} events to {settings.source_topic}; "
         f"{len(report.bad)} lines of the sample are not events and were refused")
+    say(f"waiting for the worker to handle them ({want_requests} Iterable requests, {want_dead} dead letters "
+        "expected)")
 
     def handled() -> bool:
         text = httpx.get(f"{web}/metrics", timeout=5).text
@@ -220,10 +278,12 @@ def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], 
             time.sleep(1)
 
 
-async def _produce(lines: list[str], bootstrap: str, topic: str, fmt: Any) -> Any:
+async def _produce(lines: list[str], settings: Any) -> Any:
+    from streams.brokers import client_options
     from streams.commands.produce import produce_lines
 
-    return await produce_lines(lines, bootstrap=bootstrap, topic=topic, fmt=fmt)
+    return await produce_lines(lines, bootstrap=settings.kafka_bootstrap, topic=settings.source_topic,
+                               fmt=settings.avro_format, kafka_options=client_options(settings))
 
 
 def _emulator_items(emulator: Any) -> int:

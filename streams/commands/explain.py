@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import tomllib
 from pathlib import Path
 from typing import IO, Any
 
 import click
-
-from streams.errors import ConfigError
 
 __all__ = ["explain"]
 
@@ -37,7 +37,8 @@ Example:
   action = "rename_event"                 # drop | rename_event | rename_property |
   event = "Signed Up"                     #   drop_property | set_property | map_values
   to = "Sign Up"
-Command-line options override the file.
+Settings come from FPI_* variables (FPI_PROJECT_TYPE, FPI_TRANSFORMATIONS_FILE, ...) as for every
+command; the --config file overrides them and command-line options override both.
 
 \b
 Output: one JSON object per input line, in order:
@@ -49,7 +50,7 @@ Exit status 1 when any line was an error (unparseable or invalid event), else 0.
 
 @click.command(epilog=_EPILOG)
 @click.option("--project-type", type=click.Choice(["email", "userId", "hybrid"]), default=None,
-              help="Iterable project type (default: the config file's, else email).")
+              help="Iterable project type (default: the config file's, else FPI_PROJECT_TYPE, else email).")
 @click.option("--default-identify-transformations", is_flag=True, default=None,
               help="Rename first_name, last_name, phone_number, date_of_birth, zip_code on identify.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -70,24 +71,25 @@ def explain(
     line, exactly as in the worker.
     """
     from streams.explain import explain_lines
-    from streams.mapping import MappingConfig, load_mapping_config
+    from streams.mapping import load_mapping_config
     from streams.model import ProjectType
+    from streams.settings import Settings
     from streams.transforms import load_transformations
+    from streams.wiring import build_mapping_config
 
     overrides: dict[str, Any] = {}
     if project_type is not None:
         overrides["project_type"] = ProjectType(project_type)
     if default_identify_transformations:
         overrides["default_identify_transformations"] = True
-    try:
-        if transformations_file is not None:
-            overrides["transformations"] = load_transformations(transformations_file)
-        if config_file is not None:
-            config = load_mapping_config(config_file, **overrides)
-        else:
-            config = MappingConfig(**overrides)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
+    if transformations_file is not None:
+        overrides["transformations"] = load_transformations(transformations_file)
+    # FPI_* as for every command, then what --config sets, then the flags.
+    config = build_mapping_config(Settings.load())
+    if config_file is not None:
+        from_file = load_mapping_config(config_file, **overrides)
+        overrides = {name: getattr(from_file, name) for name in (*_set_in(config_file), *overrides)}
+    config = dataclasses.replace(config, **overrides)
 
     errors = 0
     for record in explain_lines(file, config):
@@ -96,3 +98,14 @@ def explain(
     sys.stdout.flush()
     if errors:
         sys.exit(1)
+
+
+def _set_in(config_file: Path) -> list[str]:
+    """The ``MappingConfig`` fields a ``--config`` file sets (it was read, and checked, already)."""
+    with config_file.open("rb") as handle:
+        document = tomllib.load(handle)
+    section = document.get("mapping", {})
+    names = [name for name in section if name != "transformations_file"]
+    if "transformations_file" in section or "transformations" in document:
+        names.append("transformations")
+    return names

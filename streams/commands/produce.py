@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 import click
 
-from streams.codecs import BUNDLED_SCHEMA_ID, WireFormat, encode_event, schema_text, subject_for
+from streams.brokers import client_options, start_client
+from streams.codecs import BUNDLED_SCHEMA_ID, WireFormat, encode_event, load_schemas, schema_text, subject_for
 from streams.codecs._schemas import SOURCE_V1
-from streams.errors import StreamsError
+from streams.errors import ConfigError, StreamsError
 from streams.model import Event
 
 __all__ = ["BadLine", "ProduceReport", "event_key", "produce", "produce_lines"]
@@ -70,12 +71,15 @@ async def produce_lines(
     registry_url: str | None = None,
     rate: float | None = None,
     on_progress: Callable[[int], None] | None = None,
+    kafka_options: Mapping[str, Any] | None = None,
 ) -> ProduceReport:
     """Normalize, encode and produce every non-blank line; wait until the broker acked them all.
 
     ``rate`` caps events per second. ``on_progress(n)`` is called after each line with how many
-    lines were handled. Bad lines are skipped and reported, never raised; Kafka errors raise
-    (aiokafka's), registry errors raise ``RegistryUnavailable`` / ``ConfigError``.
+    lines were handled. ``kafka_options`` are the producer's TLS / SASL options
+    (``streams.brokers.client_options``). Bad lines are skipped and reported, never raised.
+    Raises ``BrokerUnavailable`` when Kafka cannot be reached, ``RegistryUnavailable`` /
+    ``ConfigError`` for the registry, ``ConfigError`` when the schemas cannot be loaded.
     """
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
@@ -84,8 +88,9 @@ async def produce_lines(
     schema_id: int | None = None
     if fmt == "confluent":
         schema_id = await _register(registry_url, topic) if registry_url else BUNDLED_SCHEMA_ID
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
+    options = {**(kafka_options or {}), "bootstrap_servers": bootstrap}
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, **options)
+    await start_client(producer, bootstrap)
     bad: list[BadLine] = []
     pending: list[asyncio.Future[object]] = []
     sent = 0
@@ -96,6 +101,8 @@ async def produce_lines(
                 try:
                     event = normalize_json_line(line)
                     value = encode_event(event, fmt, schema_id=schema_id or BUNDLED_SCHEMA_ID)
+                except ConfigError:
+                    raise  # not the line's fault: no line would encode
                 except StreamsError as exc:
                     bad.append(BadLine(number, exc.reason.value, str(exc)))
                 else:
@@ -139,9 +146,10 @@ def produce(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from streams.settings import Settings
+    from streams.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
+    load_schemas()
     topic = topic or settings.source_topic
     console = Console(stderr=True)
     lines: list[str] | Iterable[str]
@@ -152,7 +160,7 @@ def produce(
         lines = source.readlines()
         total = len(lines)
     with Progress(TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("produce", total=total)
         report = asyncio.run(produce_lines(
             lines,
@@ -162,6 +170,7 @@ def produce(
             registry_url=registry_url or settings.schema_registry_url,
             rate=rate,
             on_progress=lambda n: progress.update(task, completed=n),
+            kafka_options=client_options(settings),
         ))
     for line in report.bad:
         console.print(f"line {line.line_number}: {line.reason}: {line.detail}", markup=False)

@@ -29,6 +29,8 @@ from typing import Any
 
 import click
 
+from streams.brokers import client_options, start_client
+from streams.codecs import load_schemas
 from streams.errors import DecodeError, InvalidEvent
 from streams.model import Event
 from streams.replay import (
@@ -42,7 +44,7 @@ from streams.replay import (
     parse_types,
     plan_ranges,
 )
-from streams.settings import Settings
+from streams.settings import Settings, load_settings
 
 __all__ = [
     "ReplayReport",
@@ -56,13 +58,6 @@ __all__ = [
 ]
 
 
-def client_options(settings: Settings) -> dict[str, Any]:
-    """aiokafka keyword arguments for the configured broker and security protocol."""
-    from streams.wiring import aiokafka_security
-
-    return {"bootstrap_servers": settings.kafka_bootstrap, **aiokafka_security(settings)}
-
-
 async def partitions_of(options: Mapping[str, Any], topic: str) -> list[int]:
     """The partition numbers of ``topic``. Raises ``click.ClickException`` when it does not exist
     (checked against the topic list first: a metadata request for one topic would create it on
@@ -70,7 +65,7 @@ async def partitions_of(options: Mapping[str, Any], topic: str) -> list[int]:
     from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
     admin = AIOKafkaAdminClient(**options)
-    await admin.start()
+    await start_client(admin, options["bootstrap_servers"])
     try:
         if topic not in await admin.list_topics():
             raise click.ClickException(f"topic {topic!r} does not exist")
@@ -107,7 +102,7 @@ async def plan_replay(
             raise click.ClickException(f"topic {topic!r} has no partition {unknown[0]}")
     tps = [TopicPartition(topic, p) for p in partitions]
     consumer = consumer_without_group(options)
-    await consumer.start()
+    await start_client(consumer, options["bootstrap_servers"])
     try:
         beginnings = {tp.partition: o for tp, o in (await consumer.beginning_offsets(tps)).items()}
         ends = {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
@@ -139,7 +134,7 @@ async def read_ranges(
     if not remaining:
         return
     consumer = consumer_without_group(options)
-    await consumer.start()
+    await start_client(consumer, options["bootstrap_servers"])
     try:
         consumer.assign(list(remaining))
         for tp, first in remaining.items():
@@ -238,7 +233,7 @@ async def replay_range(
     pending: list[asyncio.Future[Any]] = []
     try:
         if producer is not None:
-            await producer.start()
+            await start_client(producer, options["bootstrap_servers"])
         async for message in read_ranges(options, topic, report.ranges):
             report.scanned += 1
             event: Event | None = None
@@ -413,7 +408,8 @@ def replay(
 
     if (from_time is None) == (from_offsets is None):
         raise click.UsageError("give exactly one of --from-time and --from-offsets")
-    settings = Settings()
+    settings = load_settings()
+    load_schemas()
     topic = topic or settings.source_topic
     if topic == settings.replay_topic:
         raise click.UsageError("the range to replay cannot be read from the replay topic itself")

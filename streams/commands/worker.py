@@ -9,6 +9,8 @@ import logging.config
 
 import click
 
+from streams.cli import LOG_FORMAT
+
 __all__ = ["worker"]
 
 
@@ -19,14 +21,22 @@ __all__ = ["worker"]
               show_default=True, help="json lines for log shippers, text for people (FPI_LOG_FORMAT).")
 def worker(loglevel: str, log_format: str) -> None:
     """Run the stream processor. Settings come from FPI_* environment variables (see README)."""
+    click.get_current_context().meta[LOG_FORMAT] = log_format
     import faust
 
     from streams.app import build_app
+    from streams.brokers import client_options
+    from streams.codecs import load_schemas
     from streams.logs import logging_config
-    from streams.settings import Settings
+    from streams.settings import load_settings
     from streams.topics import ensure_topics
+    from streams.wiring import build_mapping_config
 
-    settings = Settings()
+    # Everything that can be wrong with the configuration fails here, before a topic is created.
+    settings = load_settings()
+    load_schemas()
+    build_mapping_config(settings)
+    client_options(settings)
     asyncio.run(ensure_topics(settings, create=settings.create_topics))
     secrets = tuple(
         secret.get_secret_value()

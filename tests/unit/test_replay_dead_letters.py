@@ -88,7 +88,7 @@ class TestSelected:
     @pytest.mark.parametrize(
         ("criteria", "positions"),
         [
-            ({}, ["0:1", "0:2", "1:1"]),
+            ({}, ["0:1", "0:2", "1:1", "1:2"]),  # unreadable records too: `list` must not hide them
             ({"reasons": frozenset({"iterable_rejected", "user_not_found"})}, ["0:1", "1:1"]),
             ({"since": T + timedelta(minutes=30)}, ["0:2", "1:1"]),
             ({"positions": frozenset({"1:1", "1:2"})}, ["1:1", "1:2"]),

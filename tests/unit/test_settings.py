@@ -1,0 +1,61 @@
+"""``streams.settings``: invalid values are one ``ConfigError`` line naming the ``FPI_`` variable, and
+``problems()`` finds what a valid type cannot tell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.errors import ConfigError
+from streams.settings import Settings, load_settings, redact_url
+
+
+class TestLoad:
+    def test_names_the_variable_and_hides_secrets(self) -> None:
+        with pytest.raises(ConfigError) as caught:
+            Settings.load(iterable_api_key=["not", "a", "string"], topic_partitions="x")
+        message = str(caught.value)
+        assert "invalid FPI_ITERABLE_API_KEY: " in message and "['not'" not in message
+        assert "invalid FPI_TOPIC_PARTITIONS='x'" in message
+
+    def test_json_setting(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FPI_DATE_FIELDS", "trial_ends")
+        with pytest.raises(ConfigError, match=r"^invalid FPI_DATE_FIELDS: not valid JSON"):
+            Settings.load()
+
+
+class TestProblems:
+    @pytest.mark.parametrize(("values", "expected"), [
+        ({}, []),
+        ({"store": "rocksdb"}, ["FPI_STORE='rocksdb' is not supported"]),
+        ({"iterable_base_url": "api.iterable.com"}, ["FPI_ITERABLE_BASE_URL='api.iterable.com' is not a valid"]),
+        ({"schema_registry_url": "http://a:b@:8081"}, ["FPI_SCHEMA_REGISTRY_URL='http://***@:8081' is not"]),
+        ({"kafka_bootstrap": "a:1,b"}, ["FPI_KAFKA_BOOTSTRAP='a:1,b' is not a host:port list"]),
+        ({"kafka_bootstrap": "[::1]:9092,b:9093"}, []),
+        ({"kafka_security_protocol": "SASL_SSL", "kafka_sasl_username": "u", "kafka_sasl_password": "p"}, []),
+        ({"kafka_security_protocol": "SASL_SSL"},
+         ["FPI_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs FPI_KAFKA_SASL_USERNAME and FPI_KAFKA_SASL_PASSWORD"]),
+        ({"kafka_security_protocol": "SSL", "kafka_ssl_keyfile": __file__},
+         ["FPI_KAFKA_SSL_KEYFILE is set without FPI_KAFKA_SSL_CERTFILE"]),
+        ({"kafka_ssl_cafile": "/nonexistent"}, []),  # not used with PLAINTEXT
+    ])
+    def test_table(self, values: dict[str, str], expected: list[str]) -> None:
+        found = Settings(**values).problems()  # type: ignore[arg-type]
+        assert len(found) == len(expected)
+        for problem, start in zip(found, expected, strict=True):
+            assert problem.startswith(start)
+
+    def test_load_settings_refuses_them(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"FPI_KAFKA_SSL_CAFILE=.*: no such file"):
+            load_settings(kafka_security_protocol="SSL", kafka_ssl_cafile=tmp_path / "ca.pem")
+
+
+class TestRedactUrl:
+    @pytest.mark.parametrize(("text", "shown"), [
+        ("https://user:pw@host/x", "https://***@host/x"),
+        ("http://host:8081", "http://host:8081"),
+        ("at http://token@a and https://b:c@d", "at http://***@a and https://***@d"),
+    ])
+    def test_masks_credentials(self, text: str, shown: str) -> None:
+        assert redact_url(text) == shown
