@@ -81,7 +81,7 @@ class Container:
         return int(self.inspect()["State"]["ExitCode"])
 
     def remove(self) -> None:
-        podman("rm", "--force", "--volumes", self.name, check=False, timeout=60)
+        podman("rm", "--force", "--time", "0", "--volumes", self.name, check=False, timeout=60)
 
 
 def run_once(image: str, command: Sequence[str], env: Mapping[str, str], extra: Sequence[str] = (),

@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.image, pytest.mark.timeout(90
 
 EXPECTED = SAMPLE.with_name("sample_events.expected.jsonl")
 DATA_DIR = "/var/lib/freshpaint-iterable"
+HEALTHCHECK = "/usr/local/lib/freshpaint-iterable/healthcheck.py"
 
 
 def expected_requests() -> Counter[str]:
@@ -50,6 +51,15 @@ def test_image_is_built_as_compose_and_kubernetes_expect(image: str) -> None:
     assert DATA_DIR in info["Config"]["Volumes"]
     assert info["Healthcheck"]["Test"][0] == "CMD", "HEALTHCHECK kept (podman build --format docker)"
     assert not any(name.startswith("FPI_AVRO_DIR=") for name in info["Config"]["Env"])
+
+
+def test_a_one_shot_command_is_healthy_while_it_runs(image: str, containers: list[Container]) -> None:
+    waiting = Container(image, ["explain", "-"], {}, extra=["--interactive"])  # waits for its stdin
+    containers.append(waiting)
+    result = waiting.healthcheck()
+    assert result.returncode == 0, result.stdout + result.stderr
+    check = waiting.exec("python", HEALTHCHECK)
+    assert check.stdout.startswith("healthy: explain is a one-shot command"), check
 
 
 def test_explain_in_the_image_prints_the_expected_decisions(image: str) -> None:
@@ -100,6 +110,9 @@ def test_sample_through_the_image_reaches_iterable_exactly(
         letters = [decode_dead_letter(value) for value in asyncio.run(
             read_dead_letters(kafka_bootstrap, env["FPI_DEAD_LETTER_TOPIC"], sum(dead.values())))]
         worker.wait_healthy(30)
+        # ... and the same check fails when nothing answers on the port it probes.
+        unhealthy = worker.exec("env", "FPI_WEB_PORT=1", "python", HEALTHCHECK)
+        assert unhealthy.returncode == 1 and "unhealthy: worker" in unhealthy.stdout, unhealthy
         ready = httpx.get(f"http://127.0.0.1:{env['FPI_WEB_PORT']}/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
 
