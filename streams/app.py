@@ -155,6 +155,10 @@ def build_app(settings: Settings) -> faust.App:
         # /table and /router would serve identity data (PII) over HTTP.
         web_tables_enabled=False,
         web_router_enabled=False,
+        # No agent or timer runs on the leader only. faust's leader topic would be one more topic to
+        # provision, created by faust after our topics were checked: on a fresh broker the first
+        # join missed it ("Ignoring missing topic") and logged errors until it appeared.
+        topic_disable_leader=True,
         autodiscover=False,
     )
     faust_patches.install(app, drain_seconds=settings.drain_seconds)

@@ -25,7 +25,7 @@ async def test_sample_without_the_first_hop(kafka_bootstrap: str, emulator: Emul
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:  # the aliases table is co-partitioned with the source topic here
-        await admin.create_topics([NewTopic(env["FPI_SOURCE_TOPIC"], 4, 1)])
+        await admin.create_topics([NewTopic(env["FPI_SOURCE_TOPIC"], int(env["FPI_TOPIC_PARTITIONS"]), 1)])
     finally:
         await admin.close()
     worker = WorkerProcess(env, tmp_path / "worker.log").start()

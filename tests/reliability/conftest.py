@@ -197,7 +197,8 @@ class Rig:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
             await admin.start()
             try:
-                await admin.create_topics([NewTopic(self.env["FPI_SOURCE_TOPIC"], 4, 1, topic_configs={
+                partitions = int(self.env["FPI_TOPIC_PARTITIONS"])
+                await admin.create_topics([NewTopic(self.env["FPI_SOURCE_TOPIC"], partitions, 1, topic_configs={
                     "max.message.bytes": str(max_message_bytes)})])
             finally:
                 await admin.close()
