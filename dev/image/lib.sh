@@ -5,7 +5,7 @@
 
 IMAGE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$IMAGE_DIR/../.." && pwd)"
-FPI_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/freshpaint-iterable"
+FPI_CACHE="${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/freshpaint-iterable"
 
 # The base image (Debian bookworm's Python 3.11, made by dev/image/base) and the image under test.
 BASE_TAG="${FPI_BASE_IMAGE:-localhost/freshpaint-iterable-base:python3.11-bookworm}"
