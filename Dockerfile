@@ -8,11 +8,12 @@
 #   docker run --rm -i freshpaint-iterable:local explain -    # explain, produce, check, replay,
 #                                                             # dead-letters: one-shot commands
 #   docker run --rm --network host -e FPI_KAFKA_BOOTSTRAP=127.0.0.1:9092 \
-#     freshpaint-iterable:local dev --run-dir /tmp/dev        # dev, pointed at a Kafka (the image
+#     freshpaint-iterable:local dev                           # dev, pointed at a Kafka (the image
 #                                                             # has no broker of its own)
 # Behind a proxy that re-signs TLS, give the build its CA (PEM text) so pip can reach the index:
 #   docker build --build-arg EXTRA_CA_CERTS="$(cat company-ca.pem)" -t freshpaint-iterable:local .
-# dev/image/test builds and runs this image with podman (README, "The container image").
+# CI builds this image with podman (dev/image/build) and runs it (tests/image; README, "The container
+# image").
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
