@@ -6,7 +6,9 @@ code (dead letters and metrics key on it; nothing branches on message text) and 
 
     StreamsError
     ├── ConfigError                 settings, schemas or transformation rules are invalid (fail at start-up;
-    │                               commands exit 2)
+    │   │                           commands exit 2)
+    │   └── UnsupportedDependencies faust-streaming, mode-streaming or aiokafka is not the set the faust
+    │                               patches were written for
     ├── BrokerUnavailable           Kafka could not be reached (commands exit 1)
     ├── DecodeError                 bytes on a topic could not become a record
     │   ├── UnknownMagicByte
@@ -50,6 +52,7 @@ __all__ = [
     "TruncatedRecord",
     "UnknownMagicByte",
     "UnknownSchemaId",
+    "UnsupportedDependencies",
     "UserNotYetVisible",
 ]
 
@@ -58,6 +61,7 @@ class Reason(StrEnum):
     """Stable snake_case codes for dead letters, metrics and logs."""
 
     CONFIG_INVALID = "config_invalid"
+    UNSUPPORTED_DEPENDENCIES = "unsupported_dependencies"
     BROKER_UNAVAILABLE = "broker_unavailable"
     UNDECODABLE = "undecodable"
     UNKNOWN_MAGIC_BYTE = "unknown_magic_byte"
@@ -97,6 +101,13 @@ class ConfigError(StreamsError):
     """Raised when settings or transformation rules are invalid; fix the configuration and restart."""
 
     reason = Reason.CONFIG_INVALID
+
+
+class UnsupportedDependencies(ConfigError):
+    """Raised at worker start-up when the installed faust-streaming, mode-streaming or aiokafka is not the
+    set ``streams.faust_patches`` was written for; install ``constraints.txt``, or re-check the patches."""
+
+    reason = Reason.UNSUPPORTED_DEPENDENCIES
 
 
 class BrokerUnavailable(StreamsError):
