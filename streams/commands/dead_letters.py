@@ -35,7 +35,7 @@ import click
 from streams.codecs import load_schemas
 from streams.errors import DecodeError
 from streams.model import DeadLetter, Event
-from streams.replay import REPLAY_SOURCE_HEADER, PartitionRange, parse_time
+from streams.replay import REPLAY_SOURCE_HEADER, parse_time
 from streams.settings import Settings, load_settings
 
 __all__ = [
@@ -260,25 +260,14 @@ def redrive_target(stored: StoredLetter, settings: Settings) -> tuple[str, bytes
 
 async def read_dead_letters(settings: Settings, topic: str | None = None) -> AsyncIterator[StoredLetter]:
     """Every record of the dead-letter topic up to its end offsets now, decoded."""
-    from aiokafka import TopicPartition  # type: ignore[import-untyped]
-
-    from streams.brokers import client_options, start_client
+    from streams.brokers import client_options
     from streams.codecs import decode_dead_letter
-    from streams.commands.replay import consumer_without_group, partitions_of, read_ranges
+    from streams.commands._kafka_io import read_ranges, whole_topic
     from streams.errors import StreamsError
 
     topic = topic or settings.dead_letter_topic
     options = client_options(settings)
-    partitions = await partitions_of(options, topic)
-    consumer = consumer_without_group(options)
-    await start_client(consumer, settings.kafka_bootstrap)
-    try:
-        tps = [TopicPartition(topic, p) for p in partitions]
-        starts = await consumer.beginning_offsets(tps)
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    ranges = [PartitionRange(tp.partition, starts[tp], ends[tp]) for tp in tps]
+    ranges = await whole_topic(options, topic)
     async for message in read_ranges(options, topic, ranges):
         try:
             letter: DeadLetter | None = decode_dead_letter(message.value)
@@ -304,7 +293,7 @@ class RedriveReport:
 async def redrive_letters(settings: Settings, letters: Sequence[StoredLetter]) -> RedriveReport:
     """Produce each record to its ``redrive_target`` and wait for the broker's acks. A record with
     nothing to send (or an event that no longer encodes) is listed in ``skipped``."""
-    from aiokafka import AIOKafkaProducer
+    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
     from streams.brokers import client_options, start_client
     from streams.errors import InvalidEvent

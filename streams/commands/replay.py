@@ -12,8 +12,8 @@ applied identify is dropped (``stale_identify``), so a replay cannot regress a p
 
 The range, per partition: from the offset of ``--from-time`` (Kafka's offsets-for-times: the first
 record stamped at or after it) or the offset given in ``--from-offsets``, up to (excluding) the
-offset of ``--to-time``, else the end offset when the replay starts. This module holds the Kafka
-I/O shared with ``dead-letters``: reading offset ranges without a group, and the client options.
+offset of ``--to-time``, else the end offset when the replay starts. Reading ranges without a group is
+``streams.commands._kafka_io``, shared with ``dead-letters``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +31,7 @@ import click
 
 from streams.brokers import client_options, start_client
 from streams.codecs import load_schemas
+from streams.commands._kafka_io import consumer_without_group, partitions_of, read_ranges
 from streams.errors import DecodeError, InvalidEvent
 from streams.model import Event
 from streams.replay import (
@@ -48,40 +49,10 @@ from streams.settings import Settings, load_settings
 
 __all__ = [
     "ReplayReport",
-    "client_options",
-    "consumer_without_group",
-    "partitions_of",
     "plan_replay",
-    "read_ranges",
     "replay",
     "replay_range",
 ]
-
-
-async def partitions_of(options: Mapping[str, Any], topic: str) -> list[int]:
-    """The partition numbers of ``topic``. Raises ``click.ClickException`` when it does not exist
-    (checked against the topic list first: a metadata request for one topic would create it on
-    brokers with auto-creation on)."""
-    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
-
-    admin = AIOKafkaAdminClient(**options)
-    await start_client(admin, options["bootstrap_servers"])
-    try:
-        if topic not in await admin.list_topics():
-            raise click.ClickException(f"topic {topic!r} does not exist")
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return sorted(p["partition"] for d in described if d["topic"] == topic for p in d["partitions"])
-
-
-def consumer_without_group(options: Mapping[str, Any]) -> Any:
-    """A started-later aiokafka consumer with no group and no auto-commit."""
-    from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
-
-    # No group: nothing is committed and no group's offsets are read. "earliest" only matters
-    # when retention deletes the start of a range while it is being read.
-    return AIOKafkaConsumer(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **options)
 
 
 async def plan_replay(
@@ -93,7 +64,7 @@ async def plan_replay(
     from_offsets: Mapping[int, int] | None = None,
 ) -> tuple[PartitionRange, ...]:
     """The per-partition offset ranges of a replay (``streams.replay.plan_ranges``), looked up now."""
-    from aiokafka import TopicPartition
+    from aiokafka import TopicPartition  # type: ignore[import-untyped]
 
     partitions = await partitions_of(options, topic)
     if from_offsets is not None:
@@ -121,41 +92,6 @@ async def plan_replay(
     finally:
         await consumer.stop()
     return plan_ranges(partitions, beginnings, ends, starts, stops)
-
-
-async def read_ranges(
-    options: Mapping[str, Any], topic: str, ranges: Sequence[PartitionRange]
-) -> AsyncIterator[Any]:
-    """Yield every record of ``ranges`` (aiokafka ``ConsumerRecord``), partition by partition in
-    offset order, with a consumer that has no group; stops when each partition reached its end."""
-    from aiokafka import TopicPartition
-
-    remaining = {TopicPartition(topic, r.partition): r for r in ranges if r.size}
-    if not remaining:
-        return
-    consumer = consumer_without_group(options)
-    await start_client(consumer, options["bootstrap_servers"])
-    try:
-        consumer.assign(list(remaining))
-        for tp, first in remaining.items():
-            consumer.seek(tp, first.start)
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, messages in batch.items():
-                planned = remaining.get(tp)
-                if planned is None:
-                    continue
-                for message in messages:
-                    if message.offset >= planned.end:
-                        break
-                    yield message
-            for tp in list(remaining):
-                # position, not the last offset seen: compaction and transaction markers leave gaps.
-                if await consumer.position(tp) >= remaining[tp].end:
-                    consumer.pause(tp)
-                    del remaining[tp]
-    finally:
-        await consumer.stop()
 
 
 @dataclass(slots=True)

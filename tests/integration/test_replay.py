@@ -25,8 +25,9 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streams.commands._kafka_io import partitions_of
 from streams.commands.produce import produce_lines
-from streams.commands.replay import partitions_of, plan_replay, replay_range
+from streams.commands.replay import plan_replay, replay_range
 from streams.emulator import EmulatorConfig, EmulatorServer
 from streams.explain import explain_lines
 from streams.mapping import MappingConfig
