@@ -85,6 +85,12 @@ def _json_text_body(event: Event) -> bytes:
     return buffer.getvalue()
 
 
+def _record_only(raw: bytes) -> dict[str, Any]:
+    """The Avro record in a Confluent-framed v1 value, without building an ``Event``."""
+    record: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(raw[5:]), parsed_schema(SOURCE_V1), None)
+    return record
+
+
 def _json_text_decode(raw: bytes) -> dict[str, Any]:
     record = fastavro.schemaless_reader(io.BytesIO(raw), JSON_TEXT)
     for name in ("properties", "traits", "context"):
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
           f"orjson {orjson.__version__}, {seconds:g} s per case{' (smoke)' if args.smoke else ''}")
     cases: list[tuple[str, list[Any], Callable[[Any], object]]] = [
         ("decode  avro -> Event (EventDecoder)", avro, decoder.decode),
-        ("decode  avro, record only (fastavro)", avro, decoder.decode_record),
+        ("decode  avro, record only (fastavro)", avro, _record_only),
         ("decode  avro v2 data -> v1 reader -> Event", avro_v2, decoder.decode),
         ("decode  json.loads (dicts)", lines, json.loads),
         ("decode  orjson.loads (dicts)", lines, orjson.loads),

@@ -17,7 +17,6 @@ code (dead letters and metrics key on it; nothing branches on message text) and 
     ├── RegistryUnavailable         the schema registry could not be asked (retriable; never a dead letter;
     │                               commands exit 1)
     ├── InvalidEvent                a record is not a Freshpaint event we understand (names the field)
-    ├── MappingError                a valid event cannot become a valid Iterable request
     └── DeliveryError               Iterable did not accept a request
         ├── RetriableDelivery       5xx, timeouts, refused connections: try again later
         │   ├── RateLimited         429; carries retry_after
@@ -42,7 +41,6 @@ __all__ = [
     "DecodeError",
     "DeliveryError",
     "InvalidEvent",
-    "MappingError",
     "RateLimited",
     "Reason",
     "RegistryUnavailable",
@@ -162,12 +160,6 @@ class InvalidEvent(StreamsError):
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
-
-
-class MappingError(StreamsError):
-    """Raised when a valid event cannot be turned into a valid Iterable request."""
-
-    reason = Reason.MAPPING_FAILED
 
 
 class DeliveryError(StreamsError):

@@ -178,15 +178,15 @@ class _Plan:
 
     fastavro's resolution (a reader schema) costs about half the decode throughput, so it is used
     only when needed: when every reader field is in the writer with the same type (e.g. v2 data,
-    v1 reader), reading with the writer schema and dropping the extra fields gives the same record.
+    v1 reader), reading with the writer schema gives every field the reader would, and
+    ``event_from_record`` ignores the others.
     """
 
-    __slots__ = ("extra", "reader", "writer")
+    __slots__ = ("reader", "writer")
 
     def __init__(self, writer: Schema, reader: Schema) -> None:
         self.writer = writer
         self.reader: Schema | None = reader
-        self.extra: tuple[str, ...] = ()
         if writer is reader or to_parsing_canonical_form(writer) == to_parsing_canonical_form(reader):
             self.reader = None
             return
@@ -196,7 +196,6 @@ class _Plan:
             writer_fields.get(name, _MISSING) == shape for name, shape in reader_fields.items()
         ):
             self.reader = None
-            self.extra = tuple(name for name in writer_fields if name not in reader_fields)
 
 
 _MISSING = object()
@@ -247,10 +246,6 @@ class EventDecoder:
             )
         self._plans[schema_id] = _Plan(writer, self._reader)
 
-    def known_schema_ids(self) -> frozenset[int]:
-        """The Confluent ids this decoder can read without help."""
-        return frozenset(self._plans)
-
     def missing_schema_id(self, raw: bytes | None) -> int | None:
         """The schema id ``raw`` names if this decoder does not know it yet, else ``None``.
 
@@ -270,22 +265,14 @@ class EventDecoder:
         ``DecodeError`` (empty value, not Avro of this schema, trailing bytes) or ``InvalidEvent``
         (a well-formed record that is not a valid event).
         """
-        # event_from_record ignores fields it does not know: no need to drop the plan's extras.
-        return event_from_record(self._record_and_plan(raw)[0])
+        return event_from_record(self._record(raw))
 
-    def decode_record(self, raw: bytes | None) -> dict[str, Any]:
-        """The Avro record (resolved to the reader schema) in ``raw``; errors as ``decode``."""
-        record, plan = self._record_and_plan(raw)
-        for name in plan.extra:
-            del record[name]
-        return record
-
-    def _record_and_plan(self, raw: bytes | None) -> tuple[dict[str, Any], _Plan]:
+    def _record(self, raw: bytes | None) -> dict[str, Any]:
         if not raw:
             raise DecodeError("empty message value (null or tombstone)")
         if self.fmt == "schemaless":
             agreed = self._schemaless
-            return read_body(raw, 0, agreed.writer, agreed.reader), agreed
+            return read_body(raw, 0, agreed.writer, agreed.reader)
         if raw[0] != _MAGIC:
             raise UnknownMagicByte(f"magic byte {raw[0]} is not 0 (Confluent wire format)")
         if len(raw) < _HEADER:
@@ -294,7 +281,7 @@ class EventDecoder:
         plan = self._plans.get(schema_id)
         if plan is None:
             raise UnknownSchemaId(f"schema id {schema_id} is not known", schema_id=schema_id)
-        return read_body(raw, _HEADER, plan.writer, plan.reader), plan
+        return read_body(raw, _HEADER, plan.writer, plan.reader)
 
 
 def _parse(schema: Mapping[str, Any]) -> Schema:
