@@ -21,7 +21,7 @@ code (dead letters and metrics key on it; nothing branches on message text) and 
         ├── RetriableDelivery       5xx, timeouts, refused connections: try again later
         │   ├── RateLimited         429; carries retry_after
         │   └── UserNotYetVisible   the user was just created; the event is retried after a delay
-        ├── BadApiKey               401: pause everything, the operator must fix the key
+        ├── BadApiKey               401: pause everything until the key works again (the operator fixes it)
         └── Rejected                4xx for this item: it goes to the dead letter with Iterable's answer
 
 Drops that are expected outcomes (anonymous users, filtered events, incomplete purchases) are not
@@ -206,7 +206,8 @@ class UserNotYetVisible(RetriableDelivery):
 
 
 class BadApiKey(DeliveryError):
-    """Raised on 401 BadApiKey: the sender pauses and /readyz turns red; rotate the key and restart."""
+    """Raised on 401 BadApiKey: the sender pauses and /readyz turns red; fix or rotate the key. The sender
+    resumes by itself once a probe call with the key succeeds; no restart is needed."""
 
     reason = Reason.BAD_API_KEY
     retriable = True

@@ -1,7 +1,8 @@
 """Internal topics: events between agents, Iterable requests, dead letters.
 
 The processor is the only writer and reader of the internal event topics (by device, by person)
-and the requests topic, so no registry and no framing.
+and the requests topic, so no schema registry. On those topics the values below travel inside frames
+(``streams.codecs._frames``: many records per Kafka message), not one per message.
 
 * Events (``encode_event_internal``) and requests (``encode_request``): our own format, not Avro.
   One version byte (``1``), one flags byte (``0``, or ``1`` when the JSON holds integers beyond 64

@@ -1,11 +1,11 @@
-"""The only module that talks HTTP to Iterable (and the only one under ``streams/`` that imports aiohttp).
+"""The only module that talks HTTP to Iterable (``streams.services`` only owns the aiohttp session).
 
 ``IterableClient`` owns URLs, the ``Api-Key`` header, JSON bodies, metrics per call, and the one
 table that turns aiohttp errors, HTTP statuses and Iterable codes into ``streams.errors``
 (iterable-api.md §3.2: branch on the status first, then on the code). No aiohttp error leaves it.
 
-aiohttp rather than httpx because every ``commerce/trackPurchase`` is its own call: on loopback
-aiohttp costs about 240 µs of client CPU per call against 2,900 µs for httpx 0.28 / httpcore 1.0.9.
+aiohttp rather than httpx because every ``commerce/trackPurchase`` is its own call, and aiohttp costs
+an order of magnitude less client CPU per call (the figures: README "Libraries, and why", bench/RESULTS.md).
 """
 
 from __future__ import annotations
