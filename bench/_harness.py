@@ -13,7 +13,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,17 +25,13 @@ from typing import Any
 
 import httpx
 
+from streams._support import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "RESULTS.md"
 EMULATOR_KEY = "bench-key-0123456789abcdef"
 _TICK = os.sysconf("SC_CLK_TCK")
 MIN_WINDOW_SECONDS = 1e-3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def unique(prefix: str) -> str:

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import click
 import httpx
 
+from streams._support import free_port, metric_by, metric_samples
 from streams.bundled import bundled
 
 __all__ = ["dev"]
@@ -35,14 +35,6 @@ DEFAULT_SAMPLE = bundled("_data", "tests/data").joinpath("sample_events.jsonl")
 LOCAL_KEY = "local-dev-key"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _mask(email: str | None) -> str:
     if not email or "@" not in email:
         return email or "-"
@@ -50,25 +42,13 @@ def _mask(email: str | None) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def _metric(text: str, name: str, by: str = "reason") -> Counter[str]:
-    """Sum the samples of Prometheus series ``name`` by the value of label ``by``."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    values: Counter[str] = Counter()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                values[sample.labels.get(by, "")] += int(sample.value)
-    return values
-
-
 @contextlib.contextmanager
 def _local_broker(run_dir: Path, say: Callable[[str], None]) -> Iterator[str]:
     script = REPO / "dev" / "kafka" / "broker.sh"
     if not script.exists():
         raise click.ClickException("no dev/kafka/broker.sh here: set FPI_KAFKA_BOOTSTRAP to your Kafka")
-    port = _free_port()
-    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(_free_port()),
+    port = free_port()
+    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(free_port()),
            "KAFKA_RUN_DIR": str(run_dir / "kafka")}
     say(f"starting a local Kafka broker on 127.0.0.1:{port} (jars from Maven Central, cached)")
     started = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True, text=True)
@@ -239,7 +219,7 @@ def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], 
         env.update(FPI_ITERABLE_BASE_URL=emulator.url, FPI_ITERABLE_API_KEY=LOCAL_KEY)
     else:
         say(f"sending to the real Iterable at {settings.iterable_url}")
-    web_port = _free_port()
+    web_port = free_port()
     env.update(FPI_KAFKA_BOOTSTRAP=bootstrap, FPI_WEB_PORT=str(web_port), FPI_WEB_BIND="127.0.0.1",
                FPI_DATA_DIR=str(run_dir / "data"))
     env.setdefault("FPI_SEND_LINGER_SECONDS", "0.1")
@@ -262,10 +242,10 @@ def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], 
         "expected)")
 
     def handled() -> bool:
-        text = httpx.get(f"{web}/metrics", timeout=5).text
-        seen = sum(_metric(text, "fpi_events_in_total", by="type").values())
-        dead = sum(_metric(text, "fpi_dead_letters_total").values())
-        sent = sum(_metric(text, "fpi_iterable_batch_items_count", by="endpoint").values())
+        samples = metric_samples(httpx.get(f"{web}/metrics", timeout=5).text)
+        seen = sum(metric_by(samples, "fpi_events_in_total", "type").values())
+        dead = sum(metric_by(samples, "fpi_dead_letters_total", "reason").values())
+        sent = sum(metric_by(samples, "fpi_iterable_batch_items_count", "endpoint").values())
         return seen >= report.sent and dead >= want_dead and (sent > 0 or want_requests == 0) and (
             emulator is None or _emulator_items(emulator) >= want_requests)
 
@@ -294,6 +274,8 @@ def _emulator_items(emulator: Any) -> int:
 def _summary(console: Any, emulator: Any, metrics_text: str, report: Any) -> None:
     from rich.table import Table
 
+    samples = metric_samples(metrics_text)
+
     if emulator is not None:
         project = emulator.state.project
         users = Table(title="What Iterable received (emulator)", title_justify="left")
@@ -310,8 +292,8 @@ def _summary(console: Any, emulator: Any, metrics_text: str, report: Any) -> Non
     calls.add_column("endpoint")
     calls.add_column("calls")
     calls.add_column("items")
-    items = _metric(metrics_text, "fpi_iterable_batch_items_sum", by="endpoint")
-    http_calls = _metric(metrics_text, "fpi_iterable_http_requests_total", by="endpoint")
+    items = metric_by(samples, "fpi_iterable_batch_items_sum", "endpoint")
+    http_calls = metric_by(samples, "fpi_iterable_http_requests_total", "endpoint")
     for endpoint, count in sorted(http_calls.items()):
         calls.add_row(endpoint, str(count), str(items.get(endpoint, "-")))
     console.print(calls)
@@ -319,11 +301,11 @@ def _summary(console: Any, emulator: Any, metrics_text: str, report: Any) -> Non
     drops.add_column("reason")
     drops.add_column("count")
     drops.add_column("where it went")
-    dead = _metric(metrics_text, "fpi_dead_letters_total")
-    for reason, count in sorted(_metric(metrics_text, "fpi_events_dropped_total").items()):
+    dead = metric_by(samples, "fpi_dead_letters_total", "reason")
+    for reason, count in sorted(metric_by(samples, "fpi_events_dropped_total", "reason").items()):
         drops.add_row(reason, str(count), "dead-letter topic" if reason in dead else "counted only")
     for reason, count in sorted(dead.items()):
-        if reason not in _metric(metrics_text, "fpi_events_dropped_total"):
+        if reason not in metric_by(samples, "fpi_events_dropped_total", "reason"):
             drops.add_row(reason, str(count), "dead-letter topic")
     for bad in report.bad:
         drops.add_row(f"not an event (line {bad.line_number})", "1", f"refused by produce: {bad.reason}")

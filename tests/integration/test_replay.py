@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streams._support import metric_samples, metric_sum
 from streams.commands._kafka_io import partitions_of
 from streams.commands.produce import produce_lines
 from streams.commands.replay import plan_replay, replay_range
@@ -52,10 +52,7 @@ class Pipeline:
     def metric(self, name: str, **labels: str) -> float:
         url = f"http://127.0.0.1:{self.env['FPI_WEB_PORT']}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        match = re.search(rf"^{re.escape(name)}\{{{re.escape(want)}\}} (\S+)$", text, re.MULTILINE)
-        return float(match.group(1)) if match else 0.0
+            return metric_sum(metric_samples(response.read().decode()), name, **labels)
 
 
 @pytest.fixture(scope="module")

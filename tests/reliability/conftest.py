@@ -23,6 +23,8 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams._support import Sample, metric_samples
+from streams._support import metric_sum as metric_sum  # the reliability tests import it from here
 from streams.codecs import decode_dead_letter
 from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorConfig, EmulatorServer
@@ -78,31 +80,12 @@ def current_rss_kib(pid: int) -> int:
     return int(found.group(1)) if found else 0
 
 
-def scrape(port: str | int) -> dict[str, float]:
-    """The worker's /metrics as ``{"name{labels}": value}`` (empty when it does not answer)."""
+def scrape(port: str | int) -> list[Sample]:
+    """The worker's /metrics samples (empty when it does not answer)."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return metric_samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
     except httpx.HTTPError:
-        return {}
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            try:
-                out[name] = float(value)
-            except ValueError:
-                continue
-    return out
-
-
-def metric_sum(metrics: dict[str, float], prefix: str, **labels: str) -> float:
-    total = 0.0
-    for name, value in metrics.items():
-        if name.split("{", 1)[0] != prefix:
-            continue
-        if all(f'{k}="{v}"' in name for k, v in labels.items()):
-            total += value
-    return total
+        return []
 
 
 class Rig:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -10,6 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from streams._support import free_port
 from streams.errors import BadApiKey, RateLimited, Reason, Rejected, RetriableDelivery, UserNotYetVisible
 from streams.iterable import IterableClient, classify, new_http_client
 from streams.model import Endpoint
@@ -54,13 +54,6 @@ def json_answer(status: int, payload: object, **headers: str) -> Handler:
                             headers=headers)
 
     return handler
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class TestClassify:

@@ -1,0 +1,47 @@
+"""``streams._support``: the helpers dev, the tests and the benchmarks share."""
+
+from __future__ import annotations
+
+import socket
+from collections import Counter
+
+import pytest
+
+from streams._support import free_port, metric_by, metric_samples, metric_sum, wait_for
+
+METRICS = """\
+# HELP fpi_dead_letters_total Dead letters
+# TYPE fpi_dead_letters_total counter
+fpi_dead_letters_total{reason="anonymous"} 3.0
+fpi_dead_letters_total{reason="too_large"} 1.0
+# HELP fpi_iterable_http_requests_total Calls
+# TYPE fpi_iterable_http_requests_total counter
+fpi_iterable_http_requests_total{code="",endpoint="events/trackBulk",status="200"} 5.0
+fpi_iterable_http_requests_total{code="",endpoint="users/bulkUpdate",status="200"} 2.0
+fpi_iterable_http_requests_total{code="",endpoint="users/bulkUpdate",status="500"} 1.0
+"""
+
+
+def test_free_port_can_be_bound() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", free_port()))
+
+
+def test_wait_for_returns_the_first_truthy_value() -> None:
+    values = iter([0, None, "ready"])
+    assert wait_for(lambda: next(values), 5, interval=0) == "ready"
+
+
+def test_wait_for_names_what_it_waited_for() -> None:
+    with pytest.raises(AssertionError, match=r"waiting for the broker \(last value: 0\)"):
+        wait_for(lambda: 0, 0.01, interval=0, what="the broker")
+
+
+def test_metric_sum_and_metric_by() -> None:
+    samples = metric_samples(METRICS)
+    assert metric_sum(samples, "fpi_iterable_http_requests_total") == 8
+    assert metric_sum(samples, "fpi_iterable_http_requests_total", endpoint="users/bulkUpdate", status="200") == 2
+    assert metric_sum(samples, "fpi_iterable_http_requests") == 0
+    assert metric_by(samples, "fpi_dead_letters_total", "reason") == Counter(anonymous=3, too_large=1)
+    assert metric_by(samples, "fpi_iterable_http_requests_total", "endpoint") == Counter(
+        {"events/trackBulk": 5, "users/bulkUpdate": 3})
