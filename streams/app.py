@@ -53,6 +53,7 @@ from streams.codecs import (
 )
 from streams.errors import Reason, StreamsError
 from streams.identity import resolve, routing_key
+from streams.iterable import Abandoned
 from streams.mapping import apply_event
 from streams.model import QUIET_DROPS, DeadLetter, DropReason, Event, Identity, IterableRequest
 from streams.outbox import Outbox, Partitioner
@@ -161,7 +162,9 @@ def build_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         autodiscover=False,
     )
-    faust_patches.install(app, drain_seconds=settings.drain_seconds)
+    # Records given up at a rebalance or stop must not be sent by this worker any more (issue 17);
+    # the sender is made below, and the hook runs only once the worker is up.
+    faust_patches.install(app, drain_seconds=settings.drain_seconds, on_give_up=lambda: sender.abandon())
     n = settings.topic_partitions
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}
@@ -397,14 +400,26 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.agent(requests_topic, name="send")
     async def send_agent(stream: Any) -> None:
-        """Deliver requests in rounds; frames are acked only once every request in them has an outcome."""
+        """Deliver requests in rounds; frames are acked only once every request in them has an outcome.
+
+        Frames given up at a rebalance or stop (``faust_patches.bound_wait_for_acks`` marks them acked,
+        and we ack a frame only after its last round) are left to the next owner of their partition:
+        their delivery is abandoned, and those still in the take buffer are skipped.
+        """
         async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.send_linger_seconds):
             try:
-                items = [pair for frame in batch for pair in await decoded_items(frame, decode_request)]
+                frames = [frame for frame in batch if not frame.message.acked]
+                items = [pair for frame in frames for pair in await decoded_items(frame, decode_request)]
                 for start in range(0, len(items), settings.send_batch_items):
-                    await deliver_round(items[start:start + settings.send_batch_items])
-                for frame in batch:
-                    await stream.ack(frame)
+                    if any(frame.message.acked for frame in frames):
+                        break  # given up while the previous rounds ran
+                    try:
+                        await deliver_round(items[start:start + settings.send_batch_items])
+                    except Abandoned:
+                        break
+                else:
+                    for frame in frames:
+                        await stream.ack(frame)
             except Exception as exc:
                 _die("send", exc)
 

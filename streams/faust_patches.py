@@ -19,11 +19,12 @@ from mode.services import WaitResults
 log = logging.getLogger(__name__)
 
 
-def install(app: faust.App, *, drain_seconds: float) -> None:
+def install(app: faust.App, *, drain_seconds: float, on_give_up: Callable[[], object] | None = None) -> None:
+    """Patch ``app``; ``on_give_up`` is called whenever ``bound_wait_for_acks`` gives records up."""
     _keep_buffered_messages_on_redundant_resume(app)
     _rewind_uncommitted_partitions_on_seek(app)
     deliver_inline_while_flowing(app.consumer)
-    bound_wait_for_acks(app, app.consumer, drain_seconds)
+    bound_wait_for_acks(app, app.consumer, drain_seconds, on_give_up)
     flush_the_whole_producer_buffer(app.producer.buffer)
 
 
@@ -73,7 +74,8 @@ def flush_the_whole_producer_buffer(buffer: Any) -> None:
     buffer.flush = flush_all
 
 
-def bound_wait_for_acks(app: Any, consumer: Any, drain_seconds: float) -> None:
+def bound_wait_for_acks(app: Any, consumer: Any, drain_seconds: float,
+                        on_give_up: Callable[[], object] | None = None) -> None:
     """Let a worker stop, or give up its partitions in a rebalance, while Iterable is not answering.
 
     On stop and when partitions are revoked, faust waits for every record that an agent has started
@@ -87,7 +89,10 @@ def bound_wait_for_acks(app: Any, consumer: Any, drain_seconds: float) -> None:
     in flight are then given up: they stay uncommitted, so they are processed again by whoever owns
     their partition next (this worker after a restart, or another one), and Iterable keeps each
     event id once. They are also marked as acked, so that the sender finishing them later cannot
-    commit them: by then their partition may be another worker's.
+    commit them: by then their partition may be another worker's. And ``on_give_up`` is called,
+    for the sender to stop delivering them (``Sender.abandon``): a copy of a person's older identify
+    still retrying here once Iterable is back would land after the next owner had delivered that
+    and the newer one, and overwrite the profile with the older fields (issue 17).
     """
     wait_empty: Callable[[], Awaitable[None]] = consumer.wait_empty
     stop_deadline: float | None = None
@@ -104,6 +109,8 @@ def bound_wait_for_acks(app: Any, consumer: Any, drain_seconds: float) -> None:
         # faust's wait ends at its next look at this set (within a second). Cancelling the wait would
         # not: it swallows CancelledError while it waits for an ack.
         unacked.clear()
+        if on_give_up is not None:
+            on_give_up()
 
     async def wait_empty_within_drain() -> None:
         nonlocal stop_deadline

@@ -60,7 +60,13 @@ class SenderService(Service):
         return self._sender is not None and self._sender.paused
 
     async def deliver(self, requests: Sequence[IterableRequest]) -> list[Outcome]:
+        """``Sender.deliver``: raises ``Abandoned`` when ``abandon()`` is called meanwhile."""
         return await self.sender.deliver(requests)
+
+    def abandon(self) -> None:
+        """Stop delivering what is in progress: its records were given up (``Sender.abandon``)."""
+        if self._sender is not None:
+            self._sender.abandon()
 
 
 class DecoderService(Service):

@@ -9,11 +9,12 @@ from streams.iterable.batcher import Batcher, Call, call_body, plan
 from streams.iterable.client import IterableClient, classify, new_http_client
 from streams.iterable.ratelimit import DEFAULT_LIMITS, RateLimiter, TokenBucket
 from streams.iterable.retry import DEFAULT_POLICY, RetryPolicy, next_delay
-from streams.iterable.sender import Outcome, Sender, SenderConfig, SenderStats
+from streams.iterable.sender import Abandoned, Outcome, Sender, SenderConfig, SenderStats
 
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_POLICY",
+    "Abandoned",
     "Batcher",
     "Call",
     "IterableClient",

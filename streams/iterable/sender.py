@@ -16,6 +16,12 @@ Batching front ends (design call):
   rate token of its bulk endpoint is free, so under light load it leaves at once, and under load
   requests pile up while the previous batch is in flight and batches grow (up to 1000 items).
   One batch in flight at a time keeps each person's requests in order.
+
+``abandon()`` ends every delivery in progress at once, with ``Abandoned``: the worker calls it when
+it gives up the records in flight (``streams.faust_patches.bound_wait_for_acks``, at a rebalance or
+a stop during an outage). Those records are delivered again by the next owner of their partition,
+and a copy still retrying here could reach Iterable after that owner's newer update of the same
+person and overwrite it.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ from streams.iterable.retry import DEFAULT_POLICY, RetryPolicy, next_delay
 from streams.metrics import BATCH_SIZE, ITERABLE_RETRIES, SENDER_PAUSED
 from streams.model import DeadLetter, Endpoint, IterableRequest, JSONValue
 
-__all__ = ["Outcome", "Sender", "SenderConfig", "SenderStats"]
+__all__ = ["Abandoned", "Outcome", "Sender", "SenderConfig", "SenderStats"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,15 @@ _EMAIL_CONFLICT = (
     "address. Merge the two by hand: POST /api/users/merge with the current email as sourceEmail and the "
     "new one as destinationEmail (50 requests/s per key)"
 )
+
+
+class Abandoned(Exception):
+    """Raised by ``Sender.deliver`` when ``abandon()`` ended it: none of its requests is sent again.
+
+    Not a ``StreamsError``: nothing is wrong with the requests, so there is nothing to dead-letter.
+    The caller leaves their records uncommitted and unacked; the next owner of their partition
+    delivers them.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +169,8 @@ class SenderStats:
     calls: Counter[str] = field(default_factory=Counter)
     items_sent: Counter[str] = field(default_factory=Counter)
     retries: int = 0
+    abandoned: int = 0
+    """Requests of deliveries ended by ``abandon()``."""
     delivered: int = 0
     dead_letters: int = 0
     pauses: int = 0
@@ -204,6 +221,9 @@ class Sender:
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._deliveries: dict[asyncio.Task[list[Outcome]], int] = {}
+        """Deliveries in progress, with their number of requests."""
+        self._abandoned: set[asyncio.Task[list[Outcome]]] = set()
         SENDER_PAUSED.set(0)
 
     # --- health -----------------------------------------------------------------------------
@@ -249,8 +269,43 @@ class Sender:
         """One ``Outcome`` per request, in order, once each was accepted or dead-lettered.
 
         Blocks (retrying with backoff) while Iterable is unavailable, throttling or the sender is
-        paused. Raises only on programming errors; Iterable's answers become outcomes.
+        paused. Raises ``Abandoned`` when ``abandon()`` is called meanwhile, otherwise only on
+        programming errors; Iterable's answers become outcomes.
         """
+        # A task of its own, so that abandon() can end it wherever it waits (a backoff of up to
+        # max_delay, a rate token, an HTTP call) without cancelling the caller.
+        work = asyncio.get_running_loop().create_task(self._deliver(requests))
+        self._deliveries[work] = len(requests)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if work in self._abandoned and (current is None or not current.cancelling()):
+                self.stats.abandoned += len(requests)
+                raise Abandoned(f"{len(requests)} requests abandoned: their records were given up") from None
+            raise
+        finally:
+            del self._deliveries[work]
+            self._abandoned.discard(work)
+
+    def abandon(self) -> int:
+        """End every delivery in progress: none of their requests is sent again.
+
+        Returns how many requests that left undelivered; each such ``deliver`` raises ``Abandoned``.
+        A call already on the wire cannot be taken back: Iterable may still apply it.
+        """
+        abandoned = 0
+        for work, count in self._deliveries.items():
+            if not work.done() and work not in self._abandoned:
+                self._abandoned.add(work)
+                work.cancel()
+                abandoned += count
+        if abandoned:
+            log.warning("abandoned the delivery of %d requests whose records were given up; the next owner of "
+                        "their partitions delivers them", abandoned)
+        return abandoned
+
+    async def _deliver(self, requests: Sequence[IterableRequest]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(requests)
         cfg = self.config
         for wave in plan(

@@ -205,22 +205,26 @@ async def test_a_stopping_worker_waits_for_acks_only_as_long_as_the_drain(caplog
 
 async def test_a_rebalance_gives_up_in_flight_records_after_each_drain(caplog: pytest.LogCaptureFixture) -> None:
     rig = _AckWaiter(stopping=False)
-    bound_wait_for_acks(rig, rig, drain_seconds=0.2)
+    given_up: list[bool] = []
+    bound_wait_for_acks(rig, rig, drain_seconds=0.2, on_give_up=lambda: given_up.append(rig.in_flight.acked))
     assert 0.15 < await _seconds_to_return(rig) < 2
     assert "giving up partitions in a rebalance with 1 records" in caplog.text and rig.in_flight.acked
+    assert given_up == [True], "the sender is told once the records are marked, to stop delivering them"
     # The next rebalance has a drain of its own.
     rig._unacked_messages.add(_Record())
     assert 0.15 < await _seconds_to_return(rig) < 2
+    assert len(given_up) == 2
 
 
 @pytest.mark.parametrize("stopping", [True, False])
 async def test_a_drain_that_finishes_in_time_gives_nothing_up(stopping: bool, caplog: pytest.LogCaptureFixture) -> None:
     rig = _AckWaiter(stopping=stopping)
-    bound_wait_for_acks(rig, rig, drain_seconds=0.3)
+    given_up: list[None] = []
+    bound_wait_for_acks(rig, rig, drain_seconds=0.3, on_give_up=lambda: given_up.append(None))
     asyncio.get_running_loop().call_later(0.05, rig._unacked_messages.clear)  # the last ack arrives
     assert await _seconds_to_return(rig) < 0.25
     await asyncio.sleep(0.4)  # past the deadline: the timer must be gone
-    assert "still in flight" not in caplog.text and not rig.in_flight.acked
+    assert "still in flight" not in caplog.text and not rig.in_flight.acked and not given_up
 
 
 async def _slow_buffer(seconds_per_record: float) -> tuple[Any, list[str]]:

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 
 from streams.emulator import EmulatorConfig, EmulatorState, create_emulator
 from streams.iterable import RetryPolicy, Sender, SenderConfig, new_http_client
+from streams.iterable.ratelimit import Sleep
 from streams.model import Endpoint, IterableRequest
 
 KEY = "test-key"
@@ -118,13 +119,14 @@ class Rig:
     def counters(self) -> dict[str, Any]:
         return self.state.project.counters.as_json()
 
-    def sender(self, **overrides: Any) -> Sender:
+    def sender(self, *, sleep: Sleep | None = None, **overrides: Any) -> Sender:
+        """A sender of this rig's emulator; ``sleep`` replaces the fake clock's for its waits."""
         policy = overrides.pop(
             "retry",
             RetryPolicy(user_not_visible_delay=2.0, user_not_visible_attempts=3, bad_key_probe_delay=1.0),
         )
         config = SenderConfig(base_url=self.server.url, api_key=SecretStr(KEY), retry=policy, **overrides)
-        return Sender(self.http, config, clock=self.clock, sleep=self.clock.sleep, rand=lambda: 0.5)
+        return Sender(self.http, config, clock=self.clock, sleep=sleep or self.clock.sleep, rand=lambda: 0.5)
 
 
 RigFactory = Callable[..., Awaitable[Rig]]

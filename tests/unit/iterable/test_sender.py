@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from streams.errors import Reason
-from streams.iterable import Outcome, SenderConfig
+from streams.iterable import Abandoned, Outcome, SenderConfig
 from streams.model import Endpoint, IterableRequest, ProjectType
 from tests.unit.iterable.conftest import Rig, RigFactory, identify, track
 
@@ -228,6 +228,77 @@ class TestBadKeyPause:
         sender.resume()
         assert (await sender.deliver([identify("a")]))[0].delivered
         await sender.aclose()
+
+
+class _HeldRetry:
+    """A sender's sleep that holds its next retry until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.waiting = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.waiting.set()
+        await self.released.wait()
+
+
+class TestAbandon:
+    """Issue 17: records given up at a rebalance during an outage must not be sent by their old sender.
+
+    A worker's sender retries a person's older identify while Iterable is down; the rebalance
+    gives the record up (``faust_patches.bound_wait_for_acks``), the partition's next owner delivers
+    the older and then the newer identify once Iterable is back, and only then would the old
+    sender's backoff end. Before ``abandon()`` that last, stale copy overwrote the newer profile.
+    """
+
+    async def test_a_given_up_delivery_never_overwrites_the_next_owners_newer_update(self, rig: Rig) -> None:
+        older, newer = identify("a", plan="free", score=16), identify("a", plan="pro", score=11)
+        rig.state.faults.outage_until = rig.clock.now + 3600
+        held = _HeldRetry()
+        old_owner = rig.sender(sleep=held)
+        stale = asyncio.create_task(old_owner.deliver([older]))
+        await asyncio.wait_for(held.waiting.wait(), 5)  # answered 503, waiting for its retry
+        calls_before = dict(rig.counters["requests"])
+
+        assert old_owner.abandon() == 1  # the records are given up
+        rig.state.faults.outage_until = 0  # Iterable recovers
+        redelivered = await rig.sender().deliver([older, newer])  # by the partition's next owner
+        assert all(o.delivered for o in redelivered)
+        held.released.set()  # the old sender's backoff ends
+
+        with pytest.raises(Abandoned):
+            await asyncio.wait_for(stale, 5)
+        user = rig.state.project.by_email["a@example.com"]
+        assert user.data_fields == {"plan": "pro", "score": 11}
+        assert rig.counters["requests"]["/api/users/bulkUpdate"] == calls_before["/api/users/bulkUpdate"] + 2
+        assert old_owner.stats.abandoned == 1 and old_owner.stats.delivered == 0
+
+    async def test_abandon_ends_a_call_waiting_for_iterable_at_once(self, rig: Rig) -> None:
+        rig.state.faults.latency = 3600.0  # a call on the wire that never comes back
+        sender = rig.sender()
+        waiting = asyncio.create_task(sender.deliver([identify("a"), track("a", "e1")]))
+        while not rig.counters["requests"]:
+            await asyncio.sleep(0.01)
+        assert sender.abandon() == 2
+        with pytest.raises(Abandoned):
+            await asyncio.wait_for(waiting, 5)
+        assert sender.abandon() == 0, "nothing left to abandon"
+
+    async def test_deliveries_started_after_abandon_run_normally(self, rig: Rig) -> None:
+        sender = rig.sender()
+        assert sender.abandon() == 0
+        assert (await sender.deliver([identify("a")]))[0].delivered
+
+    async def test_cancelling_the_caller_still_cancels_the_delivery(self, rig: Rig) -> None:
+        rig.state.faults.outage_until = rig.clock.now + 3600
+        held = _HeldRetry()
+        sender = rig.sender(sleep=held)
+        caller = asyncio.create_task(sender.deliver([identify("a")]))
+        await asyncio.wait_for(held.waiting.wait(), 5)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert sender.abandon() == 0, "the delivery ended with its caller"
 
 
 class TestProjectTypes:
