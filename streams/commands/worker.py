@@ -27,12 +27,14 @@ def worker(loglevel: str, log_format: str) -> None:
     from streams.app import build_app
     from streams.brokers import client_options
     from streams.codecs import load_schemas
+    from streams.faust_compat import check_faust_compatibility
     from streams.logs import logging_config
     from streams.settings import load_settings
     from streams.topics import ensure_topics
     from streams.wiring import build_mapping_config
 
     # Everything that can be wrong with the configuration fails here, before a topic is created.
+    check_faust_compatibility()
     settings = load_settings()
     load_schemas()
     build_mapping_config(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import textwrap
 import tomllib
 from collections.abc import Callable
@@ -158,6 +159,16 @@ class TestGuard:
         assert issubclass(UnsupportedDependencies, ConfigError)
         assert result.output.startswith("error [unsupported_dependencies]: the faust patches")
         assert result.output.count("\n") == 1
+
+    def test_the_worker_refuses_to_start_before_anything_else(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(metadata, "version", lambda name: "9.9")
+        monkeypatch.setenv("FPI_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # never reached: the guard comes first
+        result = CliRunner().invoke(streams.cli.main, ["worker", "--log-format", "json"])
+        assert result.exit_code == 2
+        [line] = result.output.splitlines()
+        record = json.loads(line)
+        assert record["reason"] == "unsupported_dependencies"
+        assert "faust-streaming 9.9 (want 0.15.3)" in record["message"]
 
     def test_pyproject_and_constraints_pin_the_tested_versions(self) -> None:
         dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
