@@ -42,7 +42,7 @@ from streams.identity import resolve, routing_key
 from streams.iterable.batcher import call_body, plan
 from streams.mapping import MappingConfig, apply_event
 from streams.model import Event, IterableRequest
-from streams.wiring import identity_from_bytes, identity_to_bytes, link_from_bytes, link_to_bytes
+from streams.stages import identity_from_bytes, identity_to_bytes, link_from_bytes, link_to_bytes
 
 STAGES = ("decode", "hop", "resolve", "map", "encode", "send-serialize")
 

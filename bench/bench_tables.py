@@ -26,7 +26,7 @@ from typing import Any
 from bench import _harness as h
 from bench.workload import encoded, expected, produce_encoded
 from streams.model import Identity
-from streams.wiring import identity_to_bytes
+from streams.stages import identity_to_bytes
 
 
 def identity_records(count: int, tag: str) -> Iterator[tuple[bytes | None, bytes]]:

@@ -26,15 +26,13 @@ faust before it commits the consumed offsets, so a forwarded event is never comm
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 import weakref
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 from faust.streams import _current_event
@@ -42,40 +40,19 @@ from faust.streams import _current_event
 from streams import faust_patches, metrics
 from streams.codecs import (
     FrameItem,
-    Source,
-    dead_letter_for_undecodable,
-    decode_event_internal,
-    decode_frame,
     decode_request,
-    encode_dead_letter,
-    encode_event_internal,
-    encode_request,
 )
-from streams.errors import Reason, StreamsError
-from streams.identity import resolve, routing_key
 from streams.iterable import Abandoned
-from streams.mapping import apply_event
-from streams.model import QUIET_DROPS, DeadLetter, DropReason, Event, Identity, IterableRequest
+from streams.model import IterableRequest
 from streams.outbox import Outbox, Partitioner
 from streams.services import DecoderService, SenderService
 from streams.settings import Settings
-from streams.wiring import (
-    broker_credentials,
-    build_event_decoder,
-    build_mapping_config,
-    build_sender_config,
-    identity_from_bytes,
-    identity_to_bytes,
-    link_from_bytes,
-    link_to_bytes,
-)
+from streams.stages import AliasTable, ApplyStage, DeadLetterSink, IdentityTable, ResolveStage, RouteStage
+from streams.wiring import broker_credentials, build_event_decoder, build_mapping_config, build_sender_config
 
 __all__ = ["build_app"]
 
 log = logging.getLogger("streams.app")
-
-SOURCE_HEADER = "fpi-source"
-"""Header of a replayed source record naming ``topic:partition:offset`` of the record it copies."""
 
 FRAMES_PER_TAKE = 8
 """Frames an internal stage takes at a time. A frame holds the records of one upstream batch for one
@@ -88,10 +65,6 @@ a stage that cannot keep up (the sender in an Iterable outage) hold 4,096 frames
 ``FPI_MAX_RECORD_BYTES`` each, gigabytes, in memory. This bounds each internal stream to a few takes
 (seen with Iterable down and 200,000 events waiting: RSS levelled off at 252 MB; without the bound it
 rose to 355 MB, peak 384 MB, as the worker went on reading the backlog)."""
-
-_DEAD_LETTER_SAMPLE_BYTES = 65_536
-
-T = TypeVar("T")
 
 
 def _die(where: str, exc: BaseException) -> None:
@@ -111,23 +84,6 @@ def _make_current(event: Any) -> None:
     for each event. ``_current_event`` is faust's own context variable (faust/streams.py).
     """
     _current_event.set(weakref.ref(event))
-
-
-def _source_of(event: Any) -> Source:
-    """Where a source record really comes from: a replayed copy names its original in a header."""
-    headers = event.headers or {}
-    raw = headers.get(SOURCE_HEADER)
-    if raw:
-        topic, partition, offset = raw.decode().rsplit(":", 2)
-        return topic, int(partition), int(offset)
-    message = event.message
-    return message.topic, message.partition, message.offset
-
-
-def _count(series: Any, counts: Counter[str]) -> None:
-    """Add a batch's tallies to a labelled counter: one label lookup per label, not per event."""
-    for label, amount in counts.items():
-        series.labels(label).inc(amount)
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -196,98 +152,22 @@ def build_app(settings: Settings) -> faust.App:
     to_by_person = Outbox(by_person, partition_of, settings.max_record_bytes)
     to_requests = Outbox(requests_topic, partition_of, settings.max_record_bytes)
 
-    async def dead_letter(letter: DeadLetter, key: bytes | None) -> None:
-        metrics.DEAD_LETTERS.labels(letter.reason).inc()
-        log.warning("dead letter %s: %s", letter.reason, letter.detail,
-                    extra={"topic": letter.source_topic, "partition": letter.source_partition,
-                           "offset": letter.source_offset})
-        await dead_letters.send(key=key, value=encode_dead_letter(letter))
-
+    dead_letter = DeadLetterSink(lambda key, value: dead_letters.send(key=key, value=value))
+    route = RouteStage(decoder, dead_letter, to_by_device, settings.max_record_bytes)
+    resolve = ResolveStage(AliasTable(aliases), dead_letter, to_by_person, enter=_make_current)
+    apply = ApplyStage(IdentityTable(identities), mapping_config, dead_letter, to_requests, enter=_make_current)
     batch_items, batch_wait = settings.stage_batch_items, settings.stage_batch_seconds
-
-    async def decode_source(event: Any, counts: Counter[str]) -> Event | None:
-        message = event.message
-        result = await decoder.decode(event.value, topic=message.topic, partition=message.partition,
-                                      offset=message.offset, now=datetime.now(UTC))
-        if isinstance(result, DeadLetter):
-            await dead_letter(result, event.key)
-            return None
-        counts[result.type.value] += 1
-        return result
-
-    async def fits(event: Any, source: Source, value: bytes) -> bool:
-        """False (and a dead letter) for an event too large for the internal topics.
-
-        Forwarding it would fail in the producer and stop the worker on the same record forever.
-        """
-        if len(value) <= settings.max_record_bytes:
-            return True
-        await dead_letter(DeadLetter(
-            reason=Reason.TOO_LARGE.value, failed_at=datetime.now(UTC),
-            detail=f"event of {len(value)} bytes is over FPI_MAX_RECORD_BYTES={settings.max_record_bytes}; "
-                   f"original_bytes holds its first {_DEAD_LETTER_SAMPLE_BYTES} bytes",
-            source_topic=source[0], source_partition=source[1], source_offset=source[2],
-            original_bytes=(event.value or b"")[:_DEAD_LETTER_SAMPLE_BYTES]), event.key)
-        return False
-
-    def resolve_one(decoded: Event, value: bytes, source: Source, drops: Counter[str]) -> None:
-        """Resolve one event against ``aliases``; faust's current event must be on its partition."""
-        device = decoded.anonymous_id.encode() if decoded.anonymous_id else None
-        stored = aliases.get(device) if device else None
-        resolution = resolve(decoded, link_from_bytes(stored) if stored else None)
-        if resolution.new_link is not None and device:
-            aliases[device] = link_to_bytes(resolution.new_link)
-        if resolution.person_key is None:
-            drops[(resolution.drop or DropReason.ANONYMOUS).value] += 1
-            return
-        to_by_person.add(resolution.person_key.encode(), value, source)
 
     # Every stage takes its input in batches and sends its output as frames (one Kafka message per
     # destination partition and batch): faust's per-message cost dominates otherwise.
     # noack_take, not take_events: take_events acks the whole batch in a `finally`, so a batch cut
     # short (the agent cancelled by a shutdown or rebalance mid-body) would be committed unprocessed.
-    # A batch is acked only once handled and its output handed to the producer buffer (`hand_on`):
+    # A batch is acked only once its stage handled it and handed its output to the producer buffer:
     # faust flushes the producer before it commits consumed offsets, so a commit never covers an
     # event whose output is still held in an outbox.
-    async def decode_batch(batch: Sequence[Any], seen: Counter[str]) -> list[tuple[Any, Source, Event, bytes]]:
-        """``(record, source, event, internal value)`` of each source record that decodes and fits."""
-        usable = []
-        for event in batch:
-            source = _source_of(event)
-            decoded = await decode_source(event, seen)
-            if decoded is not None:
-                value = encode_event_internal(decoded)
-                if await fits(event, source, value):
-                    usable.append((event, source, decoded, value))
-        return usable
-
-    async def decoded_items(frame: Any, decode: Callable[[bytes], T]) -> list[tuple[FrameItem, T]]:
-        """Each record of an internal frame with its decoded value.
-
-        What does not decode (another version's format, a foreign producer) becomes a dead letter
-        with its bytes instead of stopping the worker on the same message forever.
-        """
-        message = frame.message
-        try:
-            items = decode_frame(frame.value)
-        except StreamsError as exc:
-            await dead_letter(dead_letter_for_undecodable(frame.value, exc, message.topic, message.partition,
-                                                          message.offset, datetime.now(UTC)), frame.key)
-            return []
-        decoded: list[tuple[FrameItem, T]] = []
-        for item in items:
-            try:
-                decoded.append((item, decode(item.value)))
-            except StreamsError as exc:
-                await dead_letter(dead_letter_for_undecodable(item.value, exc, *item.source, datetime.now(UTC)),
-                                  item.key)
-        return decoded
-
-    async def hand_on(stream: Any, batch: Sequence[Any], outbox: Outbox) -> None:
-        """Send a handled batch's output, then ack the batch (never the other way round)."""
-        outbox.flush()
-        for event in batch:
-            await stream.ack(event)
+    async def ack(stream: Any, batch: Sequence[Any]) -> None:
+        for record in batch:
+            await stream.ack(record)
 
     if settings.source_keyed_by_device:
         @app.agent(sources, name="resolve")
@@ -295,108 +175,40 @@ def build_app(settings: Settings) -> faust.App:
             """Decode source records already keyed by device id and resolve their person."""
             async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
-                    seen: Counter[str] = Counter()
-                    drops: Counter[str] = Counter()
-                    for event, source, decoded, value in await decode_batch(batch, seen):
-                        _make_current(event)
-                        resolve_one(decoded, value, source, drops)
-                    await hand_on(stream, batch, to_by_person)
-                    _count(metrics.EVENTS_IN, seen)
-                    _count(metrics.EVENTS_DROPPED, drops)
+                    resolve.handle_decoded(await route.decode(batch))
+                    await ack(stream, batch)
                 except Exception as exc:
                     _die("resolve", exc)
     else:
         @app.agent(sources, name="route")
-        async def route(stream: Any) -> None:
+        async def route_agent(stream: Any) -> None:
             """Decode source records and re-key them by device / anonymous id."""
             async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
-                    seen: Counter[str] = Counter()
-                    for _, source, decoded, value in await decode_batch(batch, seen):
-                        key = routing_key(decoded)
-                        to_by_device.add(key.encode() if key else None, value, source)
-                    await hand_on(stream, batch, to_by_device)
-                    _count(metrics.EVENTS_IN, seen)
+                    await route.handle(batch)
+                    await ack(stream, batch)
                 except Exception as exc:
                     _die("route", exc)
 
         @app.agent(by_device, name="resolve")
-        async def resolve_internal(stream: Any) -> None:
+        async def resolve_agent(stream: Any) -> None:
             """Attach the person key to each event; drop events of never-identified devices."""
             async for batch in stream.noack_take(FRAMES_PER_TAKE, within=batch_wait):
                 try:
-                    drops: Counter[str] = Counter()
-                    for frame in batch:
-                        _make_current(frame)
-                        for item, decoded in await decoded_items(frame, decode_event_internal):
-                            resolve_one(decoded, item.value, item.source, drops)
-                    await hand_on(stream, batch, to_by_person)
-                    _count(metrics.EVENTS_DROPPED, drops)
+                    await resolve.handle(batch)
+                    await ack(stream, batch)
                 except Exception as exc:
                     _die("resolve", exc)
 
     @app.agent(by_person, name="apply")
     async def apply_agent(stream: Any) -> None:
-        """Run the mapping core per person; emit Iterable requests or dead letters.
-
-        The batch's identity changes reach the ``identities`` table only once its requests are in
-        Kafka. Written earlier, a crash could leave the table ahead of the requests: the redelivered
-        identifies would then look older than the last one applied and be dropped as stale, and the
-        fields only they carried would never reach Iterable.
-        """
+        """Run the mapping core per person; emit Iterable requests or dead letters."""
         async for batch in stream.noack_take(FRAMES_PER_TAKE, within=batch_wait):
             try:
-                drops: Counter[str] = Counter()
-                endpoints: Counter[str] = Counter()
-                changed: dict[bytes, tuple[Identity, Any]] = {}
-                for frame in batch:
-                    _make_current(frame)
-                    for item, decoded in await decoded_items(frame, decode_event_internal):
-                        await apply_one(item, decoded, frame, changed, drops, endpoints)
-                await asyncio.gather(*to_requests.flush())
-                for key, (identity, frame) in changed.items():
-                    _make_current(frame)
-                    identities[key] = identity_to_bytes(identity)
-                for frame in batch:
-                    await stream.ack(frame)
-                _count(metrics.EVENTS_DROPPED, drops)
-                _count(metrics.REQUESTS_OUT, endpoints)
+                await apply.handle(batch)
+                await ack(stream, batch)
             except Exception as exc:
                 _die("apply", exc)
-
-    async def apply_one(item: FrameItem, decoded: Event, frame: Any, changed: dict[bytes, tuple[Identity, Any]],
-                        drops: Counter[str], endpoints: Counter[str]) -> None:
-        """Apply one event; a changed identity goes to ``changed`` (key -> identity, frame), not yet to the table."""
-        key = item.key
-        assert key is not None, "by-person items are keyed by person"
-        if key in changed:
-            identity: Identity | None = changed[key][0]
-        else:
-            stored = identities.get(key)
-            identity = identity_from_bytes(stored) if stored else None
-        now = datetime.now(UTC)
-        topic, partition, offset = item.source
-        try:
-            applied = apply_event(decoded, key.decode(), identity, mapping_config, now)
-        except StreamsError as exc:
-            await dead_letter(DeadLetter(reason=exc.reason.value, detail=str(exc), failed_at=now,
-                                         source_topic=topic, source_partition=partition, source_offset=offset,
-                                         event=decoded), key)
-            return
-        if applied.identity is not None:
-            changed[key] = (applied.identity, frame)
-        decision = applied.decision
-        if decision.drop_reason is not None:
-            drops[decision.drop_reason.value] += 1
-            if decision.drop_reason not in QUIET_DROPS:
-                await dead_letter(DeadLetter(reason=decision.drop_reason.value,
-                                             detail=decision.detail or decision.drop_reason.value,
-                                             failed_at=now, source_topic=topic, source_partition=partition,
-                                             source_offset=offset, event=decoded), key)
-            return
-        for request in decision.requests:
-            endpoints[request.endpoint.value] += 1
-            to_requests.add(key, encode_request(request), item.source)
 
     @app.agent(requests_topic, name="send")
     async def send_agent(stream: Any) -> None:
@@ -409,7 +221,7 @@ def build_app(settings: Settings) -> faust.App:
         async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.send_linger_seconds):
             try:
                 frames = [frame for frame in batch if not frame.message.acked]
-                items = [pair for frame in frames for pair in await decoded_items(frame, decode_request)]
+                items = [pair for frame in frames for pair in await dead_letter.frame_items(frame, decode_request)]
                 for start in range(0, len(items), settings.send_batch_items):
                     if any(frame.message.acked for frame in frames):
                         break  # given up while the previous rounds ran

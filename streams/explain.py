@@ -1,7 +1,7 @@
 """The event tester: run JSON lines of Freshpaint events through resolve and apply, in order.
 
-The same functions the worker's agents call (``normalize``, ``identity.resolve``,
-``mapping.apply_event``), with plain dicts standing in for the ``aliases`` and ``identities``
+The same steps the worker's stages run (``normalize``, then ``steps.resolve_step`` and
+``steps.apply_step``), with plain dicts standing in for the ``aliases`` and ``identities``
 tables, so identity state is carried from line to line. Used by ``explain`` and
 ``replay --dry-run``. Pure: no Faust, Kafka or HTTP.
 """
@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.errors import StreamsError
-from streams.identity import Link, resolve, routing_key
-from streams.mapping import MappingConfig, apply_event
+from streams.identity import Link
+from streams.mapping import MappingConfig
 from streams.model import Decision, Event, Identity
 from streams.normalize import normalize_json_line
+from streams.steps import apply_step, resolve_step
 
 __all__ = ["ExplainState", "decision_record", "explain_event", "explain_lines"]
 
@@ -35,20 +36,11 @@ class ExplainState:
 
 def explain_event(event: Event, config: MappingConfig, state: ExplainState, now: datetime) -> Decision:
     """Run one event through resolve and apply, updating ``state`` like the agents update their tables."""
-    link = state.aliases.get(event.anonymous_id) if event.anonymous_id else None
-    resolution = resolve(event, link)
-    if resolution.new_link is not None and event.anonymous_id is not None:
-        state.aliases[event.anonymous_id] = resolution.new_link
-    if resolution.person_key is None:
-        assert resolution.drop is not None
-        detail = (f"happened before device {routing_key(event)!r} was linked to a person" if link is not None
-                  else f"no person known for device {routing_key(event)!r}")
-        return Decision.drop(resolution.drop, detail)
-    person_key = resolution.person_key
-    applied = apply_event(event, person_key, state.identities.get(person_key), config, now)
-    if applied.identity is not None:
-        state.identities[person_key] = applied.identity
-    return applied.decision
+    resolved = resolve_step(event, state.aliases)
+    if resolved.person_key is None:
+        assert resolved.drop is not None
+        return Decision.drop(resolved.drop, resolved.detail)
+    return apply_step(event, resolved.person_key, state.identities, config, now)
 
 
 def decision_record(message_id: str | None, decision: Decision) -> dict[str, Any]:

@@ -1,20 +1,15 @@
-"""Turns ``Settings`` into the objects the agents use: decoder, mapping config, sender, Kafka
-credentials, and the byte form of table values. The glue between settings and the layers below.
+"""Turns ``Settings`` into the objects the agents use: decoder, mapping config, sender and Kafka
+credentials. The glue between settings and the layers below.
 """
 
 from __future__ import annotations
 
 import ssl
-from datetime import datetime
 from typing import Any
 
-import orjson
-
 from streams.codecs import EventDecoder
-from streams.identity import Link
 from streams.iterable import SenderConfig
 from streams.mapping import MappingConfig
-from streams.model import Identity
 from streams.settings import Settings
 from streams.transforms import Transformations, load_transformations
 
@@ -24,10 +19,6 @@ __all__ = [
     "build_event_decoder",
     "build_mapping_config",
     "build_sender_config",
-    "identity_from_bytes",
-    "identity_to_bytes",
-    "link_from_bytes",
-    "link_to_bytes",
 ]
 
 
@@ -62,55 +53,6 @@ def broker_credentials(settings: Settings) -> Any:
         mechanism=mechanism,
         ssl_context=ssl_context,
     )
-
-
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def identity_to_bytes(identity: Identity) -> bytes:
-    """The ``identities`` table's value: compact JSON, stable field names.
-
-    Copied to its own size: orjson's bytes keep the 4 KB buffer they were written into, and
-    the memory:// table holds every value it is given (1,000,000 identities: 4 GB instead of 0.2).
-    """
-    return bytes(memoryview(orjson.dumps({
-        "person_key": identity.person_key,
-        "user_id": identity.user_id,
-        "email": identity.email,
-        "first_identified_at": _time(identity.first_identified_at),
-        "last_identified_at": _time(identity.last_identified_at),
-    })))
-
-
-def identity_from_bytes(data: bytes) -> Identity:
-    fields = orjson.loads(data)
-    first = fields.get("first_identified_at")
-    last = fields.get("last_identified_at")
-    return Identity(
-        person_key=fields["person_key"],
-        user_id=fields.get("user_id"),
-        email=fields.get("email"),
-        first_identified_at=datetime.fromisoformat(first) if first else None,
-        last_identified_at=datetime.fromisoformat(last) if last else None,
-    )
-
-
-_LINK_VERSION = b"\x01"
-
-
-def link_to_bytes(link: Link) -> bytes:
-    """The ``aliases`` table's value: a version byte, then ``[person key, since]`` as JSON."""
-    since = link.since.isoformat() if link.since is not None else None
-    return _LINK_VERSION + orjson.dumps([link.person_key, since])
-
-
-def link_from_bytes(data: bytes) -> Link:
-    """Read a stored link; a value without the version byte is a bare person key (older versions)."""
-    if data[:1] != _LINK_VERSION:
-        return Link(data.decode())
-    person_key, since = orjson.loads(data[1:])
-    return Link(person_key, datetime.fromisoformat(since) if since else None)
 
 
 def build_mapping_config(settings: Settings) -> MappingConfig:

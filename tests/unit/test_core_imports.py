@@ -28,6 +28,7 @@ CORE = sorted(
         STREAMS / "identity.py",
         STREAMS / "transforms.py",
         STREAMS / "explain.py",
+        STREAMS / "steps.py",
         *(STREAMS / "mapping").glob("*.py"),
     ]
 )
@@ -38,6 +39,7 @@ ALLOWED_INTERNAL = {
     "streams.identity",
     "streams.transforms",
     "streams.mapping",
+    "streams.steps",
 }
 FORBIDDEN = {"faust", "aiokafka", "aiohttp", "httpx", "fastavro", "pydantic", "pydantic_settings", "mode", "orjson"}
 

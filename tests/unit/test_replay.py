@@ -9,7 +9,6 @@ import pytest
 from streams.model import EventType
 from streams.replay import (
     DEFAULT_REPLAY_RATE,
-    REPLAY_SOURCE_HEADER,
     EventFilter,
     Pacer,
     PartitionRange,
@@ -142,9 +141,3 @@ def test_default_rate_leaves_live_traffic_half_of_the_bulk_event_ceiling() -> No
 
     event_ceiling = DEFAULT_RATE_LIMITS["/api/events/trackBulk"] * 1000
     assert event_ceiling / 2 >= DEFAULT_REPLAY_RATE
-
-
-def test_replay_header_is_the_pipelines_source_header() -> None:
-    from streams.app import SOURCE_HEADER
-
-    assert REPLAY_SOURCE_HEADER == SOURCE_HEADER

@@ -1,0 +1,43 @@
+"""The worker's stages, each a unit with one ``handle(batch)`` that a faust agent calls:
+
+``RouteStage`` (decode, re-key by device) -> ``ResolveStage`` (table ``aliases``) -> ``ApplyStage``
+(table ``identities``, the mapping core) -> the send agent, with one ``DeadLetterSink`` for what will
+not be sent. A stage knows nothing of faust: it reads records through small protocols, writes its
+tables through typed wrappers (``AliasTable``, ``IdentityTable``, the byte formats inside) and its
+output through outboxes, so it runs in a test with dicts and in-memory sinks, no broker.
+"""
+
+from ._apply import ApplyStage
+from ._dead_letters import DeadLetterSink, SendRecord
+from ._records import Coordinates, EnterRecord, InputRecord, nothing_to_enter
+from ._resolve import ResolveStage
+from ._route import Decoded, RouteStage, SourceDecoder, source_of
+from ._tables import (
+    AliasTable,
+    IdentityTable,
+    identity_from_bytes,
+    identity_to_bytes,
+    link_from_bytes,
+    link_to_bytes,
+)
+
+__all__ = [
+    "AliasTable",
+    "ApplyStage",
+    "Coordinates",
+    "DeadLetterSink",
+    "Decoded",
+    "EnterRecord",
+    "IdentityTable",
+    "InputRecord",
+    "ResolveStage",
+    "RouteStage",
+    "SendRecord",
+    "SourceDecoder",
+    "identity_from_bytes",
+    "identity_to_bytes",
+    "link_from_bytes",
+    "link_to_bytes",
+    "nothing_to_enter",
+    "source_of",
+]

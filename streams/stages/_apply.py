@@ -1,0 +1,90 @@
+"""Stage "apply": the mapping core decides each event's Iterable requests, over the ``identities`` table."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from streams import metrics
+from streams.codecs import decode_event_internal, encode_request
+from streams.errors import StreamsError
+from streams.mapping import MappingConfig
+from streams.model import QUIET_DROPS, Identity
+from streams.outbox import Outbox
+from streams.steps import apply_step
+
+from ._dead_letters import DeadLetterSink
+from ._records import EnterRecord, InputRecord, nothing_to_enter
+from ._tables import IdentityTable
+
+__all__ = ["ApplyStage"]
+
+
+class _HeldIdentities:
+    """The ``identities`` table as one batch sees it: its changes are held, with the frame each came
+    from, until the batch's requests are in Kafka."""
+
+    def __init__(self, table: IdentityTable) -> None:
+        self.table = table
+        self.changed: dict[str, tuple[Identity, Any]] = {}
+        self.frame: Any = None
+
+    def get(self, person_key: str, /) -> Identity | None:
+        held = self.changed.get(person_key)
+        return held[0] if held is not None else self.table.get(person_key)
+
+    def __setitem__(self, person_key: str, identity: Identity, /) -> None:
+        self.changed[person_key] = (identity, self.frame)
+
+
+class ApplyStage:
+    """Maps the events of one person partition to Iterable requests (or drops with a reason) and
+    hands the requests on to the partition of their person.
+
+    A batch's identity changes reach the ``identities`` table only once its requests are in Kafka.
+    Written earlier, a crash could leave the table ahead of the requests: the redelivered identifies
+    would then look older than the last one applied and be dropped as stale, and the fields only
+    they carried would never reach Iterable.
+    """
+
+    def __init__(self, identities: IdentityTable, config: MappingConfig, dead_letters: DeadLetterSink,
+                 to_send: Outbox, enter: EnterRecord = nothing_to_enter) -> None:
+        self.identities = identities
+        self.config = config
+        self.dead_letters = dead_letters
+        self.to_send = to_send
+        self.enter = enter
+
+    async def handle(self, frames: Sequence[InputRecord]) -> None:
+        """Apply a batch of by-person frames; returns once its requests are in Kafka and the table written."""
+        drops: Counter[str] = Counter()
+        endpoints: Counter[str] = Counter()
+        held = _HeldIdentities(self.identities)
+        for frame in frames:
+            self.enter(frame)
+            held.frame = frame
+            for item, event in await self.dead_letters.frame_items(frame, decode_event_internal):
+                assert item.key is not None, "by-person items are keyed by person"
+                try:
+                    decision = apply_step(event, item.key.decode(), held, self.config, datetime.now(UTC))
+                except StreamsError as exc:
+                    await self.dead_letters.for_event(exc, event, item)
+                    continue
+                if decision.drop_reason is not None:
+                    drops[decision.drop_reason.value] += 1
+                    if decision.drop_reason not in QUIET_DROPS:
+                        reason = decision.drop_reason.value
+                        await self.dead_letters.for_event((reason, decision.detail or reason), event, item)
+                    continue
+                for request in decision.requests:
+                    endpoints[request.endpoint.value] += 1
+                    self.to_send.add(item.key, encode_request(request), item.source)
+        await asyncio.gather(*self.to_send.flush())
+        for person_key, (identity, frame) in held.changed.items():
+            self.enter(frame)
+            self.identities[person_key] = identity
+        metrics.add_counts(metrics.EVENTS_DROPPED, drops)
+        metrics.add_counts(metrics.REQUESTS_OUT, endpoints)

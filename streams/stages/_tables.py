@@ -1,0 +1,94 @@
+"""The stages' two tables as typed mappings, with their byte formats inside.
+
+faust keeps both tables as bytes -> bytes (the raw codec reaches the stores and changelog recovery,
+where a faust Schema does not); these wrappers are the only code that knows the formats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from datetime import datetime
+
+import orjson
+
+from streams.identity import Link
+from streams.model import Identity
+
+__all__ = ["AliasTable", "IdentityTable", "identity_from_bytes", "identity_to_bytes", "link_from_bytes",
+           "link_to_bytes"]
+
+_LINK_VERSION = b"\x01"
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def identity_to_bytes(identity: Identity) -> bytes:
+    """The ``identities`` table's value: compact JSON, stable field names.
+
+    Copied to its own size: orjson's bytes keep the 4 KB buffer they were written into, and
+    the memory:// table holds every value it is given (1,000,000 identities: 4 GB instead of 0.2).
+    """
+    return bytes(memoryview(orjson.dumps({
+        "person_key": identity.person_key,
+        "user_id": identity.user_id,
+        "email": identity.email,
+        "first_identified_at": _time(identity.first_identified_at),
+        "last_identified_at": _time(identity.last_identified_at),
+    })))
+
+
+def identity_from_bytes(data: bytes) -> Identity:
+    fields = orjson.loads(data)
+    first = fields.get("first_identified_at")
+    last = fields.get("last_identified_at")
+    return Identity(
+        person_key=fields["person_key"],
+        user_id=fields.get("user_id"),
+        email=fields.get("email"),
+        first_identified_at=datetime.fromisoformat(first) if first else None,
+        last_identified_at=datetime.fromisoformat(last) if last else None,
+    )
+
+
+def link_to_bytes(link: Link) -> bytes:
+    """The ``aliases`` table's value: a version byte, then ``[person key, since]`` as JSON."""
+    since = link.since.isoformat() if link.since is not None else None
+    return _LINK_VERSION + orjson.dumps([link.person_key, since])
+
+
+def link_from_bytes(data: bytes) -> Link:
+    """Read a stored link; a value without the version byte is a bare person key (older versions)."""
+    if data[:1] != _LINK_VERSION:
+        return Link(data.decode())
+    person_key, since = orjson.loads(data[1:])
+    return Link(person_key, datetime.fromisoformat(since) if since else None)
+
+
+class AliasTable:
+    """``aliases``: device (anonymous id) -> ``Link`` to a person."""
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        self.table = table
+
+    def get(self, device: str, /) -> Link | None:
+        stored = self.table.get(device.encode())
+        return link_from_bytes(stored) if stored else None
+
+    def __setitem__(self, device: str, link: Link, /) -> None:
+        self.table[device.encode()] = link_to_bytes(link)
+
+
+class IdentityTable:
+    """``identities``: person key -> ``Identity``."""
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        self.table = table
+
+    def get(self, person_key: str, /) -> Identity | None:
+        stored = self.table.get(person_key.encode())
+        return identity_from_bytes(stored) if stored else None
+
+    def __setitem__(self, person_key: str, identity: Identity, /) -> None:
+        self.table[person_key.encode()] = identity_to_bytes(identity)
