@@ -36,7 +36,11 @@ from referencing import Registry, Resource
 __all__ = ["Problems", "main"]
 
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod"}
-SECRET_SETTINGS = {"FPI_ITERABLE_API_KEY", "FPI_KAFKA_SASL_PASSWORD"}
+SECRET_SETTINGS = {"FPI_ITERABLE_API_KEY", "FPI_KAFKA_SASL_PASSWORD", "FPI_SCHEMA_REGISTRY_PASSWORD",
+                   "FPI_SCHEMA_REGISTRY_USER_INFO", "FPI_SCHEMA_REGISTRY_TOKEN"}
+FILE_SETTINGS = ("FPI_KAFKA_SSL_CAFILE", "FPI_KAFKA_SSL_CERTFILE", "FPI_KAFKA_SSL_KEYFILE",
+                 "FPI_SCHEMA_REGISTRY_CAFILE", "FPI_TRANSFORMATIONS_FILE")
+SCRAPE_ANNOTATION = "prometheus.io/scrape"
 GRAFANA_VARS = re.compile(r"\$__(rate_interval|interval|range)|\$\{__(rate_interval|interval|range)\}")
 OTHER_VARS = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
 
@@ -185,6 +189,9 @@ def _pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
 def check_policies(path: Path, docs: list[dict[str, Any]], problems: Problems) -> None:
     """Our own rules on top of the schemas."""
     partitions: int | None = None
+    files = {name: value for doc in docs if doc.get("kind") == "ConfigMap"
+             for name, value in (doc.get("data") or {}).items() if name in FILE_SETTINGS and value}
+    monitors = [_name(doc) for doc in docs if doc.get("kind") == "ServiceMonitor"]
     for doc in docs:
         where = f"{path} {_name(doc)}"
         if doc.get("kind") == "ConfigMap":
@@ -197,6 +204,11 @@ def check_policies(path: Path, docs: list[dict[str, Any]], problems: Problems) -
         pod = _pod_spec(doc)
         if pod is None:
             continue
+        annotations = ((((doc.get("spec") or {}).get("template") or {}).get("metadata") or {})
+                       .get("annotations") or {})
+        if monitors and annotations.get(SCRAPE_ANNOTATION) == "true":
+            problems.add(where, f"scraped twice: {SCRAPE_ANNOTATION} annotation and {monitors[0]} (every "
+                                "series doubles); keep one scrape path")
         pod_sc = pod.get("securityContext") or {}
         if (pod_sc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
             problems.add(where, "pod securityContext.seccompProfile.type must be RuntimeDefault")
@@ -219,11 +231,21 @@ def check_policies(path: Path, docs: list[dict[str, Any]], problems: Problems) -
                 if env.get("name") in SECRET_SETTINGS and "value" in env:
                     problems.add(cwhere, f"{env['name']} must come from a Secret (valueFrom.secretKeyRef)")
             if container.get("name") == "worker":
+                mounts = [m.get("mountPath", "") for m in container.get("volumeMounts") or []]
+                for name, value in sorted(files.items()):
+                    if not any(value.startswith(mount.rstrip("/") + "/") for mount in mounts):
+                        problems.add(cwhere, f"{name}={value} is on no volume mounted in the worker "
+                                             "(mount the Secret or ConfigMap that holds it)")
                 probes = {p: ((container.get(p) or {}).get("httpGet") or {}).get("path")
                           for p in ("livenessProbe", "readinessProbe")}
                 if probes != {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}:
                     problems.add(cwhere, f"worker probes must be /healthz (liveness) and /readyz "
                                          f"(readiness), found {probes}")
+    settings = {k: str(v) for doc in docs if doc.get("kind") == "ConfigMap"
+                and str((doc.get("metadata") or {}).get("name", "")).startswith("freshpaint-iterable-settings")
+                for k, v in (doc.get("data") or {}).items()}
+    if settings:
+        check_kafka_wiring(path, docs, settings, problems)
     if partitions is None:
         return
     for doc in docs:
@@ -233,6 +255,58 @@ def check_policies(path: Path, docs: list[dict[str, Any]], problems: Problems) -
         if bound is not None and bound != partitions:
             problems.add(f"{path} {_name(doc)}", f"max replicas {bound} != FPI_TOPIC_PARTITIONS "
                                                  f"{partitions} (workers beyond the partitions stay idle)")
+
+
+KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+
+
+def _url_port(url: str) -> int | None:
+    match = re.match(r"(https?)://(?:[^@/]*@)?[^:/]+(?::(\d+))?", url)
+    if not match:
+        return None
+    return int(match.group(2)) if match.group(2) else (443 if match.group(1) == "https" else 80)
+
+
+def check_kafka_wiring(path: Path, docs: list[dict[str, Any]], settings: dict[str, str],
+                       problems: Problems) -> None:
+    """The settings, the NetworkPolicy and KEDA's trigger describe the same Kafka and registry."""
+    bootstrap = settings.get("FPI_KAFKA_BOOTSTRAP", "")
+    protocol = settings.get("FPI_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    wanted_ports = {int(entry.rpartition(":")[2]) for entry in bootstrap.split(",")
+                    if entry.rpartition(":")[2].isdigit()}
+    registry_port = _url_port(settings.get("FPI_SCHEMA_REGISTRY_URL", ""))
+    if registry_port is not None:
+        wanted_ports.add(registry_port)
+    for doc in docs:
+        where = f"{path} {_name(doc)}"
+        spec = doc.get("spec") or {}
+        if doc.get("kind") == "NetworkPolicy" and "Egress" in (spec.get("policyTypes") or []):
+            allowed = {port.get("port") for rule in spec.get("egress") or [] for port in rule.get("ports") or []}
+            for port in sorted(wanted_ports - allowed):
+                problems.add(where, f"no egress rule allows port {port} (FPI_KAFKA_BOOTSTRAP / "
+                                    "FPI_SCHEMA_REGISTRY_URL): the worker could not connect")
+        if doc.get("kind") == "ScaledObject":
+            for trigger in spec.get("triggers") or []:
+                if trigger.get("type") != "kafka":
+                    continue
+                meta = trigger.get("metadata") or {}
+                if meta.get("bootstrapServers") != bootstrap:
+                    problems.add(where, f"KEDA bootstrapServers {meta.get('bootstrapServers')!r} is not "
+                                        f"FPI_KAFKA_BOOTSTRAP {bootstrap!r}")
+                tls = "enable" if protocol in ("SSL", "SASL_SSL") else "disable"
+                if meta.get("tls", "disable") != tls:
+                    problems.add(where, f"KEDA tls {meta.get('tls')!r} does not fit "
+                                        f"FPI_KAFKA_SECURITY_PROTOCOL={protocol} (want {tls})")
+                sasl = (KEDA_SASL.get(settings.get("FPI_KAFKA_SASL_MECHANISM", "PLAIN"), "?")
+                        if protocol.startswith("SASL") else "none")
+                if meta.get("sasl", "none") != sasl:
+                    problems.add(where, f"KEDA sasl {meta.get('sasl')!r} does not fit the worker's "
+                                        f"FPI_KAFKA_SASL_MECHANISM (want {sasl})")
+        if doc.get("kind") == "TriggerAuthentication":
+            has_ca = any(ref.get("parameter") == "ca" for ref in spec.get("secretTargetRef") or [])
+            if has_ca != bool(settings.get("FPI_KAFKA_SSL_CAFILE")):
+                problems.add(where, "KEDA's ca and FPI_KAFKA_SSL_CAFILE disagree: trust the same CA bundle as "
+                                    "the worker (both set, or both unset for a public CA)")
 
 
 # --- Compose ---------------------------------------------------------------------------------

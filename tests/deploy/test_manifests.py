@@ -53,6 +53,8 @@ class TestRepositoryFiles:
         assert "validate: all valid" in result.stdout
         for overlay in ("dev", "prod", "prod-hpa"):
             assert f"kustomize build k8s/overlays/{overlay}: ok" in result.stderr
+        for provider in ("confluent-cloud", "msk-scram", "strimzi", "aiven"):
+            assert f"kustomize build prod+kafka-{provider}: ok" in result.stderr
         assert "docker-compose.yml" in result.stdout
 
     @pytest.mark.parametrize(("overlay", "kinds"), [
@@ -95,6 +97,21 @@ BROKEN = {
     "missing resource file": (
         "k8s/overlays/dev/kustomization.yaml", "  - emulator.yaml", "  - emulator.yaml\n  - missing.yaml",
         "kustomize build failed"),
+    "two scrape paths (annotations and a ServiceMonitor)": (
+        "k8s/overlays/prod/kustomization.yaml", "  - ../../monitoring\n",
+        "  - ../../monitoring\n  - ../../components/scrape-annotations\n", "scraped twice"),
+    "CA bundle on no mounted volume": (
+        "k8s/components/worker/pod-template.yaml", "mountPath: /etc/freshpaint-iterable-ca",
+        "mountPath: /etc/kafka-ca", "FPI_KAFKA_SSL_CAFILE=/etc/freshpaint-iterable-ca/ca.crt is on no volume"),
+    "KEDA trigger with another SASL mechanism than the worker": (
+        "k8s/overlays/prod/scaledobject.yaml", "sasl: scram_sha512", "sasl: scram_sha256",
+        "KEDA sasl 'scram_sha256' does not fit"),
+    "KEDA without the worker's CA": (
+        "k8s/overlays/prod/scaledobject.yaml", "    - parameter: ca\n", "    - parameter: cert\n",
+        "KEDA's ca and FPI_KAFKA_SSL_CAFILE disagree"),
+    "egress blocks the brokers' port": (
+        "k8s/base/networkpolicy.yaml", "          port: 9093", "          port: 9094",
+        "no egress rule allows port 9093"),
     "PrometheusRule with an unknown field": (
         "k8s/monitoring/prometheusrule.yaml", "      interval: 30s", "      intervall: 30s",
         "PrometheusRule/freshpaint-iterable"),
