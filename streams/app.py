@@ -141,7 +141,7 @@ def build_app(settings: Settings) -> faust.App:
     aliases = app.Table("aliases", partitions=n, key_type=bytes, value_type=bytes)
     identities = app.Table("identities", partitions=n, key_type=bytes, value_type=bytes)
 
-    decoder = DecoderService(build_event_decoder(settings), settings.schema_registry_url, loop=app.loop)
+    decoder = DecoderService(build_event_decoder(settings), settings, loop=app.loop)
     sender = SenderService(build_sender_config(settings),
                            verify_tls=not settings.iterable_insecure_skip_tls_verify, loop=app.loop)
     app.add_dependency(decoder)

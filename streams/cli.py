@@ -33,6 +33,7 @@ _COMMANDS: dict[str, str] = {
     "explain": "streams.commands.explain:explain",
     "produce": "streams.commands.produce:produce",
     "replay": "streams.commands.replay:replay",
+    "topics": "streams.commands.topics:topics",
     "worker": "streams.commands.worker:worker",
 }
 

@@ -1,5 +1,5 @@
 """Long-lived resources of the worker as mode services, started and stopped with the Faust app:
-the Iterable sender (with its aiohttp session) and the source decoder (with its httpx registry client).
+the Iterable sender (with its aiohttp session) and the source decoder (with its schema registry client).
 Shell layer: imports mode (faust's service library) and httpx, and is imported only by ``app``.
 """
 
@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
-import httpx
 from mode import Service
 
 from streams.codecs import EventDecoder, SchemaRegistryClient, SourceCodec
 from streams.errors import RegistryUnavailable
 from streams.iterable import Outcome, Sender, SenderConfig, new_http_client
 from streams.model import DeadLetter, Event, IterableRequest
+from streams.settings import Settings
 
 __all__ = ["DecoderService", "SenderService"]
 
@@ -74,21 +74,21 @@ class DecoderService(Service):
 
     registry_retry_seconds = 5.0
 
-    def __init__(self, decoder: EventDecoder, registry_url: str | None, **kwargs: Any) -> None:
+    def __init__(self, decoder: EventDecoder, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.decoder = decoder
-        self.registry_url = registry_url
-        self._http: httpx.AsyncClient | None = None
+        self.settings = settings
+        self._registry: SchemaRegistryClient | None = None
         self.codec = SourceCodec(decoder)
 
     async def on_start(self) -> None:
-        if self.registry_url:
-            self._http = httpx.AsyncClient(timeout=10.0)
-            self.codec = SourceCodec(self.decoder, SchemaRegistryClient(self._http, self.registry_url))
+        if self.settings.schema_registry_url:
+            self._registry = SchemaRegistryClient.connect(self.settings)
+            self.codec = SourceCodec(self.decoder, self._registry)
 
     async def on_stop(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        if self._registry is not None:
+            await self._registry.aclose()
 
     async def decode(self, raw: bytes | None, *, topic: str, partition: int, offset: int,
                      now: Any) -> Event | DeadLetter:

@@ -25,7 +25,10 @@ from streams.model import ProjectType
 __all__ = ["ITERABLE_BASE_URLS", "Settings", "load_settings", "redact_url"]
 
 STORE_SCHEMES = ("memory", "rocksdb")
-_SECRETS = frozenset({"iterable_api_key", "kafka_sasl_password"})
+_SECRETS = frozenset({"iterable_api_key", "kafka_sasl_password", "schema_registry_password",
+                      "schema_registry_user_info", "schema_registry_token"})
+_OPTIONAL = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "schema_registry_cafile",
+             "schema_registry_username", "transformations_file", "avro_dir")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 ITERABLE_BASE_URLS = {
@@ -99,6 +102,16 @@ class Settings(BaseSettings):
     """FPI_AVRO_FORMAT: Confluent wire format (magic byte, schema id) or schemaless Avro."""
     schema_registry_url: str | None = None
     """FPI_SCHEMA_REGISTRY_URL: Confluent-compatible registry; without it the bundled schemas are used."""
+    schema_registry_username: str | None = None
+    """FPI_SCHEMA_REGISTRY_USERNAME: basic auth user (with FPI_SCHEMA_REGISTRY_PASSWORD), e.g. an API key."""
+    schema_registry_password: SecretStr | None = None
+    """FPI_SCHEMA_REGISTRY_PASSWORD: basic auth password, e.g. an API secret."""
+    schema_registry_user_info: SecretStr | None = None
+    """FPI_SCHEMA_REGISTRY_USER_INFO: ``user:password`` in one value, as Confluent clients' basic.auth.user.info."""
+    schema_registry_token: SecretStr | None = None
+    """FPI_SCHEMA_REGISTRY_TOKEN: bearer token (``Authorization: Bearer``), instead of basic auth."""
+    schema_registry_cafile: Path | None = None
+    """FPI_SCHEMA_REGISTRY_CAFILE: CA bundle to verify an https registry (default: the system's CAs)."""
     avro_dir: Path | None = None
     """FPI_AVRO_DIR: folder of the ``.avsc`` schemas; default the ones bundled with the package (read by
     ``streams.codecs`` straight from the environment, so it also applies before settings load)."""
@@ -153,10 +166,16 @@ class Settings(BaseSettings):
     transformations_file: Path | None = None
     """FPI_TRANSFORMATIONS_FILE: TOML file of event transformation rules."""
 
-    @field_validator("iterable_api_key", "kafka_sasl_password", mode="before")
+    @field_validator(*_SECRETS, *_OPTIONAL, mode="before")
     @classmethod
-    def _empty_secret_is_none(cls, value: Any) -> Any:
+    def _empty_is_none(cls, value: Any) -> Any:
+        # A variable set to "" (a ConfigMap key left blank) means unset, not the current directory.
         return None if value == "" else value
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The configured secrets' values, for the log filter that keeps them out of every record."""
+        values = (getattr(self, name) for name in sorted(_SECRETS))
+        return tuple(value.get_secret_value() for value in values if value is not None and value.get_secret_value())
 
     @classmethod
     def load(cls, **values: Any) -> Settings:
@@ -179,7 +198,7 @@ class Settings(BaseSettings):
         """What makes these settings unusable although every value has the right type: an unsupported
         FPI_STORE, an invalid URL or bootstrap list, incomplete SASL settings, a TLS file that is missing
         or unreadable. One line each, naming the variable and the fix; empty when all is well."""
-        found = [*self._store_problems(), *self._url_problems()]
+        found = [*self._store_problems(), *self._url_problems(), *self._registry_problems()]
         protocol = self.kafka_security_protocol
         if protocol.startswith("SASL"):
             missing = [f"FPI_KAFKA_SASL_{name.upper()}" for name in ("username", "password")
@@ -213,17 +232,28 @@ class Settings(BaseSettings):
                          "broker-1:9092,broker-2:9092")
         return found
 
+    def _registry_problems(self) -> list[str]:
+        found = []
+        basic = self.schema_registry_username is not None or self.schema_registry_password is not None
+        if basic and (self.schema_registry_username is None or self.schema_registry_password is None):
+            found.append("FPI_SCHEMA_REGISTRY_USERNAME and FPI_SCHEMA_REGISTRY_PASSWORD go together: set both "
+                         "(the password from a secret), or neither")
+        user_info = self.schema_registry_user_info
+        if user_info is not None and ":" not in user_info.get_secret_value():
+            found.append("FPI_SCHEMA_REGISTRY_USER_INFO is not user:password: give both, separated by a colon")
+        given = [name for name, on in (("FPI_SCHEMA_REGISTRY_USERNAME/PASSWORD", basic),
+                                       ("FPI_SCHEMA_REGISTRY_USER_INFO", user_info is not None),
+                                       ("FPI_SCHEMA_REGISTRY_TOKEN", self.schema_registry_token is not None)) if on]
+        if len(given) > 1:
+            found.append(f"{' and '.join(given)} are both set: the registry takes one kind of credentials; "
+                         "keep one")
+        found.extend(_file_problems("FPI_SCHEMA_REGISTRY_CAFILE", self.schema_registry_cafile))
+        return found
+
     def _tls_problems(self) -> list[str]:
         found = []
         for name in ("cafile", "certfile", "keyfile"):
-            path = getattr(self, f"kafka_ssl_{name}")
-            variable = f"FPI_KAFKA_SSL_{name.upper()}"
-            if path is None:
-                continue
-            if not path.is_file():
-                found.append(f"{variable}={path}: no such file; mount it there or correct the path")
-            elif not os.access(path, os.R_OK):
-                found.append(f"{variable}={path}: not readable by this user; fix its permissions")
+            found.extend(_file_problems(f"FPI_KAFKA_SSL_{name.upper()}", getattr(self, f"kafka_ssl_{name}")))
         if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
             found.append("FPI_KAFKA_SSL_KEYFILE is set without FPI_KAFKA_SSL_CERTFILE: set both for mutual TLS")
         return found
@@ -255,6 +285,16 @@ def load_settings(**values: Any) -> Settings:
     if found:
         raise ConfigError("; ".join(found))
     return settings
+
+
+def _file_problems(variable: str, path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    if not path.is_file():
+        return [f"{variable}={path}: no such file; mount it there or correct the path"]
+    if not os.access(path, os.R_OK):
+        return [f"{variable}={path}: not readable by this user; fix its permissions"]
+    return []
 
 
 def redact_url(text: str) -> str:

@@ -19,6 +19,15 @@
 #   KAFKA_STOP_TIMEOUT=30      seconds between SIGTERM and SIGKILL
 #   KAFKA_HEAP_OPTS="-Xms256m -Xmx1g"
 #   MVN=mvn, JAVA=java (or JAVA_HOME)
+#
+# Secure mode (KAFKA_SECURE=1; the default, plain mode is unchanged): beside the PLAINTEXT listener
+# on KAFKA_PORT (inter-broker, as a cluster's private network would be) the broker listens with
+#   SASL_SSL on KAFKA_SASL_SSL_PORT (default KAFKA_PORT+2): TLS, then SCRAM-SHA-256 or SCRAM-SHA-512
+#   SSL      on KAFKA_SSL_PORT      (default KAFKA_PORT+3): mutual TLS, a client certificate required
+# `start` makes a CA, the broker's certificate (127.0.0.1, localhost) and a client certificate with
+# openssl in $KAFKA_RUN_DIR/tls/ (ca.pem, client.pem, client-key.pem), and creates the SCRAM users
+# of KAFKA_SCRAM_USERS ("name:password name2:password2", default "fpi:fpi-secret"), both mechanisms,
+# with Kafka's own storage tool (format --add-scram).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,6 +41,11 @@ libs_dir="${KAFKA_LIBS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/freshpaint-iterable/
 start_timeout="${KAFKA_START_TIMEOUT:-120}"
 stop_timeout="${KAFKA_STOP_TIMEOUT:-30}"
 heap_opts="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
+secure="${KAFKA_SECURE:-0}"
+sasl_ssl_port="${KAFKA_SASL_SSL_PORT:-$((port + 2))}"
+ssl_port="${KAFKA_SSL_PORT:-$((port + 3))}"
+scram_users="${KAFKA_SCRAM_USERS:-fpi:fpi-secret}"
+tls_dir="$run_dir/tls"
 mvn="${MVN:-mvn}"
 if [[ -n "${JAVA:-}" ]]; then java="$JAVA"
 elif [[ -n "${JAVA_HOME:-}" ]]; then java="$JAVA_HOME/bin/java"
@@ -79,6 +93,39 @@ fetch() {
   mv "$libs_dir.tmp" "$libs_dir"
 }
 
+write_tls() {  # a private CA, the broker's PKCS12 keystore, and a client certificate for mutual TLS
+  command -v openssl >/dev/null || die "openssl not found (secure mode makes its certificates with it)"
+  rm -rf "$tls_dir"
+  mkdir -p "$tls_dir"
+  (
+    cd "$tls_dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=freshpaint-iterable test CA" \
+      -keyout ca-key.pem -out ca.pem
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >broker.ext
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout broker-key.pem -out broker.csr
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 30 \
+      -extfile broker.ext -out broker.pem
+    openssl pkcs12 -export -in broker.pem -inkey broker-key.pem -name broker \
+      -passout pass:broker-store -out broker.p12
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=fpi-client" -keyout client-key.pem -out client.csr
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 30 \
+      -extfile client.ext -out client.pem
+    rm -f ./*.csr ./*.ext
+  ) >/dev/null 2>&1 || die "openssl could not make the test certificates in $tls_dir"
+}
+
+scram_args() {  # format --add-scram for every user of KAFKA_SCRAM_USERS, with both mechanisms
+  local entry name password
+  for entry in $scram_users; do
+    name="${entry%%:*}"
+    password="${entry#*:}"
+    [[ -n "$name" && "$entry" == *:* ]] || die "KAFKA_SCRAM_USERS entries are name:password, got '$entry'"
+    printf -- '--add-scram\nSCRAM-SHA-256=[name=%s,password=%s]\n' "$name" "$password"
+    printf -- '--add-scram\nSCRAM-SHA-512=[name=%s,password=%s]\n' "$name" "$password"
+  done
+}
+
 write_configs() {
   mkdir -p "$run_dir/logs" "$run_dir/config"
   cat >"$run_dir/config/server.properties" <<EOF
@@ -106,6 +153,24 @@ transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=1
 group.initial.rebalance.delay.ms=0
 EOF
+  if [[ "$secure" == 1 ]]; then
+    write_tls
+    # Later keys win in a properties file: these replace the plain listener lines above.
+    cat >>"$run_dir/config/server.properties" <<EOF
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_ssl_port,SSL://127.0.0.1:$ssl_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_ssl_port,SSL://127.0.0.1:$ssl_port
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$tls_dir/broker.p12
+ssl.keystore.password=broker-store
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls_dir/ca.pem
+listener.name.ssl.ssl.client.auth=required
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+  fi
   if [[ "$line" == 4 ]]; then
     cat >>"$run_dir/config/server.properties" <<EOF
 share.coordinator.state.topic.replication.factor=1
@@ -198,6 +263,10 @@ start() {  # $1 = keep: reuse the formatted data dir of the previous start
   rm -f "$pid_file"
   port_open "$port" && die "port $port is already in use; set KAFKA_PORT to a free port"
   port_open "$controller_port" && die "port $controller_port is already in use; set KAFKA_CONTROLLER_PORT"
+  if [[ "$secure" == 1 ]]; then
+    port_open "$sasl_ssl_port" && die "port $sasl_ssl_port is already in use; set KAFKA_SASL_SSL_PORT"
+    port_open "$ssl_port" && die "port $ssl_port is already in use; set KAFKA_SSL_PORT"
+  fi
 
   fetch
   if [[ -n "$keep" && -f "$run_dir/data/meta.properties" ]]; then
@@ -207,10 +276,12 @@ start() {  # $1 = keep: reuse the formatted data dir of the previous start
   write_configs
 
   local cluster_id format_out
+  local -a scram=()
+  if [[ "$secure" == 1 ]]; then mapfile -t scram < <(scram_args); fi
   cluster_id="$("$java" -Xmx256m "$(log_opts tools)" -cp "$libs_dir/*" kafka.tools.StorageTool random-uuid)" \
     || die "StorageTool random-uuid failed"
   if ! format_out="$("$java" -Xmx256m "$(log_opts tools)" -cp "$libs_dir/*" kafka.tools.StorageTool \
-      format -t "$cluster_id" -c "$run_dir/config/server.properties" --ignore-formatted 2>&1)"; then
+      format -t "$cluster_id" -c "$run_dir/config/server.properties" --ignore-formatted "${scram[@]}" 2>&1)"; then
     echo "$format_out" >&2
     die "formatting the storage directory failed"
   fi
@@ -234,6 +305,9 @@ start() {  # $1 = keep: reuse the formatted data dir of the previous start
     fi
     if grep -q "Kafka Server started" "$log_file" 2>/dev/null && port_open "$port"; then
       echo "broker.sh: Kafka $line ready on 127.0.0.1:$port (pid $pid, log $log_file)"
+      if [[ "$secure" == 1 ]]; then
+        echo "broker.sh: SASL_SSL on 127.0.0.1:$sasl_ssl_port, mutual TLS on 127.0.0.1:$ssl_port, CA $tls_dir/ca.pem"
+      fi
       return 0
     fi
     sleep 0.5
@@ -263,6 +337,12 @@ case "${1:-}" in
   restart) stop; start keep ;;
   status) status ;;
   fetch) fetch ;;
-  env) echo "KAFKA_BOOTSTRAP=127.0.0.1:$port" ;;
+  env)
+    echo "KAFKA_BOOTSTRAP=127.0.0.1:$port"
+    if [[ "$secure" == 1 ]]; then
+      echo "KAFKA_SASL_SSL_BOOTSTRAP=127.0.0.1:$sasl_ssl_port"
+      echo "KAFKA_SSL_BOOTSTRAP=127.0.0.1:$ssl_port"
+      echo "KAFKA_TLS_DIR=$tls_dir"
+    fi ;;
   *) echo "usage: $0 start|stop|restart|status|fetch|env" >&2; exit 2 ;;
 esac

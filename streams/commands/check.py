@@ -3,8 +3,9 @@ status should now be active", for a service.)
 
 Validates the settings (store scheme, URLs, SASL, TLS files), the Avro schemas and the transformation
 rules, connects to Kafka and checks every topic the worker uses (existence, partition counts,
-co-partitioning of internal and changelog topics; a missing topic only warns when the worker creates
-it, FPI_CREATE_TOPICS=true), the schema registry when one is configured, and the Iterable key with one
+co-partitioning of internal and changelog topics, cleanup policy: compact for changelogs, delete for the
+rest; a missing topic only warns when the worker creates it, FPI_CREATE_TOPICS=true), the schema
+registry (with its credentials and CA) when one is configured, and the Iterable key with one
 harmless authenticated read. Prints a table of what passed and failed with the fix for each; exits 1
 if anything failed, 2 when a setting has an invalid value.
 """
@@ -17,7 +18,7 @@ from typing import Any, Literal
 
 import click
 
-__all__ = ["Check", "check", "run_checks"]
+__all__ = ["Check", "check", "kafka_checks", "run_checks"]
 
 Status = Literal["pass", "warn", "fail"]
 
@@ -52,14 +53,15 @@ async def run_checks(settings: Any) -> list[Check]:
         results.append(Check("transformations", "pass", f"rules load ({where})"))
     except ConfigError as exc:
         results.append(Check("transformations", "fail", str(exc), "correct the rule named above"))
-    results.extend(await _kafka_checks(settings))
-    if settings.schema_registry_url:
-        results.append(await _registry_check(settings.schema_registry_url))
+    results.extend(await kafka_checks(settings))
+    if settings.schema_registry_url and not problems:
+        results.append(await _registry_check(settings))
     results.append(await _iterable_check(settings))
     return results
 
 
-async def _kafka_checks(settings: Any) -> list[Check]:
+async def kafka_checks(settings: Any) -> list[Check]:
+    """Connection, then one row per worker topic (existence, partitions, cleanup policy)."""
     from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
     from streams.brokers import client_options, start_client
@@ -72,8 +74,13 @@ async def _kafka_checks(settings: Any) -> list[Check]:
     except StreamsError as exc:  # the finding, whatever went wrong
         return [Check("kafka", "fail", str(exc), fix)]
     try:
+        from streams.topics import topic_configs, worker_topics
+
         results = [Check("kafka", "pass", f"connected to {settings.kafka_bootstrap}")]
-        results.extend(_topic_checks(settings, await _partitions(admin)))
+        partitions = await _partitions(admin)
+        configs = await topic_configs(admin, [spec.name for spec in worker_topics(settings)
+                                              if spec.name in partitions])
+        results.extend(_topic_checks(settings, partitions, configs))
         return results
     finally:
         await admin.close()
@@ -85,7 +92,7 @@ async def _partitions(admin: Any) -> dict[str, int]:
     return {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)} if names else {}
 
 
-def _topic_checks(settings: Any, partitions: dict[str, int]) -> list[Check]:
+def _topic_checks(settings: Any, partitions: dict[str, int], configs: dict[str, dict[str, str]]) -> list[Check]:
     """One row per topic the worker reads or writes (``streams.topics.worker_topics``)."""
     from streams.topics import worker_topics
 
@@ -95,36 +102,38 @@ def _topic_checks(settings: Any, partitions: dict[str, int]) -> list[Check]:
         if count is None and settings.create_topics:
             results.append(Check(name, "warn", "missing; the worker creates it on start (FPI_CREATE_TOPICS=true)",
                                  "nothing to do, unless topic creation is not allowed here: then pre-create "
-                                 "it (k8s/base topics job) and set FPI_CREATE_TOPICS=false"))
+                                 "it (freshpaint-iterable topics create) and set FPI_CREATE_TOPICS=false"))
         elif count is None:
             results.append(Check(name, "fail", "missing, and FPI_CREATE_TOPICS=false",
-                                 f"create it with {spec.partitions} partitions (k8s/base topics job), correct "
+                                 "create it: freshpaint-iterable topics create (or topics commands), correct "
                                  "the FPI_*_TOPIC / FPI_APP_ID name, or set FPI_CREATE_TOPICS=true"))
         elif spec.exact and count != spec.partitions:
             results.append(Check(name, "fail", f"{count} partitions, expected {spec.partitions} (co-partitioning)",
                                  "recreate it with FPI_TOPIC_PARTITIONS partitions, or set "
                                  "FPI_TOPIC_PARTITIONS to match"))
+        elif (policy := configs.get(spec.name, {}).get("cleanup.policy")) != spec.cleanup_policy:
+            why = ("a changelog deleted by time loses table state on recovery" if spec.compacted
+                   else "compaction drops records that share a key")
+            results.append(Check(name, "fail", f"cleanup.policy={policy}, expected {spec.cleanup_policy} ({why})",
+                                 f"kafka-configs.sh --alter --entity-type topics --entity-name {spec.name} "
+                                 f"--add-config cleanup.policy={spec.cleanup_policy}"))
         else:
-            results.append(Check(name, "pass", f"{count} partitions"))
+            results.append(Check(name, "pass", f"{count} partitions, cleanup.policy={policy}"))
     return results
 
 
-async def _registry_check(url: str) -> Check:
-    import httpx
-
+async def _registry_check(settings: Any) -> Check:
+    from streams.codecs import SchemaRegistryClient
+    from streams.errors import StreamsError
     from streams.settings import redact_url
 
-    shown = redact_url(url)
     try:
-        async with httpx.AsyncClient(timeout=10) as http:
-            response = await http.get(f"{url.rstrip('/')}/subjects")
-    except httpx.HTTPError as exc:
-        return Check("schema registry", "fail", f"cannot reach {shown}: {type(exc).__name__}",
-                     "check FPI_SCHEMA_REGISTRY_URL (Confluent-compatible API root)")
-    if response.status_code == 200:
-        return Check("schema registry", "pass", f"{shown} answers ({len(response.json())} subjects)")
-    return Check("schema registry", "fail", f"{shown}/subjects answered HTTP {response.status_code}",
-                 "point FPI_SCHEMA_REGISTRY_URL at the registry's Confluent-compatible API root")
+        async with SchemaRegistryClient.connect(settings) as registry:
+            subjects = await registry.subjects()
+    except StreamsError as exc:  # the message names the URL (redacted) and the settings to check
+        return Check("schema registry", "fail", str(exc), "see the detail")
+    return Check("schema registry", "pass", f"{redact_url(settings.schema_registry_url)} answers "
+                                            f"({len(subjects)} subjects)")
 
 
 async def _iterable_check(settings: Any) -> Check:

@@ -23,6 +23,7 @@ from streams.codecs import BUNDLED_SCHEMA_ID, WireFormat, encode_event, load_sch
 from streams.codecs._schemas import SOURCE_V1
 from streams.errors import ConfigError, StreamsError
 from streams.model import Event
+from streams.settings import Settings
 
 __all__ = ["BadLine", "ProduceReport", "event_key", "produce", "produce_lines"]
 
@@ -52,13 +53,10 @@ def event_key(event: Event) -> bytes | None:
     return key.encode() if key else None
 
 
-async def _register(registry_url: str, topic: str) -> int:
-    import httpx
-
+async def _register(registry_url: str, topic: str, settings: Settings | None) -> int:
     from streams.codecs import SchemaRegistryClient
 
-    async with httpx.AsyncClient(timeout=10.0) as http:
-        registry = SchemaRegistryClient(http, registry_url)
+    async with SchemaRegistryClient.connect(settings or Settings(), registry_url) as registry:
         return await registry.register(subject_for(topic), schema_text(SOURCE_V1))
 
 
@@ -72,12 +70,14 @@ async def produce_lines(
     rate: float | None = None,
     on_progress: Callable[[int], None] | None = None,
     kafka_options: Mapping[str, Any] | None = None,
+    registry_settings: Settings | None = None,
 ) -> ProduceReport:
     """Normalize, encode and produce every non-blank line; wait until the broker acked them all.
 
     ``rate`` caps events per second. ``on_progress(n)`` is called after each line with how many
     lines were handled. ``kafka_options`` are the producer's TLS / SASL options
-    (``streams.brokers.client_options``). Bad lines are skipped and reported, never raised.
+    (``streams.brokers.client_options``); ``registry_settings`` give the registry's credentials and CA
+    (FPI_SCHEMA_REGISTRY_*). Bad lines are skipped and reported, never raised.
     Raises ``BrokerUnavailable`` when Kafka cannot be reached, ``RegistryUnavailable`` /
     ``ConfigError`` for the registry, ``ConfigError`` when the schemas cannot be loaded.
     """
@@ -87,7 +87,7 @@ async def produce_lines(
 
     schema_id: int | None = None
     if fmt == "confluent":
-        schema_id = await _register(registry_url, topic) if registry_url else BUNDLED_SCHEMA_ID
+        schema_id = await _register(registry_url, topic, registry_settings) if registry_url else BUNDLED_SCHEMA_ID
     options = {**(kafka_options or {}), "bootstrap_servers": bootstrap}
     producer = AIOKafkaProducer(acks="all", linger_ms=5, **options)
     await start_client(producer, bootstrap)
@@ -171,6 +171,7 @@ def produce(
             rate=rate,
             on_progress=lambda n: progress.update(task, completed=n),
             kafka_options=client_options(settings),
+            registry_settings=settings,
         ))
     for line in report.bad:
         console.print(f"line {line.line_number}: {line.reason}: {line.detail}", markup=False)

@@ -143,7 +143,6 @@ async def replay_range(
     starting empty. Raises aiokafka errors, and ``RegistryUnavailable`` when a configured schema
     registry cannot be reached (nothing is committed anywhere: run the replay again).
     """
-    import httpx
     from aiokafka import AIOKafkaProducer
 
     from streams.codecs import SchemaRegistryClient, SourceCodec
@@ -155,12 +154,7 @@ async def replay_range(
     options = client_options(settings)
     report = ReplayReport(ranges=tuple(ranges), dry_run=dry_run)
     started = clock()
-    http = httpx.AsyncClient(timeout=10.0) if settings.schema_registry_url else None
-    registry = (
-        SchemaRegistryClient(http, settings.schema_registry_url)
-        if http and settings.schema_registry_url
-        else None
-    )
+    registry = SchemaRegistryClient.connect(settings) if settings.schema_registry_url else None
     codec = SourceCodec(build_event_decoder(settings), registry)
     config = build_mapping_config(settings) if dry_run else None
     state = ExplainState()
@@ -229,8 +223,8 @@ async def replay_range(
     finally:
         if producer is not None:
             await producer.stop()
-        if http is not None:
-            await http.aclose()
+        if registry is not None:
+            await registry.aclose()
     report.seconds = clock() - started
     return report
 

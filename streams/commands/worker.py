@@ -6,10 +6,14 @@ import asyncio
 import gc
 import logging
 import logging.config
+from typing import TYPE_CHECKING
 
 import click
 
 from streams.cli import LOG_FORMAT
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 __all__ = ["worker"]
 
@@ -40,13 +44,10 @@ def worker(loglevel: str, log_format: str) -> None:
     build_mapping_config(settings)
     client_options(settings)
     asyncio.run(ensure_topics(settings, create=settings.create_topics))
-    secrets = tuple(
-        secret.get_secret_value()
-        for secret in (settings.iterable_api_key, settings.kafka_sasl_password)
-        if secret is not None
-    )
+    if settings.schema_registry_url:
+        asyncio.run(_ask_registry(settings))
     app = build_app(settings)
-    config = logging_config(loglevel, secrets, log_format)
+    config = logging_config(loglevel, settings.secret_values(), log_format)
     if settings.iterable_insecure_skip_tls_verify:
         logging.config.dictConfig(config)
         logging.getLogger("streams.worker").warning(
@@ -59,6 +60,14 @@ def worker(loglevel: str, log_format: str) -> None:
     runner.spinner = None
     _collect_garbage_less_often()
     runner.execute_from_commandline()
+
+
+async def _ask_registry(settings: Settings) -> None:
+    """A wrong registry credential or URL fails the start, not each event later (RegistryUnavailable)."""
+    from streams.codecs import SchemaRegistryClient
+
+    async with SchemaRegistryClient.connect(settings) as registry:
+        await registry.subjects()
 
 
 def _collect_garbage_less_often() -> None:

@@ -4,9 +4,6 @@ or the one ``SCHEMA_REGISTRY_URL`` points at."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -27,27 +24,10 @@ from streams.codecs import (
 from streams.commands.produce import produce_lines
 from streams.errors import UnknownSchemaId
 from streams.model import DeadLetter, Event
-from tests.support import REPO, free_port, unique
+from tests.support import unique
 from tests.unit.codecs.avro_samples import SAMPLES
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def schema_registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    configured = os.environ.get("SCHEMA_REGISTRY_URL")
-    if configured:
-        yield configured
-        return
-    port = free_port()
-    env = {**os.environ, "REGISTRY_PORT": str(port), "REGISTRY_MANAGEMENT_PORT": str(free_port()),
-           "REGISTRY_RUN_DIR": str(tmp_path_factory.mktemp("registry-run"))}
-    script = str(REPO / "dev" / "registry" / "registry.sh")
-    subprocess.run(["bash", script, "start"], env=env, check=True)
-    try:
-        yield f"http://127.0.0.1:{port}/apis/ccompat/v7"
-    finally:
-        subprocess.run(["bash", script, "stop"], env=env, check=False)
 
 
 async def _values(bootstrap: str, topic: str, count: int) -> list[bytes]:

@@ -39,6 +39,12 @@ class TestProblems:
         ({"kafka_security_protocol": "SSL", "kafka_ssl_keyfile": __file__},
          ["FPI_KAFKA_SSL_KEYFILE is set without FPI_KAFKA_SSL_CERTFILE"]),
         ({"kafka_ssl_cafile": "/nonexistent"}, []),  # not used with PLAINTEXT
+        ({"schema_registry_username": "u"}, ["FPI_SCHEMA_REGISTRY_USERNAME and FPI_SCHEMA_REGISTRY_PASSWORD go"]),
+        ({"schema_registry_user_info": "no-colon"}, ["FPI_SCHEMA_REGISTRY_USER_INFO is not user:password"]),
+        ({"schema_registry_token": "t", "schema_registry_user_info": "u:p"},
+         ["FPI_SCHEMA_REGISTRY_USER_INFO and FPI_SCHEMA_REGISTRY_TOKEN are both set"]),
+        ({"schema_registry_cafile": "/nonexistent"}, ["FPI_SCHEMA_REGISTRY_CAFILE=/nonexistent: no such file"]),
+        ({"schema_registry_username": "u", "schema_registry_password": "p", "schema_registry_cafile": __file__}, []),
     ])
     def test_table(self, values: dict[str, str], expected: list[str]) -> None:
         found = Settings(**values).problems()  # type: ignore[arg-type]
@@ -49,6 +55,28 @@ class TestProblems:
     def test_load_settings_refuses_them(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=r"FPI_KAFKA_SSL_CAFILE=.*: no such file"):
             load_settings(kafka_security_protocol="SSL", kafka_ssl_cafile=tmp_path / "ca.pem")
+
+
+class TestSecrets:
+    def test_empty_variables_are_unset(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # a ConfigMap key left blank: not the current directory, not an empty password
+        for name in ("FPI_KAFKA_SSL_CAFILE", "FPI_SCHEMA_REGISTRY_CAFILE", "FPI_SCHEMA_REGISTRY_TOKEN"):
+            monkeypatch.setenv(name, "")
+        settings = Settings.load(kafka_security_protocol="SSL")
+        assert (settings.kafka_ssl_cafile, settings.schema_registry_cafile, settings.schema_registry_token) == (
+            None, None, None)
+        assert settings.problems() == []
+
+    def test_registry_secrets_are_masked_and_redacted(self) -> None:
+        settings = Settings(schema_registry_password="pw-1", schema_registry_username="u",  # type: ignore[arg-type]
+                            schema_registry_token="tok-2", iterable_api_key="key-3")
+        shown = settings.as_dict()
+        assert shown["schema_registry_password"] == shown["schema_registry_token"] == "**********"
+        assert "pw-1" not in repr(settings) and "tok-2" not in str(shown)
+        assert sorted(settings.secret_values()) == ["key-3", "pw-1", "tok-2"]
+        with pytest.raises(ConfigError) as caught:
+            Settings.load(schema_registry_token=["not-a-string"])
+        assert "not-a-string" not in str(caught.value)
 
 
 class TestRedactUrl:
