@@ -3,7 +3,9 @@
 One worker and one emulator serve the whole module (each test uses its own people and event ids),
 so the set stays well under the time budget. The acceptance criteria of issue 7: replaying a range
 twice leaves the same unique events as once; a stale identify replay does not regress a profile;
-the live consumer group's committed offsets are untouched by a replay.
+the live consumer group's committed offsets are untouched by a replay. Issue 17: replaying the whole
+sample twice, and a range with email changes, purchases and identifies, leaves Iterable as it was and
+adds no dead letter beyond the mapping's own.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import click
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams._support import metric_samples, metric_sum
-from streams.commands._kafka_io import partitions_of
+from streams.codecs import decode_dead_letter
+from streams.commands._kafka_io import partitions_of, read_ranges, whole_topic
 from streams.commands.produce import produce_lines
 from streams.commands.replay import plan_replay, replay_range
 from streams.emulator import EmulatorConfig, EmulatorServer
@@ -33,6 +37,7 @@ from streams.explain import explain_lines
 from streams.mapping import MappingConfig
 from streams.replay import EventFilter
 from streams.settings import Settings
+from tests.reliability.workload import iterable_state
 from tests.support import EMULATOR_KEY, REPO, WorkerProcess, settings_of, unique, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration]
@@ -248,3 +253,117 @@ async def test_dry_run_prints_what_would_be_sent_and_produces_nothing(pipeline: 
     assert records[1]["requests"][0]["body"]["id"] == f"{user}-ev"
     assert "dry run" in done.stderr
     assert await _ends(p.bootstrap, settings.replay_topic, partitions) == replay_ends
+
+
+SAMPLE = REPO / "tests" / "data" / "sample_events.jsonl"
+
+
+async def _dead_letters(p: Pipeline) -> list[Any]:
+    options = {"bootstrap_servers": p.bootstrap}
+    topic = p.env["FPI_DEAD_LETTER_TOPIC"]
+    return [decode_dead_letter(record.value)
+            async for record in read_ranges(options, topic, await whole_topic(options, topic))]
+
+
+async def _settled(p: Pipeline, timeout: float = 120) -> None:
+    """Until the live group committed the end of every topic it reads: nothing left in the pipeline."""
+    settings = p.settings
+    topics = [settings.source_topic, settings.replay_topic, f"{settings.app_id}-by-device",
+              settings.by_person_topic, settings.requests_topic]
+    options = {"bootstrap_servers": p.bootstrap}
+
+    async def caught_up() -> bool:
+        for topic in topics:
+            try:
+                partitions = await partitions_of(options, topic)
+            except click.ClickException:  # not created yet: the worker is starting
+                return False
+            ends = await _ends(p.bootstrap, topic, partitions)
+            committed = await _committed(p.bootstrap, settings.app_id, topic)
+            if any(committed.get(n, 0) < end for n, end in ends.items() if end):
+                return False
+        return True
+
+    await _until(caught_up, "the pipeline to settle", timeout)
+
+
+def _letters_of(letters: list[Any], ids: set[str]) -> list[tuple[str, str]]:
+    return sorted((letter.event.message_id, letter.reason) for letter in letters
+                  if letter.event is not None and letter.event.message_id in ids)
+
+
+async def test_replaying_the_sample_twice_changes_nothing_in_iterable(pipeline: Pipeline) -> None:
+    """Every request type replays safely, email changes included."""
+    p = pipeline
+    lines = [line for line in SAMPLE.read_text().splitlines() if line.strip()]
+    sample_ids = {record["message_id"] for record in explain_lines(lines, MappingConfig())} - {None}
+    options = {"bootstrap_servers": p.bootstrap}
+    source = p.settings.source_topic
+    await _settled(p)
+    partitions = await partitions_of(options, source)
+    start = await _ends(p.bootstrap, source, partitions)
+    report = await produce_lines(lines, bootstrap=p.bootstrap, topic=source)
+    assert report.sent >= 30, report
+    project = p.emulator.state.project
+    await asyncio.to_thread(_wait, lambda: "robert@example.com" in project.by_email, "the email change")
+    await _settled(p)
+    before = iterable_state(project)
+    letters = _letters_of(await _dead_letters(p), sample_ids)
+    assert {reason for _, reason in letters} == {"unsupported_type", "purchase_incomplete",
+                                                 "missing_identifier", "invalid_email"}
+    sent = project.counters.requests.copy()
+
+    offsets = ",".join(f"{n}:{start[n]}" for n in partitions)
+    for _ in range(2):
+        done = _replay_cli(p, "--from-offsets", offsets)
+        assert done.returncode == 0, done.stderr
+        await _settled(p)
+
+    assert project.counters.requests != sent, "the replays reached Iterable"
+    assert iterable_state(project) == before
+    again = _letters_of(await _dead_letters(p), sample_ids)
+    # The mapping's own decisions again (c-0001, an identify without the project's email, is now
+    # older than the person's last identify: a quiet stale_identify drop), and nothing Iterable refused.
+    assert set(again) == set(letters) and len(again) > len(letters)
+
+
+async def test_replaying_email_changes_purchases_and_identifies_adds_no_dead_letter(pipeline: Pipeline) -> None:
+    p = pipeline
+    user, email = _people("range")
+    new_email, newest_email = f"new.{email}", f"newest.{email}"
+    t0 = datetime.now(UTC) - timedelta(hours=5)
+    purchase = {"total": 9.5, "campaignId": 7, "templateId": 8,
+                "items": [{"id": "sku-1", "name": "Mug", "price": 9.5, "quantity": 1}]}
+    lines = [
+        _line("identify", f"{user}-1", t0, user, traits={"email": email, "plan": "free"}),
+        _line("track", f"{user}-2", t0 + timedelta(minutes=1), user, event="Order Completed",
+              properties={**purchase, "orderId": f"{user}-o1"}),
+        _line("identify", f"{user}-3", t0 + timedelta(minutes=2), user, traits={"email": new_email}),
+        _line("track", f"{user}-4", t0 + timedelta(minutes=3), user, event="Viewed"),
+        # On the person's device, as Freshpaint sends it: another device's records may overtake.
+        _line("alias", f"{user}-5", t0 + timedelta(minutes=4), newest_email, previousId=user,
+              anonymousId=f"dev-{user}"),
+        _line("identify", f"{user}-6", t0 + timedelta(minutes=5), user, traits={"plan": "pro"}),
+        _line("track", f"{user}-7", t0 + timedelta(minutes=6), user, event="Order Completed",
+              properties={**purchase, "orderId": f"{user}-o2"}),
+    ]
+    requests = [r["path"] for rec in explain_lines(lines, MappingConfig()) for r in rec["requests"]]
+    assert requests.count("/api/users/updateEmail") == 2 and requests.count("/api/commerce/trackPurchase") == 2
+    await _settled(p)
+    letters_before = len(await _dead_letters(p))
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    await _produce(p, lines)
+    project = p.emulator.state.project
+    await _settled(p)
+    profile = project.by_email.get(newest_email)
+    assert profile is not None and profile.data_fields.get("plan") == "pro", profile
+    assert email not in project.by_email and new_email not in project.by_email
+    before = iterable_state(project)
+
+    for _ in range(2):
+        done = _replay_cli(p, "--from-time", started.isoformat(), "--user", user)
+        assert done.returncode == 0, done.stderr
+        await _settled(p)
+
+    assert iterable_state(project) == before
+    assert len(await _dead_letters(p)) == letters_before, "a replay added a dead letter"
