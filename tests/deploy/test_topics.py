@@ -1,17 +1,18 @@
-"""The topics Job (k8s/base/topics-job.yaml) creates every topic the worker needs, as the worker would.
+"""The topics Job (k8s/base/topics-job.yaml) provisions what the worker needs, the way the worker connects.
 
-The Job's script runs here with a stand-in for kafka-topics.sh that records its arguments, so the test
-needs no broker: the topics, partitions and cleanup policies it asks for must be those of
-``streams.topics.worker_topics`` for the same settings, and the client.properties it writes for a
-SASL_SSL cluster must carry the worker's mechanism, credentials and CA bundle.
+It runs ``freshpaint-iterable topics create`` (tests/integration/test_check.py runs that command against a
+broker and then a worker with FPI_CREATE_TOPICS=false); these tests hold the Job to the worker's image,
+settings, credentials and CA bundle, and the base settings to the full topic list (the replay topic
+included, which the Job left out before).
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,8 +21,7 @@ from streams.settings import Settings
 from streams.topics import worker_topics
 
 ROOT = Path(__file__).resolve().parents[2]
-JOB = ROOT / "k8s" / "base" / "topics-job.yaml"
-KAFKA_TOPICS = "/opt/kafka/bin/kafka-topics.sh"
+TOOLS = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "freshpaint-iterable" / "deploy-tools"
 
 
 def base_settings() -> dict[str, str]:
@@ -29,78 +29,53 @@ def base_settings() -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
-def job_script() -> str:
-    job = yaml.safe_load(JOB.read_text())
-    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[:2] == ["/bin/bash", "-ec"]
-    return str(command[2])
+def rendered(overlay: str) -> list[dict[str, Any]]:
+    kustomize = next(TOOLS.glob("kustomize-*/kustomize"), None)
+    if kustomize is None:  # tests/deploy/test_manifests.py's fixture installs it; run it alone first
+        subprocess.run([str(ROOT / "dev" / "validate-deploy"), "--install-only"], check=True, capture_output=True)
+        kustomize = next(TOOLS.glob("kustomize-*/kustomize"))
+    out = subprocess.run([str(kustomize), "build", f"k8s/overlays/{overlay}"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
 
 
-def run_job(tmp_path: Path, env: dict[str, str], script: str | None = None) -> list[list[str]]:
-    """The kafka-topics.sh calls the Job's script makes with ``env``, one argument list each."""
-    log = tmp_path / "calls"
-    stub = tmp_path / "kafka-topics.sh"
-    stub.write_text(f'#!/bin/bash\nprintf "%q " "$@" >>{shlex.quote(str(log))}\necho >>{shlex.quote(str(log))}\n')
-    stub.chmod(0o755)
-    text = (script or job_script()).replace(KAFKA_TOPICS, str(stub)).replace("/tmp/client.properties",
-                                                                            str(tmp_path / "client.properties"))
-    subprocess.run(["/bin/bash", "-ec", text], env={"PATH": os.environ["PATH"], **env}, check=True,
-                   capture_output=True, text=True)
-    return [shlex.split(line) for line in log.read_text().splitlines()]
-
-
-def created(calls: list[list[str]]) -> dict[str, tuple[int, dict[str, str]]]:
-    """topic -> (partitions, configs) of every --create call."""
-    found = {}
-    for args in calls:
-        assert "--create" in args and "--if-not-exists" in args, args
-        configs = dict(args[i + 1].split("=", 1) for i, arg in enumerate(args) if arg == "--config")
-        found[args[args.index("--topic") + 1]] = (int(args[args.index("--partitions") + 1]), configs)
-    return found
+def pod(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    spec: dict[str, Any] = next(d for d in objects if d["kind"] == kind)["spec"]["template"]["spec"]
+    return spec
 
 
 class TestTopicsJob:
-    @pytest.mark.parametrize("overrides", [
-        {},
-        {"FPI_APP_ID": "fpi-prod", "FPI_REPLAY_TOPIC": "events.replay", "FPI_TOPIC_PARTITIONS": "12"},
-    ])
-    def test_creates_every_worker_topic(self, tmp_path: Path, overrides: dict[str, str]) -> None:
-        env = {**base_settings(), **overrides}
-        topics = created(run_job(tmp_path, env))
-        settings = Settings(**{name.removeprefix("FPI_").lower(): value for name, value in env.items()})
-        expected = {spec.name: (spec.partitions, "compact" if spec.compacted else "delete")
-                    for spec in worker_topics(settings)}
-        assert {name: (n, configs["cleanup.policy"]) for name, (n, configs) in topics.items()} == expected
-        assert settings.replay_topic in topics
-        assert topics[settings.dead_letter_topic][1]["retention.ms"] == str(30 * 24 * 3600 * 1000)
+    @pytest.mark.parametrize("overlay", ["dev", "prod", "prod-hpa"])
+    def test_runs_topics_create_as_the_worker_connects(self, overlay: str) -> None:
+        objects = rendered(overlay)
+        worker_pod = pod(objects, "StatefulSet" if overlay != "dev" else "Deployment")
+        job_pod = pod(objects, "Job")
+        worker, job = worker_pod["containers"][0], job_pod["containers"][0]
+        assert job["image"] == worker["image"]
+        assert job["args"] == ["topics", "create"]
+        assert job["envFrom"] == worker["envFrom"]
+        secret_env = {e["name"]: e["valueFrom"] for e in worker["env"] if e["name"].startswith("FPI_KAFKA_")}
+        assert {e["name"]: e["valueFrom"] for e in job["env"]} == secret_env
+        volumes = {v["name"]: v for v in worker_pod["volumes"]}
+        for mount in job["volumeMounts"]:
+            if mount["name"] != "tmp":
+                assert mount in worker["volumeMounts"]
+                assert next(v for v in job_pod["volumes"] if v["name"] == mount["name"]) == volumes[mount["name"]]
 
-    def test_sasl_ssl_client_properties(self, tmp_path: Path) -> None:
-        env = {**base_settings(), "FPI_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-               "FPI_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "FPI_KAFKA_SASL_USERNAME": "fpi",
-               "FPI_KAFKA_SASL_PASSWORD": 'p"a\\ss', "FPI_KAFKA_SSL_CAFILE": "/etc/freshpaint-iterable-ca/ca.crt"}
-        calls = run_job(tmp_path, env)
-        assert all(args[args.index("--command-config") + 1] == str(tmp_path / "client.properties")
-                   for args in calls)
-        props = (tmp_path / "client.properties").read_text().splitlines()
-        assert props == [
-            "security.protocol=SASL_SSL",
-            "sasl.mechanism=SCRAM-SHA-512",
-            'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required '
-            'username="fpi" password="p\\"a\\\\ss";',
-            "ssl.truststore.type=PEM",
-            "ssl.truststore.location=/etc/freshpaint-iterable-ca/ca.crt",
-        ]
+    def test_settings_name_every_topic(self) -> None:
+        env = base_settings()
+        names = {"FPI_SOURCE_TOPIC", "FPI_REPLAY_TOPIC", "FPI_BY_PERSON_TOPIC", "FPI_REQUESTS_TOPIC",
+                 "FPI_DEAD_LETTER_TOPIC", "FPI_APP_ID", "FPI_TOPIC_PARTITIONS"}
+        assert names <= set(env)
 
-    def test_plain_mechanism_and_no_ca(self, tmp_path: Path) -> None:
-        env = {**base_settings(), "FPI_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "FPI_KAFKA_SASL_MECHANISM": "PLAIN",
-               "FPI_KAFKA_SASL_USERNAME": "KEY", "FPI_KAFKA_SASL_PASSWORD": "SECRET"}
-        run_job(tmp_path, env)
-        props = (tmp_path / "client.properties").read_text()
-        assert "PlainLoginModule required username=\"KEY\" password=\"SECRET\";" in props
-        assert "truststore" not in props
-
-    def test_a_topic_left_out_is_noticed(self, tmp_path: Path) -> None:
-        script = job_script().replace('create "${FPI_REPLAY_TOPIC}" --config cleanup.policy=delete\n', "")
-        topics = created(run_job(tmp_path, base_settings(), script))
-        needed = {spec.name for spec in worker_topics(Settings())}
-        assert needed - set(topics) == {"freshpaint.replay"}
+    def test_topics_list_of_the_base_settings(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FPI_")}
+        env.update({k: v for k, v in base_settings().items() if k != "FPI_TRANSFORMATIONS_FILE"})
+        out = subprocess.run([sys.executable, "-m", "streams", "topics", "list"], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        listed = {line.split("\t")[0]: line.split("\t")[2] for line in out.splitlines()[1:]}
+        settings = Settings(**{k.removeprefix("FPI_").lower(): v for k, v in base_settings().items()
+                               if k != "FPI_TRANSFORMATIONS_FILE"})
+        assert listed == {spec.name: spec.cleanup_policy for spec in worker_topics(settings)}
+        assert "freshpaint.replay" in listed
+        assert listed["freshpaint-iterable-identities-changelog"] == "compact"
