@@ -330,7 +330,7 @@ def validate_compose(path: Path, problems: Problems) -> None:
     if not isinstance(doc, dict):
         return
     services = doc.get("services") or {}
-    for name in ("kafka", "emulator", "worker", "producer"):
+    for name in ("kafka", "registry", "topics", "emulator", "worker", "producer"):
         if name not in services:
             problems.add(str(path), f"service {name!r} is missing")
     kafka = services.get("kafka") or {}
@@ -338,7 +338,17 @@ def validate_compose(path: Path, problems: Problems) -> None:
         problems.add(f"{path} kafka", "must use the official apache/kafka image")
     if "KAFKA_PROCESS_ROLES" not in (kafka.get("environment") or {}):
         problems.add(f"{path} kafka", "KAFKA_PROCESS_ROLES must be set (KRaft mode)")
-    for name in ("kafka", "emulator", "worker"):
+    registry = services.get("registry") or {}
+    if registry and not str(registry.get("image", "")).startswith("apicurio/apicurio-registry:"):
+        problems.add(f"{path} registry", "must be Apicurio Registry (apicurio/apicurio-registry), as in the tests")
+    producer_command = " ".join(map(str, (services.get("producer") or {}).get("command") or []))
+    if "--registry-url" not in producer_command:
+        problems.add(f"{path} producer", "must register the schema (--registry-url): a made-up schema id "
+                                         "is what a real consumer would reject")
+    topics_command = (services.get("topics") or {}).get("command") or []
+    if list(topics_command)[:2] != ["topics", "create"]:
+        problems.add(f"{path} topics", "must run `freshpaint-iterable topics create` (every worker topic)")
+    for name in ("kafka", "registry", "emulator", "worker"):
         if name in services and "healthcheck" not in (services[name] or {}):
             problems.add(f"{path} {name}", "needs a healthcheck")
     producer = services.get("producer") or {}
@@ -437,7 +447,18 @@ def check_promql(where: str, expr: str, metrics: set[str], recorded: set[str], p
             problems.add(where, f"recorded series {name} has no recording rule")
 
 
-def validate_rules(path: Path, metrics: set[str], problems: Problems) -> set[str]:
+def heading_anchors(markdown: Path) -> set[str]:
+    """GitHub's anchors for the headings of ``markdown``."""
+    anchors = set()
+    for line in markdown.read_text().splitlines():
+        match = re.match(r"#{1,6}\s+(.*)", line)
+        if match:
+            text = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower())
+            anchors.add(text.replace(" ", "-"))
+    return anchors
+
+
+def validate_rules(path: Path, metrics: set[str], problems: Problems, runbook: Path | None = None) -> set[str]:
     recorded: set[str] = set()
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     groups = [g for d in docs if d.get("kind") == "PrometheusRule" for g in d["spec"]["groups"]]
@@ -454,6 +475,12 @@ def validate_rules(path: Path, metrics: set[str], problems: Problems) -> set[str
             problems.add(f"{path} alert {alert['alert']}", "needs a severity label")
         if "summary" not in (alert.get("annotations") or {}):
             problems.add(f"{path} alert {alert['alert']}", "needs a summary annotation")
+        url = str((alert.get("annotations") or {}).get("runbook_url", ""))
+        if not url:
+            problems.add(f"{path} alert {alert['alert']}", "needs a runbook_url annotation")
+        elif runbook is not None and url.partition("#")[2] not in heading_anchors(runbook):
+            problems.add(f"{path} alert {alert['alert']}",
+                         f"runbook_url {url} names no section of {runbook}")
     return recorded
 
 
@@ -472,8 +499,14 @@ def validate_dashboard(path: Path, metrics: set[str], recorded: set[str], proble
     for key in ("uid", "title", "panels", "schemaVersion"):
         if key not in dash:
             problems.add(str(path), f"dashboard has no {key!r}")
+    top = dash.get("panels") or []
+    for i, panel in enumerate(top):
+        following = next((p for p in top[i + 1:]), None)
+        if panel.get("type") == "row" and not panel.get("panels") and (following is None or following.get(
+                "type") == "row"):
+            problems.add(f"{path} panel {panel.get('id')} {panel.get('title')!r}", "empty row")
     ids: set[int] = set()
-    for panel in _panels(dash.get("panels") or []):
+    for panel in _panels(top):
         where = f"{path} panel {panel.get('id')} {panel.get('title')!r}"
         if panel.get("id") in ids:
             problems.add(where, "duplicate panel id")
@@ -507,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dashboard", type=Path, action="append", default=[], help="Grafana dashboard JSON")
     parser.add_argument("--dockerfile", type=Path, action="append", default=[])
     parser.add_argument("--metrics-py", type=Path, default=Path("streams/metrics.py"))
+    parser.add_argument("--runbook", type=Path, default=None,
+                        help="markdown whose headings the alerts' runbook_url anchors must name")
     args = parser.parse_args(argv)
 
     problems = Problems()
@@ -538,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = known_metrics(args.metrics_py) if (args.rules or args.dashboard) else set()
     recorded: set[str] = set()
     for path in args.rules:
-        recorded |= validate_rules(path, metrics, problems)
+        recorded |= validate_rules(path, metrics, problems, args.runbook)
         print(f"validate: {path}: alert rules")
     for path in args.dashboard:
         validate_dashboard(path, metrics, recorded, problems)

@@ -146,6 +146,12 @@ BROKEN_OTHER = {
     "compose: producer restarts": (
         "docker-compose.yml", "      - ./tests/data:/data:ro\n    restart: \"no\"",
         "      - ./tests/data:/data:ro\n    restart: always", "--compose", "one-shot"),
+    "compose: producer without the registry": (
+        "docker-compose.yml", ', "--registry-url", "http://registry:8080/apis/ccompat/v7"]', "]", "--compose",
+        "--registry-url"),
+    "compose: topics by hand": (
+        "docker-compose.yml", 'command: ["topics", "create"]', 'command: ["topics", "list"]', "--compose",
+        "topics create"),
     "Dockerfile: runs as root": ("Dockerfile", "USER 10001:10001", "USER root", "--dockerfile", "non-root"),
     "Dockerfile: no lock file": (
         "Dockerfile", "--constraint constraints.txt ", "", "--dockerfile", "constraints.txt"),
@@ -162,6 +168,18 @@ BROKEN_OTHER = {
     "rules: PromQL syntax": (
         "k8s/monitoring/prometheusrule.yaml", "increase(fpi_dead_letters_total[15m])",
         "increase(fpi_dead_letters_total[15m]", "--rules", "does not parse"),
+    "rules: runbook_url to no section": (
+        "k8s/monitoring/prometheusrule.yaml", "operations.md#freshpaintiterablenoworker", "operations.md#nowhere",
+        "--rules", "names no section of docs/operations.md"),
+    "rules: alert without a runbook": (
+        "k8s/monitoring/prometheusrule.yaml",
+        "            runbook_url: https://example.com/freshpaint-iterable/docs/operations.md"
+        "#freshpaintiterablenoworker\n", "", "--rules", "needs a runbook_url annotation"),
+    "dashboard: an empty row": (
+        "k8s/monitoring/dashboards/freshpaint-iterable.json", '"type": "row",\n      "title": "Iterable"',
+        '"type": "row",\n      "title": "Nothing",\n      "gridPos": {"h": 1, "w": 24, "x": 0, "y": 25}\n'
+        '    },\n    {\n      "id": 99,\n      "type": "row",\n      "title": "Iterable"',
+        "--dashboard", "empty row"),
     "dashboard: unknown series": (
         "k8s/monitoring/dashboards/freshpaint-iterable.json", "fpi_events_in_total", "fpi_events_total",
         "--dashboard", "fpi_events_total is not defined"),
