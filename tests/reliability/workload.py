@@ -127,6 +127,10 @@ class Expected:
     """Dead letters by reason, from the mapping core."""
     dead_ids: dict[str, str] = field(default_factory=dict)
     """message id -> reason of every expected dead letter."""
+    quiet: Counter[str] = field(default_factory=Counter)
+    """Quiet drops (no dead letter, only ``fpi_events_dropped_total``) by reason, from the mapping core."""
+    ids: set[str] = field(default_factory=set)
+    """Message ids of every event of the lines."""
 
 
 _CALLS: Mapping[str, Callable[[Project, Any], tuple[int, Any]]] = {
@@ -145,7 +149,11 @@ def expect(lines: list[str], config: MappingConfig | None = None) -> Expected:
         if record["decision"] == "error":
             continue
         out.produced += 1
-        if record["decision"] == "drop" and record["reason"] not in QUIET:
+        if record["message_id"]:
+            out.ids.add(record["message_id"])
+        if record["decision"] == "drop" and record["reason"] in QUIET:
+            out.quiet[record["reason"]] += 1
+        elif record["decision"] == "drop":
             out.dead[record["reason"]] += 1
             out.dead_ids[record["message_id"]] = record["reason"]
         for request in record["requests"]:
