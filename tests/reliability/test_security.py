@@ -1,6 +1,8 @@
 """Secrets and personal data stay in: the API key and the sample's emails appear in no log line,
 metric, dead-letter reason/detail or exception message; TLS to Iterable is verified unless one
 explicit, loudly logged setting says otherwise; the worker's HTTP endpoints serve no table data.
+The Kafka SASL password and the schema registry's credentials (in their variables or inside the
+URL) appear in no command's output, the worker's included, also when the command fails on them.
 
 Dead letters keep the original event (traits included) on purpose, so they can be re-driven; the
 human-readable parts (``reason``, ``detail``) and the whole record's bytes must not carry the key.
@@ -9,7 +11,10 @@ human-readable parts (``reason``, ``detail``) and the whole record's bytes must 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from typing import Any
 
 import httpx
@@ -20,7 +25,7 @@ from streams.normalize import normalize_json_line
 from streams.settings import Settings
 from tests.reliability.conftest import scrape
 from tests.reliability.workload import expect
-from tests.support import EMULATOR_KEY, REPO, wait_for
+from tests.support import EMULATOR_KEY, REPO, unique, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(240)]
 
@@ -105,3 +110,34 @@ def test_disabled_tls_verification_is_logged_loudly(rig_factory: Any) -> None:
     assert warnings and warnings[0]["level"] in ("warning", "error", "critical")
     assert "DISABLED" in warnings[0]["message"]
     assert "TLS verification" not in secure.log_text()
+
+
+_COMMANDS = [("check",), ("explain", "-"), ("produce", "-"), ("replay", "--from-time", "1h", "--dry-run"),
+             ("dead-letters", "list"), ("worker",)]
+
+
+@pytest.mark.parametrize("credentials", ["sasl", "registry-url", "registry-basic"])
+def test_kafka_and_registry_credentials_stay_out_of_every_commands_output(
+        kafka_bootstrap: str, credentials: str) -> None:
+    secret = unique("SEKRIT")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FPI_")}
+    env.update(FPI_KAFKA_BOOTSTRAP=kafka_bootstrap, FPI_APP_ID=unique("fpi-sec"), FPI_LOG_LEVEL="debug",
+               FPI_ITERABLE_API_KEY=EMULATOR_KEY, FPI_ITERABLE_BASE_URL="http://127.0.0.1:9")
+    if credentials == "sasl":  # the test broker speaks PLAINTEXT, so every command fails on it
+        env.update(FPI_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", FPI_KAFKA_SASL_MECHANISM="PLAIN",
+                   FPI_KAFKA_SASL_USERNAME="fpi", FPI_KAFKA_SASL_PASSWORD=secret)
+    elif credentials == "registry-url":  # nothing listens there
+        env.update(FPI_SCHEMA_REGISTRY_URL=f"http://fpi:{secret}@127.0.0.1:9/apis/ccompat/v7")
+    else:
+        env.update(FPI_SCHEMA_REGISTRY_URL="http://127.0.0.1:9", FPI_SCHEMA_REGISTRY_USERNAME="fpi",
+                   FPI_SCHEMA_REGISTRY_PASSWORD=secret)
+    line = (REPO / "tests" / "data" / "sample_events.jsonl").read_text().splitlines()[2]
+    outputs = []
+    for command in _COMMANDS:
+        done = subprocess.run([sys.executable, "-m", "streams", *command], env=env, cwd=REPO, input=line,
+                              capture_output=True, text=True, timeout=120, check=False)
+        output = done.stdout + done.stderr
+        outputs.append((command, done.returncode, output[-300:]))
+        assert secret not in output, f"{' '.join(command)} printed the {credentials} secret"
+    # The commands did run into the settings: the check shows them having failed or been used.
+    assert any(code != 0 for _, code, _ in outputs), outputs
