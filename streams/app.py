@@ -1,7 +1,9 @@
 """The Faust app: topics, tables and agents, wired from one ``Settings`` object.
 
-The shell layer: with ``cli.py``, ``commands/``, ``faust_patches.py`` and ``wiring.py`` the only code that
-imports faust. Data flow (``design.md``)::
+The shell layer: with ``cli.py``, ``commands/``, ``services.py`` and ``wiring.py`` the only code that
+imports faust, and it reaches no faust internal itself (``faust_patches`` holds every such contact).
+Each agent takes a batch, has its stage (``streams.stages``) handle it, and acks it. Data flow
+(``design.md``)::
 
     source topic (Avro, any key)
       -> agent route     decode; dead-letter poison; re-key by device / anonymous id
@@ -29,25 +31,25 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import weakref
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.streams import _current_event
 
 from streams import faust_patches, metrics
-from streams.codecs import (
-    FrameItem,
-    decode_request,
-)
-from streams.iterable import Abandoned
-from streams.model import IterableRequest
 from streams.outbox import Outbox, Partitioner
 from streams.services import DecoderService, SenderService
 from streams.settings import Settings
-from streams.stages import AliasTable, ApplyStage, DeadLetterSink, IdentityTable, ResolveStage, RouteStage
+from streams.stages import (
+    AliasTable,
+    ApplyStage,
+    DeadLetterSink,
+    IdentityTable,
+    ResolveStage,
+    RouteStage,
+    SendStage,
+)
 from streams.wiring import broker_credentials, build_event_decoder, build_mapping_config, build_sender_config
 
 __all__ = ["build_app"]
@@ -62,9 +64,7 @@ FRAMES_BUFFERED = 4 * FRAMES_PER_TAKE
 """Frames an internal stage's stream holds before faust's fetcher waits. faust bounds a stream's queue
 by message count (``stream_buffer_maxsize``, 4,096), which suits the ~1 KB source records but would let
 a stage that cannot keep up (the sender in an Iterable outage) hold 4,096 frames of up to
-``FPI_MAX_RECORD_BYTES`` each, gigabytes, in memory. This bounds each internal stream to a few takes
-(seen with Iterable down and 200,000 events waiting: RSS levelled off at 252 MB; without the bound it
-rose to 355 MB, peak 384 MB, as the worker went on reading the backlog)."""
+``FPI_MAX_RECORD_BYTES`` each, gigabytes, in memory (the figures are in bench/RESULTS.md)."""
 
 
 def _die(where: str, exc: BaseException) -> None:
@@ -76,14 +76,23 @@ def _die(where: str, exc: BaseException) -> None:
     os._exit(70)
 
 
-def _make_current(event: Any) -> None:
-    """Make ``event`` faust's current event while a batch is handled one event at a time.
+@dataclass(frozen=True, slots=True)
+class _Topics:
+    sources: Any
+    """The source and the replay topic: the replay topic feeds the same first agent, so replays never
+    touch the source's offsets."""
+    by_device: Any
+    by_person: Any
+    requests: Any
+    dead_letters: Any
 
-    Table writes find their changelog partition (and their RocksDB shard) through faust's current
-    event; inside a batch that would be the last event taken, so it is set here
-    for each event. ``_current_event`` is faust's own context variable (faust/streams.py).
-    """
-    _current_event.set(weakref.ref(event))
+
+@dataclass(frozen=True, slots=True)
+class _Stages:
+    route: RouteStage
+    resolve: ResolveStage
+    apply: ApplyStage
+    send: SendStage
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -92,7 +101,48 @@ def build_app(settings: Settings) -> faust.App:
     Raises ``ConfigError`` (from the transformation rules) before anything connects.
     """
     mapping_config = build_mapping_config(settings)
-    app = faust.App(
+    app = _new_app(settings)
+    topics = _declare_topics(app, settings)
+    decoder = DecoderService(build_event_decoder(settings), settings, loop=app.loop)
+    sender = SenderService(build_sender_config(settings),
+                           verify_tls=not settings.iterable_insecure_skip_tls_verify, loop=app.loop)
+    app.add_dependency(decoder)
+    app.add_dependency(sender)
+    # Records given up at a rebalance or stop must not be sent by this worker any more.
+    faust_patches.install(app, drain_seconds=settings.drain_seconds, on_give_up=sender.abandon)
+
+    # bytes key and value types make faust use the raw codec for the tables, their stores AND
+    # changelog recovery (a Schema alone does not reach recovery, which then fails on JSON).
+    n = settings.topic_partitions
+    aliases = app.Table("aliases", partitions=n, key_type=bytes, value_type=bytes)
+    identities = app.Table("identities", partitions=n, key_type=bytes, value_type=bytes)
+    partition_of = Partitioner(n)
+
+    def outbox(topic: Any) -> Outbox:
+        return Outbox(topic, partition_of, settings.max_record_bytes)
+
+    dead_letter = DeadLetterSink(lambda key, value: topics.dead_letters.send(key=key, value=value))
+    enter = faust_patches.make_current
+    stages = _Stages(
+        route=RouteStage(decoder, dead_letter, outbox(topics.by_device), settings.max_record_bytes),
+        resolve=ResolveStage(AliasTable(aliases), dead_letter, outbox(topics.by_person), enter=enter),
+        apply=ApplyStage(IdentityTable(identities), mapping_config, dead_letter, outbox(topics.requests),
+                         enter=enter),
+        send=SendStage(sender, dead_letter, settings.send_batch_items, given_up=faust_patches.was_given_up),
+    )
+    _add_agents(app, settings, topics, stages)
+
+    @app.task  # type: ignore[untyped-decorator]  # faust is untyped
+    async def declare_dead_letter_topic() -> None:
+        """Nothing consumes the dead-letter topic here, so faust would not create it."""
+        await topics.dead_letters.maybe_declare()
+
+    _add_web_pages(app, sender)
+    return app
+
+
+def _new_app(settings: Settings) -> faust.App:
+    return faust.App(
         settings.app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(settings),
@@ -118,140 +168,93 @@ def build_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         autodiscover=False,
     )
-    # Records given up at a rebalance or stop must not be sent by this worker any more (issue 17);
-    # the sender is made below, and the hook runs only once the worker is up.
-    faust_patches.install(app, drain_seconds=settings.drain_seconds, on_give_up=lambda: sender.abandon())
+
+
+def _declare_topics(app: faust.App, settings: Settings) -> _Topics:
     n = settings.topic_partitions
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}
-    # The replay topic feeds the same first agent, so replays never touch the source's offsets.
     # internal=True: faust creates the topic (n partitions) before subscribing, if it is missing;
     # for the source topic that only happens locally, where nobody created it beforehand.
-    sources = app.topic(settings.source_topic, settings.replay_topic, internal=True, **raw)
-    by_device = app.topic(f"{settings.app_id}-by-device", partitions=n, internal=True, **raw)
-    by_person = app.topic(settings.by_person_topic, partitions=n, internal=True, **raw)
-    requests_topic = app.topic(settings.requests_topic, partitions=n, internal=True, **raw)
-    for frames in (by_device, by_person, requests_topic):
-        # Set on the topic, which every stream of it copies: app.topic() accepts maxsize but drops it.
-        frames.maxsize = FRAMES_BUFFERED
-    dead_letters = app.topic(settings.dead_letter_topic, partitions=n, internal=True, **raw)
+    topics = _Topics(
+        sources=app.topic(settings.source_topic, settings.replay_topic, internal=True, **raw),
+        by_device=app.topic(f"{settings.app_id}-by-device", partitions=n, internal=True, **raw),
+        by_person=app.topic(settings.by_person_topic, partitions=n, internal=True, **raw),
+        requests=app.topic(settings.requests_topic, partitions=n, internal=True, **raw),
+        dead_letters=app.topic(settings.dead_letter_topic, partitions=n, internal=True, **raw),
+    )
+    for frames in (topics.by_device, topics.by_person, topics.requests):
+        faust_patches.bound_stream_buffer(frames, FRAMES_BUFFERED)
+    return topics
 
-    # bytes key and value types make faust use the raw codec for the tables, their stores AND
-    # changelog recovery (a Schema alone does not reach recovery, which then fails on JSON).
-    aliases = app.Table("aliases", partitions=n, key_type=bytes, value_type=bytes)
-    identities = app.Table("identities", partitions=n, key_type=bytes, value_type=bytes)
 
-    decoder = DecoderService(build_event_decoder(settings), settings, loop=app.loop)
-    sender = SenderService(build_sender_config(settings),
-                           verify_tls=not settings.iterable_insecure_skip_tls_verify, loop=app.loop)
-    app.add_dependency(decoder)
-    app.add_dependency(sender)
+def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _Stages) -> None:
+    """One agent per stage: take a batch, let the stage handle it, ack it.
 
-    partition_of = Partitioner(n)
-    to_by_device = Outbox(by_device, partition_of, settings.max_record_bytes)
-    to_by_person = Outbox(by_person, partition_of, settings.max_record_bytes)
-    to_requests = Outbox(requests_topic, partition_of, settings.max_record_bytes)
-
-    dead_letter = DeadLetterSink(lambda key, value: dead_letters.send(key=key, value=value))
-    route = RouteStage(decoder, dead_letter, to_by_device, settings.max_record_bytes)
-    resolve = ResolveStage(AliasTable(aliases), dead_letter, to_by_person, enter=_make_current)
-    apply = ApplyStage(IdentityTable(identities), mapping_config, dead_letter, to_requests, enter=_make_current)
+    Every stage takes its input in batches and sends its output as frames (one Kafka message per
+    destination partition and batch): faust's per-message cost dominates otherwise.
+    noack_take, not take_events: take_events acks the whole batch in a `finally`, so a batch cut
+    short (the agent cancelled by a shutdown or rebalance mid-body) would be committed unprocessed.
+    A batch is acked only once its stage handled it and handed its output to the producer buffer:
+    faust flushes the producer before it commits consumed offsets, so a commit never covers an
+    event whose output is still held in an outbox.
+    """
     batch_items, batch_wait = settings.stage_batch_items, settings.stage_batch_seconds
 
-    # Every stage takes its input in batches and sends its output as frames (one Kafka message per
-    # destination partition and batch): faust's per-message cost dominates otherwise.
-    # noack_take, not take_events: take_events acks the whole batch in a `finally`, so a batch cut
-    # short (the agent cancelled by a shutdown or rebalance mid-body) would be committed unprocessed.
-    # A batch is acked only once its stage handled it and handed its output to the producer buffer:
-    # faust flushes the producer before it commits consumed offsets, so a commit never covers an
-    # event whose output is still held in an outbox.
     async def ack(stream: Any, batch: Sequence[Any]) -> None:
         for record in batch:
             await stream.ack(record)
 
     if settings.source_keyed_by_device:
-        @app.agent(sources, name="resolve")
+        @app.agent(topics.sources, name="resolve")
         async def resolve_source(stream: Any) -> None:
             """Decode source records already keyed by device id and resolve their person."""
             async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
-                    resolve.handle_decoded(await route.decode(batch))
+                    stages.resolve.handle_decoded(await stages.route.decode(batch))
                     await ack(stream, batch)
                 except Exception as exc:
                     _die("resolve", exc)
     else:
-        @app.agent(sources, name="route")
-        async def route_agent(stream: Any) -> None:
+        @app.agent(topics.sources, name="route")
+        async def route(stream: Any) -> None:
             """Decode source records and re-key them by device / anonymous id."""
             async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
-                    await route.handle(batch)
+                    await stages.route.handle(batch)
                     await ack(stream, batch)
                 except Exception as exc:
                     _die("route", exc)
 
-        @app.agent(by_device, name="resolve")
-        async def resolve_agent(stream: Any) -> None:
+        @app.agent(topics.by_device, name="resolve")
+        async def resolve(stream: Any) -> None:
             """Attach the person key to each event; drop events of never-identified devices."""
             async for batch in stream.noack_take(FRAMES_PER_TAKE, within=batch_wait):
                 try:
-                    await resolve.handle(batch)
+                    await stages.resolve.handle(batch)
                     await ack(stream, batch)
                 except Exception as exc:
                     _die("resolve", exc)
 
-    @app.agent(by_person, name="apply")
-    async def apply_agent(stream: Any) -> None:
+    @app.agent(topics.by_person, name="apply")
+    async def apply(stream: Any) -> None:
         """Run the mapping core per person; emit Iterable requests or dead letters."""
         async for batch in stream.noack_take(FRAMES_PER_TAKE, within=batch_wait):
             try:
-                await apply.handle(batch)
+                await stages.apply.handle(batch)
                 await ack(stream, batch)
             except Exception as exc:
                 _die("apply", exc)
 
-    @app.agent(requests_topic, name="send")
-    async def send_agent(stream: Any) -> None:
-        """Deliver requests in rounds; frames are acked only once every request in them has an outcome.
-
-        Frames given up at a rebalance or stop (``faust_patches.bound_wait_for_acks`` marks them acked,
-        and we ack a frame only after its last round) are left to the next owner of their partition:
-        their delivery is abandoned, and those still in the take buffer are skipped.
-        """
+    @app.agent(topics.requests, name="send")
+    async def send(stream: Any) -> None:
+        """Deliver requests; frames are acked only once every request in them has an outcome, and
+        never when they were given up meanwhile (``SendStage``)."""
         async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.send_linger_seconds):
             try:
-                frames = [frame for frame in batch if not frame.message.acked]
-                items = [pair for frame in frames for pair in await dead_letter.frame_items(frame, decode_request)]
-                for start in range(0, len(items), settings.send_batch_items):
-                    if any(frame.message.acked for frame in frames):
-                        break  # given up while the previous rounds ran
-                    try:
-                        await deliver_round(items[start:start + settings.send_batch_items])
-                    except Abandoned:
-                        break
-                else:
-                    for frame in frames:
-                        await stream.ack(frame)
+                await ack(stream, await stages.send.handle(batch))
             except Exception as exc:
                 _die("send", exc)
-
-    async def deliver_round(items: Sequence[tuple[FrameItem, IterableRequest]]) -> None:
-        outcomes = await sender.deliver([request for _, request in items])
-        now = datetime.now(UTC)
-        for (item, _), outcome in zip(items, outcomes, strict=True):
-            if not outcome.delivered:
-                topic, partition, offset = item.source
-                await dead_letter(outcome.to_dead_letter(failed_at=now, source_topic=topic,
-                                                         source_partition=partition, source_offset=offset),
-                                  item.key)
-
-    @app.task  # type: ignore[untyped-decorator]  # faust is untyped
-    async def declare_dead_letter_topic() -> None:
-        """Nothing consumes the dead-letter topic here, so faust would not create it."""
-        await dead_letters.maybe_declare()
-
-    _add_web_pages(app, sender)
-    return app
 
 
 def _add_web_pages(app: faust.App, sender: SenderService) -> None:
@@ -268,8 +271,7 @@ def _add_web_pages(app: faust.App, sender: SenderService) -> None:
         # have fed the lag alert and the autoscaler a backlog that is not one.
         changelogs = app.tables.changelog_topics
         lag.sample(
-            (tp.topic, tp.partition, highwater,
-             consumer._committed_offset.get(tp))  # type: ignore[attr-defined]  # no public accessor
+            (tp.topic, tp.partition, highwater, faust_patches.committed_offset(consumer, tp))
             for tp in consumer.assignment()
             if tp.topic not in changelogs and (highwater := consumer.highwater(tp)) is not None
         )

@@ -85,9 +85,9 @@ CONTACTS: Final[tuple[Contact, ...]] = (
                "_drain_messages", "wait_first"),
     *_on_instances(_CONSUMER, "Consumer", "faust_patches.deliver_inline_while_flowing", "suspend_flow"),
     *_on_class("mode.services", "", "faust_patches.deliver_inline_while_flowing", "WaitResults"),
-    *_on_class("faust.streams", "", "app._make_current", "_current_event"),
-    *_on_instances(_CONSUMER, "Consumer", "app._add_web_pages (lag)", "_committed_offset"),
-    *_on_instances("faust.channels", "Channel", "app.build_app (FRAMES_BUFFERED)", "maxsize"),
+    *_on_class("faust.streams", "", "faust_patches.make_current", "_current_event"),
+    *_on_instances(_CONSUMER, "Consumer", "faust_patches.committed_offset (lag)", "_committed_offset"),
+    *_on_instances("faust.channels", "Channel", "faust_patches.bound_stream_buffer", "maxsize"),
 )
 """Every attribute of faust, mode and aiokafka that ``streams.faust_patches`` and ``streams.app`` rely on."""
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 import faust
+from faust.streams import _current_event
 from mode.services import WaitResults
 
 log = logging.getLogger(__name__)
@@ -256,3 +258,34 @@ def _discard(waitable: Any) -> None:
     """Close a coroutine that will never run (so it is not reported as never awaited)."""
     if isinstance(waitable, Generator | Coroutine):
         waitable.close()
+
+
+def make_current(event: Any) -> None:
+    """Make ``event`` faust's current event while a batch is handled one record at a time.
+
+    Table writes find their changelog partition (and their RocksDB shard) through faust's current
+    event; inside a batch that would be the last record taken, so the stages set it for each record
+    (``streams.stages.EnterRecord``). ``_current_event`` is faust's own context variable.
+    """
+    _current_event.set(weakref.ref(event))
+
+
+def committed_offset(consumer: Any, tp: Any) -> int | None:
+    """The offset faust last committed for ``tp`` (``None``: never); faust has no public accessor."""
+    offset: int | None = consumer._committed_offset.get(tp)
+    return offset
+
+
+def bound_stream_buffer(topic: Any, maxsize: int) -> None:
+    """Bound the queue of every stream of ``topic`` to ``maxsize`` messages.
+
+    Set on the topic, which every stream of it copies: ``app.topic()`` accepts ``maxsize`` but drops it.
+    """
+    topic.maxsize = maxsize
+
+
+def was_given_up(record: Any) -> bool:
+    """Whether ``bound_wait_for_acks`` gave ``record`` up (it marks given-up records acked); the agents
+    ack a record only once handled, so an acked record not yet handled was given up."""
+    given_up: bool = record.message.acked
+    return given_up

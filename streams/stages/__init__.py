@@ -1,8 +1,8 @@
 """The worker's stages, each a unit with one ``handle(batch)`` that a faust agent calls:
 
 ``RouteStage`` (decode, re-key by device) -> ``ResolveStage`` (table ``aliases``) -> ``ApplyStage``
-(table ``identities``, the mapping core) -> the send agent, with one ``DeadLetterSink`` for what will
-not be sent. A stage knows nothing of faust: it reads records through small protocols, writes its
+(table ``identities``, the mapping core) -> ``SendStage`` (Iterable), with one ``DeadLetterSink`` for
+what will not be sent. A stage knows nothing of faust: it reads records through small protocols, writes its
 tables through typed wrappers (``AliasTable``, ``IdentityTable``, the byte formats inside) and its
 output through outboxes, so it runs in a test with dicts and in-memory sinks, no broker.
 """
@@ -12,6 +12,7 @@ from ._dead_letters import DeadLetterSink, SendRecord
 from ._records import Coordinates, EnterRecord, InputRecord, nothing_to_enter
 from ._resolve import ResolveStage
 from ._route import Decoded, RouteStage, SourceDecoder, source_of
+from ._send import Deliverer, SendStage
 from ._tables import (
     AliasTable,
     IdentityTable,
@@ -27,12 +28,14 @@ __all__ = [
     "Coordinates",
     "DeadLetterSink",
     "Decoded",
+    "Deliverer",
     "EnterRecord",
     "IdentityTable",
     "InputRecord",
     "ResolveStage",
     "RouteStage",
     "SendRecord",
+    "SendStage",
     "SourceDecoder",
     "identity_from_bytes",
     "identity_to_bytes",

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from streams import metrics
-from streams.codecs import FrameItem, decode_frame, dead_letter_for_undecodable, encode_dead_letter
+from streams.codecs import FrameItem, dead_letter_for_undecodable, decode_frame, encode_dead_letter
 from streams.errors import StreamsError
 from streams.model import DeadLetter, Event
 

@@ -25,12 +25,14 @@ from streams.codecs import (
     encode_event,
     encode_event_internal,
     encode_frame,
+    encode_request,
 )
 from streams.codecs._source import SourceCodec
 from streams.explain import explain_lines
 from streams.identity import Link
+from streams.iterable import Abandoned, Outcome
 from streams.mapping import MappingConfig
-from streams.model import DeadLetter, Event, ProjectType
+from streams.model import DeadLetter, Endpoint, Event, IterableRequest, ProjectType
 from streams.normalize import normalize, normalize_json_line
 from streams.outbox import Outbox, Partitioner
 from streams.replay import REPLAY_SOURCE_HEADER
@@ -41,6 +43,7 @@ from streams.stages import (
     IdentityTable,
     ResolveStage,
     RouteStage,
+    SendStage,
     link_to_bytes,
 )
 from tests.support import REPO
@@ -268,3 +271,65 @@ async def test_apply_writes_identities_only_after_its_requests_are_sent_and_dead
     [letter] = pipeline.dead.letters()
     assert (letter.reason, letter.source_offset) == ("purchase_incomplete", 2)
     assert letter.event is not None and letter.event.message_id == "p-1"
+
+
+class Deliverer:
+    """Iterable refuses the ids in ``refuse``; ``Abandoned`` is raised at round ``abandon_at_round``."""
+
+    def __init__(self, refuse: frozenset[str] = frozenset(), abandon_at_round: int | None = None) -> None:
+        self.refuse = refuse
+        self.abandon_at_round = abandon_at_round
+        self.rounds: list[list[str]] = []
+
+    async def deliver(self, requests: Sequence[IterableRequest]) -> list[Outcome]:
+        if self.abandon_at_round == len(self.rounds):
+            raise Abandoned
+        self.rounds.append([request.body["id"] for request in requests])
+        return [Outcome(request, delivered=request.body["id"] not in self.refuse, reason="iterable_rejected",
+                        detail="refused by the test") for request in requests]
+
+
+def _request_frame(ids: Sequence[str], partition: int = 0, offset: int = 0) -> Record:
+    requests = [IterableRequest(Endpoint.EVENTS_TRACK, {"id": i, "eventName": "A"}, "u-1", i) for i in ids]
+    items = [FrameItem(b"u-1", encode_request(request), ("src", 0, n)) for n, request in enumerate(requests)]
+    return Record(encode_frame(items), message=At("requests", partition, offset))
+
+
+async def test_send_delivers_in_rounds_and_dead_letters_what_iterable_refuses() -> None:
+    dead = DeadLetterTopic()
+    sender = Deliverer(refuse=frozenset({"e-2"}))
+    stage = SendStage(sender, DeadLetterSink(dead.send), round_items=2)
+    frames = [_request_frame(["e-1", "e-2", "e-3"]), _request_frame(["e-4"], offset=1)]
+    assert await stage.handle(frames) == frames
+    assert sender.rounds == [["e-1", "e-2"], ["e-3", "e-4"]]
+    [letter] = dead.letters()
+    assert (letter.reason, letter.source_offset, dead.sent[0][0]) == ("iterable_rejected", 1, b"u-1")
+
+
+async def test_send_acks_nothing_when_its_frames_are_given_up_or_the_delivery_abandoned() -> None:
+    frames = [_request_frame(["e-1", "e-2"]), _request_frame(["e-3"], offset=1)]
+    abandoned = SendStage(Deliverer(abandon_at_round=1), DeadLetterSink(DeadLetterTopic().send), round_items=1)
+    assert await abandoned.handle(frames) == []
+
+    given_up: set[int] = set()
+    sender = Deliverer()
+    stage = SendStage(sender, DeadLetterSink(DeadLetterTopic().send), round_items=1,
+                      given_up=lambda frame: frame.message.offset in given_up)
+    original = sender.deliver
+
+    async def give_up_the_second_frame_after_one_round(requests: Sequence[IterableRequest]) -> list[Outcome]:
+        given_up.add(1)
+        return await original(requests)
+
+    sender.deliver = give_up_the_second_frame_after_one_round  # type: ignore[method-assign]
+    assert await stage.handle(frames) == []
+    assert sender.rounds == [["e-1"]], "no round after the give-up"
+
+
+async def test_send_skips_frames_given_up_before_it_started() -> None:
+    frames = [_request_frame(["e-1"]), _request_frame(["e-2"], offset=1)]
+    sender = Deliverer()
+    stage = SendStage(sender, DeadLetterSink(DeadLetterTopic().send), round_items=10,
+                      given_up=lambda frame: frame.message.offset == 0)
+    assert await stage.handle(frames) == [frames[1]]
+    assert sender.rounds == [["e-2"]]
