@@ -30,9 +30,11 @@ from typing import Any
 import click
 
 from streams.brokers import client_options, start_client
-from streams.codecs import load_schemas
+from streams.codecs import SourceCodec, load_schemas
 from streams.commands._kafka_io import consumer_without_group, partitions_of, read_ranges
 from streams.errors import DecodeError, InvalidEvent
+from streams.explain import ExplainState, decision_record, explain_event
+from streams.mapping import MappingConfig
 from streams.model import Event
 from streams.replay import (
     DEFAULT_REPLAY_RATE,
@@ -145,88 +147,100 @@ async def replay_range(
     """
     from aiokafka import AIOKafkaProducer
 
-    from streams.codecs import SchemaRegistryClient, SourceCodec
-    from streams.explain import ExplainState, decision_record, explain_event
+    from streams.codecs import SchemaRegistryClient
     from streams.wiring import build_event_decoder, build_mapping_config
 
     topic = topic or settings.source_topic
-    event_filter = event_filter or EventFilter()
     options = client_options(settings)
-    report = ReplayReport(ranges=tuple(ranges), dry_run=dry_run)
     started = clock()
     registry = SchemaRegistryClient.connect(settings) if settings.schema_registry_url else None
-    codec = SourceCodec(build_event_decoder(settings), registry)
-    config = build_mapping_config(settings) if dry_run else None
-    state = ExplainState()
-    producer = None if dry_run else AIOKafkaProducer(acks="all", linger_ms=5, **options)
-    pacer = Pacer(None if dry_run else rate, clock)
-    pending: list[asyncio.Future[Any]] = []
+    run = _Run(
+        report=ReplayReport(ranges=tuple(ranges), dry_run=dry_run),
+        event_filter=event_filter or EventFilter(),
+        codec=SourceCodec(build_event_decoder(settings), registry),
+        replay_topic=settings.replay_topic,
+        config=build_mapping_config(settings) if dry_run else None,
+        producer=None if dry_run else AIOKafkaProducer(acks="all", linger_ms=5, **options),
+        pacer=Pacer(None if dry_run else rate, clock),
+        on_explain=on_explain,
+    )
     try:
-        if producer is not None:
-            await start_client(producer, options["bootstrap_servers"])
-        async for message in read_ranges(options, topic, report.ranges):
-            report.scanned += 1
-            event: Event | None = None
-            try:
-                await codec.prepare(message.value)
-                event = codec.decode(message.value)
-            except (DecodeError, InvalidEvent) as exc:
-                report.undecodable += 1
-                if dry_run and not event_filter.active and on_explain is not None:
-                    on_explain(
-                        {
-                            "partition": message.partition,
-                            "offset": message.offset,
-                            "message_id": None,
-                            "decision": "error",
-                            "reason": exc.reason.value,
-                            "detail": str(exc),
-                            "requests": [],
-                        }
-                    )
-            keep = event_filter.matches(event) if event is not None else not event_filter.active
-            if not keep:
-                if event is not None:
-                    report.filtered += 1
-            else:
-                report.selected += 1
-                if event is not None:
-                    report.by_type[event.type.value] += 1
-                elif not dry_run:
-                    report.undecodable_forwarded += 1
-                if dry_run and event is not None:
-                    assert config is not None
-                    decision = explain_event(event, config, state, datetime.now(UTC))
-                    if on_explain is not None:
-                        on_explain(
-                            {
-                                "partition": message.partition,
-                                "offset": message.offset,
-                                **decision_record(event.message_id, decision),
-                            }
-                        )
-                elif producer is not None:
-                    delay = pacer.delay()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    pending.append(
-                        await producer.send(
-                            settings.replay_topic, message.value, key=message.key, headers=_headers(message)
-                        )
-                    )
-                    if len(pending) >= 1000:
-                        await asyncio.gather(*pending)
-                        pending.clear()
+        if run.producer is not None:
+            await start_client(run.producer, options["bootstrap_servers"])
+        async for message in read_ranges(options, topic, run.report.ranges):
+            await run.take(message)
             if on_progress is not None:
-                on_progress(report)
-        await asyncio.gather(*pending)
+                on_progress(run.report)
+        await asyncio.gather(*run.pending)
     finally:
-        if producer is not None:
-            await producer.stop()
+        if run.producer is not None:
+            await run.producer.stop()
         if registry is not None:
             await registry.aclose()
-    report.seconds = clock() - started
-    return report
+    run.report.seconds = clock() - started
+    return run.report
+
+
+@dataclass
+class _Run:
+    """One replay's state: what it counted, where it sends, and (in a dry run) the identity state."""
+
+    report: ReplayReport
+    event_filter: EventFilter
+    codec: SourceCodec
+    replay_topic: str
+    config: MappingConfig | None
+    producer: Any
+    pacer: Pacer
+    on_explain: Callable[[dict[str, Any]], None] | None
+    state: ExplainState = field(default_factory=ExplainState)
+    pending: list[asyncio.Future[Any]] = field(default_factory=list)
+
+    async def take(self, message: Any) -> None:
+        """Count one record of the range, and forward it (or explain it) when the filter selects it."""
+        self.report.scanned += 1
+        event = await self._decode(message)
+        if event is not None and not self.event_filter.matches(event):
+            self.report.filtered += 1
+            return
+        if event is None and self.event_filter.active:
+            return  # a filter selects events, and this is none
+        self.report.selected += 1
+        if event is not None:
+            self.report.by_type[event.type.value] += 1
+        elif self.producer is not None:
+            self.report.undecodable_forwarded += 1
+        if self.config is not None:
+            if event is not None:
+                self._explain(message, decision_record(event.message_id, explain_event(
+                    event, self.config, self.state, datetime.now(UTC))))
+        elif self.producer is not None:
+            await self._forward(message)
+
+    async def _decode(self, message: Any) -> Event | None:
+        try:
+            await self.codec.prepare(message.value)
+            return self.codec.decode(message.value)
+        except (DecodeError, InvalidEvent) as exc:
+            self.report.undecodable += 1
+            if self.config is not None and not self.event_filter.active:
+                self._explain(message, {"message_id": None, "decision": "error", "reason": exc.reason.value,
+                                        "detail": str(exc), "requests": []})
+            return None
+
+    def _explain(self, message: Any, record: dict[str, Any]) -> None:
+        if self.on_explain is not None:
+            self.on_explain({"partition": message.partition, "offset": message.offset, **record})
+
+    async def _forward(self, message: Any) -> None:
+        delay = self.pacer.delay()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.pending.append(await self.producer.send(self.replay_topic, message.value, key=message.key,
+                                                     headers=_headers(message)))
+        if len(self.pending) >= 1000:
+            await asyncio.gather(*self.pending)
+            self.pending.clear()
 
 
 def _summary(report: ReplayReport, topic: str, replay_topic: str) -> str:
