@@ -5,6 +5,7 @@ credentials. The glue between settings and the layers below.
 from __future__ import annotations
 
 import ssl
+from dataclasses import fields
 from typing import Any
 
 from streams.codecs import EventDecoder
@@ -56,22 +57,19 @@ def broker_credentials(settings: Settings) -> Any:
 
 
 def build_mapping_config(settings: Settings) -> MappingConfig:
-    """The mapping core's view of the settings; transformation rules load (and fail) here."""
+    """The mapping core's view of the settings; transformation rules load (and fail) here.
+
+    Every other ``MappingConfig`` field is the setting of the same name (a test holds the two together),
+    so a new mapping option is declared in the core and in ``Settings`` and copied by nothing here.
+    """
     transformations = (
         load_transformations(settings.transformations_file)
         if settings.transformations_file is not None
         else Transformations()
     )
-    return MappingConfig(
-        project_type=settings.project_type,
-        default_identify_transformations=settings.default_identify_transformations,
-        require_identify_first=settings.require_identify_first,
-        merge_nested_objects=settings.merge_nested_objects,
-        page_event_name=settings.page_event_name,
-        screen_event_name=settings.screen_event_name,
-        date_fields=frozenset(settings.date_fields),
-        transformations=transformations,
-    )
+    same_name = {field.name: getattr(settings, field.name) for field in fields(MappingConfig)
+                 if field.name not in ("transformations", "date_fields")}
+    return MappingConfig(**same_name, date_fields=frozenset(settings.date_fields), transformations=transformations)
 
 
 def build_event_decoder(settings: Settings) -> EventDecoder:
