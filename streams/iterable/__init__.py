@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from streams.iterable.batcher import Batcher, Call, call_body, plan
 from streams.iterable.client import IterableClient, classify, new_http_client
-from streams.iterable.ratelimit import DEFAULT_LIMITS, RateLimiter, TokenBucket
+from streams.iterable.ratelimit import DEFAULT_LIMITS, ProbingBucket, RateLimiter, TokenBucket
 from streams.iterable.retry import DEFAULT_POLICY, RetryPolicy, next_delay
 from streams.iterable.sender import Abandoned, Outcome, Sender, SenderConfig, SenderStats
 
@@ -19,6 +19,7 @@ __all__ = [
     "Call",
     "IterableClient",
     "Outcome",
+    "ProbingBucket",
     "RateLimiter",
     "RetryPolicy",
     "Sender",

@@ -1,5 +1,11 @@
 """Token buckets per Iterable endpoint, adaptive on 429 (cut, then recover), honouring Retry-After.
 
+Endpoints with a published limit (iterable-api.md §4) get a ``TokenBucket`` at that limit. Endpoints
+without one (trackPurchase, updateCart, updateEmail) get a ``ProbingBucket``: it starts at a safe rate
+and finds the limit itself, raising its rate while calls wait for tokens and Iterable answers 200,
+and cutting it on 429 (issue 19: a guessed 100 calls/s of trackPurchase capped the 5%-purchase
+workload at 2,000 events/s while trackBulk's budget sat idle).
+
 No I/O except ``asyncio.sleep`` in ``acquire``; the clock and the sleep are injected so tests run
 without waiting. One ``RateLimiter`` per worker is shared by every batch it sends, because
 Iterable's limits are per project (iterable-api.md §4).
@@ -14,22 +20,32 @@ from collections.abc import Awaitable, Callable, Mapping
 from streams.metrics import RATE_LIMITER_WAIT
 from streams.model import Endpoint
 
-__all__ = ["DEFAULT_LIMITS", "RateLimiter", "TokenBucket"]
+__all__ = ["DEFAULT_LIMITS", "PROBE_MAX_RATE", "PUBLISHED_LIMITS", "UNPUBLISHED", "ProbingBucket", "RateLimiter",
+           "TokenBucket"]
 
 Clock = Callable[[], float]
 _EPS = 1e-9  # refills are float sums: a token that is "almost" whole is whole (no zero-length waits)
 Sleep = Callable[[float], Awaitable[None]]
 
-DEFAULT_LIMITS: Mapping[Endpoint, float] = {
-    # Iterable's published per-project limits (§4); unpublished ones are throttled conservatively.
+PUBLISHED_LIMITS: Mapping[Endpoint, float] = {
+    # Iterable's published per-project limits (§4).
     Endpoint.USERS_UPDATE: 500.0,
     Endpoint.USERS_BULK_UPDATE: 5.0,
     Endpoint.EVENTS_TRACK: 2000.0,
     Endpoint.EVENTS_TRACK_BULK: 10.0,
+}
+_PROBE_START: Mapping[Endpoint, float] = {
+    # No published limit: the rate a probe starts from, low enough that no project refuses it.
     Endpoint.COMMERCE_TRACK_PURCHASE: 100.0,
     Endpoint.COMMERCE_UPDATE_CART: 100.0,
     Endpoint.USERS_UPDATE_EMAIL: 50.0,
 }
+UNPUBLISHED: frozenset[Endpoint] = frozenset(_PROBE_START)
+"""Endpoints whose limit the ``RateLimiter`` probes for instead of trusting the number it is given."""
+DEFAULT_LIMITS: Mapping[Endpoint, float] = {**PUBLISHED_LIMITS, **_PROBE_START}
+"""Published limits, and the starting rate of a probe where none is published."""
+PROBE_MAX_RATE = 5000.0
+"""A probe never goes above this: far beyond what one worker sends to a single-call endpoint."""
 
 
 class TokenBucket:
@@ -126,10 +142,100 @@ class TokenBucket:
             self._last_change = now
 
 
-class RateLimiter:
-    """One ``TokenBucket`` per endpoint, created lazily from ``limits`` (requests per second).
+class ProbingBucket(TokenBucket):
+    """A bucket for an endpoint without a published limit: starts at ``rate`` and probes for the limit.
 
-    An endpoint without a limit, or with a limit of 0 or less, is not throttled.
+    The rate rises once per ``probe_every`` seconds, and only when some caller had to wait for a
+    token since the last change (demand above the rate: probing an idle endpoint upwards would
+    only save up a burst that hits the real limit at once). Until the first 429 it grows by
+    ``growth`` (slow start); the rate of the first 429 is then the estimated ``limit``, and the
+    rate climbs quickly back to ``settle`` of it and then creeps by ``creep`` of it per step: a
+    limit that was raised is found again, while 429s stay rare (one per creep above the limit).
+    A 429 cuts the rate to ``cut`` of the lower of the rate and the estimate, at most once per
+    ``overshoot_window``: the calls already in flight when the limit is crossed all come back 429,
+    and they are one overshoot, not several (a 429 after the window means the cut was not enough).
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: float | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        max_rate: float = PROBE_MAX_RATE,
+        growth: float = 1.5,
+        settle: float = 0.95,
+        creep: float = 0.005,
+        cut: float = 0.85,
+        probe_every: float = 1.0,
+        overshoot_window: float = 0.25,
+        min_fraction: float = 0.05,
+        name: str = "",
+    ) -> None:
+        super().__init__(rate, capacity, clock=clock, sleep=sleep, cut=cut, min_fraction=min_fraction, name=name)
+        self.max_rate = max(rate, max_rate)
+        self.limit: float | None = None
+        """The rate at which Iterable last answered 429 (an upper estimate of the limit), or None."""
+        self._growth = growth
+        self._settle = settle
+        self._creep = creep
+        self._probe_every = probe_every
+        self._overshoot_window = overshoot_window
+        self._starved = False
+        self._last_change = clock()
+        self._last_cut = float("-inf")
+
+    def _capacity_for(self, rate: float) -> float:
+        # The same burst as the bucket was built with, in seconds of its rate.
+        return max(1.0, rate * self.capacity / self.rate) if self.rate > 0 else self.capacity
+
+    def _set_rate(self, rate: float, now: float) -> None:
+        self._refill(now)
+        self.capacity = self._capacity_for(rate)
+        self._tokens = min(self._tokens, self.capacity)
+        self.rate = rate
+        self._last_change = now
+
+    def try_acquire(self) -> float:
+        delay = super().try_acquire()
+        if delay > 0:
+            self._starved = True
+        return delay
+
+    def on_rate_limited(self, retry_after: float | None = None) -> None:
+        now = self._clock()
+        if retry_after is not None and retry_after > 0:
+            self._blocked_until = max(self._blocked_until, now + retry_after)
+        if now - self._last_cut < self._overshoot_window:
+            return  # the same overshoot, answered to every call that was in flight
+        self.limit = self.rate if self.limit is None else min(self.limit, self.rate)
+        self._set_rate(max(self._min_rate, self.limit * self._cut), now)
+        self._tokens = min(self._tokens, 0.0)
+        self._last_cut = now
+        self._starved = False
+
+    def on_success(self) -> None:
+        now = self._clock()
+        if not self._starved or now - self._last_change < self._probe_every or self.rate >= self.max_rate:
+            return
+        if self.limit is None:
+            rate = self.rate * self._growth
+        elif self.rate < self.limit * self._settle:
+            rate = min(self.limit * self._settle, self.rate + self.limit * 0.1)
+        else:
+            rate = self.rate + self.limit * self._creep
+            if rate > self.limit:
+                self.limit = rate  # above the last 429 without one: the limit was higher (or raised)
+        self._set_rate(min(self.max_rate, rate), now)
+        self._starved = False
+
+
+class RateLimiter:
+    """One bucket per endpoint, created lazily from ``limits`` (requests per second).
+
+    An endpoint without a limit, or with a limit of 0 or less, is not throttled. Endpoints in
+    ``probe`` get a ``ProbingBucket`` that starts at their limit and searches upwards from it.
     """
 
     def __init__(
@@ -139,8 +245,12 @@ class RateLimiter:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         burst_seconds: float = 0.5,
+        probe: frozenset[Endpoint] = UNPUBLISHED,
+        probe_max_rate: float = PROBE_MAX_RATE,
     ) -> None:
         self._limits = dict(limits)
+        self._probe = probe
+        self._probe_max = probe_max_rate
         self._clock = clock
         self._sleep = sleep
         self._burst = burst_seconds
@@ -152,11 +262,18 @@ class RateLimiter:
             rate = self._limits.get(endpoint)
             if rate is None or rate <= 0:
                 return None
-            bucket = TokenBucket(
-                rate, max(1.0, rate * self._burst), clock=self._clock, sleep=self._sleep, name=endpoint.value
-            )
+            capacity = max(1.0, rate * self._burst)
+            if endpoint in self._probe:
+                bucket = ProbingBucket(rate, capacity, clock=self._clock, sleep=self._sleep,
+                                       max_rate=self._probe_max, name=endpoint.value)
+            else:
+                bucket = TokenBucket(rate, capacity, clock=self._clock, sleep=self._sleep, name=endpoint.value)
             self._buckets[endpoint] = bucket
         return bucket
+
+    def rates(self) -> dict[str, float]:
+        """The current rate of every bucket made so far, by endpoint path (probed ones included)."""
+        return {endpoint.value: bucket.rate for endpoint, bucket in self._buckets.items()}
 
     async def acquire(self, endpoint: Endpoint) -> float:
         bucket = self.bucket(endpoint)

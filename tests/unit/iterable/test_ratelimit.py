@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from streams.iterable import RateLimiter, TokenBucket
+from streams.iterable.ratelimit import DEFAULT_LIMITS, PUBLISHED_LIMITS, UNPUBLISHED, ProbingBucket
 from streams.model import Endpoint
 from tests.unit.iterable.conftest import FakeClock
 
@@ -72,3 +73,105 @@ class TestRateLimiter:
         limiter.on_rate_limited(Endpoint.EVENTS_TRACK_BULK, None)
         bucket = limiter.bucket(Endpoint.EVENTS_TRACK_BULK)
         assert bucket is not None and bucket.rate < 1.0
+
+
+class _HiddenLimit:
+    """Iterable's side of an unpublished limit: a bucket of ``rate`` calls/s holding one second."""
+
+    def __init__(self, rate: float, clock: FakeClock) -> None:
+        self.rate, self.tokens, self.stamp, self.clock = rate, rate, clock.now, clock
+
+    def allow(self) -> bool:
+        now = self.clock.now
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0 - 1e-9:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def _drive(bucket: ProbingBucket, iterable: _HiddenLimit, clock: FakeClock, seconds: float) -> tuple[int, int]:
+    """Calls as fast as the bucket allows (demand always above it) for ``seconds``: (accepted, 429s)."""
+    accepted = limited = 0
+    end = clock.now + seconds
+    while clock.now < end:
+        delay = bucket.try_acquire()
+        if delay > 0:
+            clock.now += delay
+            continue
+        if iterable.allow():
+            accepted += 1
+            bucket.on_success()
+        else:
+            limited += 1
+            bucket.on_rate_limited(None)
+    return accepted, limited
+
+
+class TestProbingBucket:
+    def test_rises_only_while_callers_wait_for_tokens(self, clock: FakeClock) -> None:
+        bucket = ProbingBucket(100.0, 50.0, clock=clock)
+        for _ in range(5):
+            clock.now += 2.0
+            assert bucket.try_acquire() == 0.0  # demand below the rate: nobody waits
+            bucket.on_success()
+        assert bucket.rate == 100.0
+
+    def test_slow_start_until_the_first_429_then_cuts_below_it(self, clock: FakeClock) -> None:
+        bucket = ProbingBucket(100.0, 1.0, clock=clock, growth=1.5, cut=0.85)
+        bucket.try_acquire()
+        assert bucket.try_acquire() > 0  # starved
+        clock.now += 1.0
+        bucket.on_success()
+        assert bucket.rate == pytest.approx(150.0)
+        bucket.on_rate_limited(None)
+        assert bucket.limit == pytest.approx(150.0)
+        assert bucket.rate == pytest.approx(127.5)
+
+    def test_the_429s_of_one_overshoot_cut_once(self, clock: FakeClock) -> None:
+        bucket = ProbingBucket(200.0, clock=clock, cut=0.5, overshoot_window=0.25)
+        for _ in range(8):  # the calls that were in flight together
+            bucket.on_rate_limited(None)
+        assert bucket.rate == pytest.approx(100.0)
+        clock.now += 0.25
+        bucket.on_rate_limited(None)
+        assert bucket.rate == pytest.approx(50.0)
+
+    def test_never_above_max_rate(self, clock: FakeClock) -> None:
+        bucket = ProbingBucket(100.0, 1.0, clock=clock, max_rate=120.0)
+        for _ in range(5):
+            bucket.try_acquire()
+            bucket.try_acquire()
+            clock.now += 1.0
+            bucket.on_success()
+        assert bucket.rate == 120.0
+
+    @pytest.mark.parametrize("hidden", [40.0, 400.0, 3000.0])
+    def test_converges_near_a_hidden_limit_with_few_429s(self, clock: FakeClock, hidden: float) -> None:
+        bucket = ProbingBucket(100.0, 50.0, clock=clock)
+        iterable = _HiddenLimit(hidden, clock)
+        _drive(bucket, iterable, clock, 30.0)  # finding it
+        accepted, limited = _drive(bucket, iterable, clock, 60.0)
+        assert accepted / 60.0 >= 0.93 * hidden
+        assert limited <= 10  # one 429 or so per creep above the limit, against thousands of calls
+        assert bucket.limit is not None and 0.9 * hidden <= bucket.limit <= 1.1 * hidden
+
+    def test_finds_a_limit_again_after_it_was_raised(self, clock: FakeClock) -> None:
+        bucket = ProbingBucket(100.0, 50.0, clock=clock)
+        iterable = _HiddenLimit(300.0, clock)
+        _drive(bucket, iterable, clock, 30.0)
+        iterable.rate = 450.0
+        _drive(bucket, iterable, clock, 60.0)
+        accepted, _ = _drive(bucket, iterable, clock, 30.0)
+        assert accepted / 30.0 >= 0.9 * 450.0
+
+
+class TestLimiterProbes:
+    def test_unpublished_endpoints_probe_and_published_ones_do_not(self, clock: FakeClock) -> None:
+        limiter = RateLimiter(DEFAULT_LIMITS, clock=clock)
+        assert isinstance(limiter.bucket(Endpoint.COMMERCE_TRACK_PURCHASE), ProbingBucket)
+        track_bulk = limiter.bucket(Endpoint.EVENTS_TRACK_BULK)
+        assert track_bulk is not None and not isinstance(track_bulk, ProbingBucket)
+        assert set(PUBLISHED_LIMITS).isdisjoint(UNPUBLISHED)
+        assert limiter.rates() == {"/api/commerce/trackPurchase": 100.0, "/api/events/trackBulk": 10.0}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from streams.errors import Reason
-from streams.iterable import Abandoned, Outcome, SenderConfig
+from streams.iterable import Abandoned, Outcome, RateLimiter, SenderConfig
 from streams.model import Endpoint, IterableRequest, ProjectType
 from tests.unit.iterable.conftest import Rig, RigFactory, identify, track
 
@@ -145,6 +146,46 @@ class TestDeliverFailures:
         rig.state.faults.outage_until = rig.clock.now + 10_000
         outcomes = await rig.sender(retry=RetryPolicy(max_attempts=2)).deliver([identify("a")])
         assert outcomes[0].reason == Reason.ITERABLE_UNAVAILABLE and outcomes[0].attempts == 3
+
+
+class TestScheduling:
+    """The calls of a round start when their own people's earlier calls are done, not after whole waves."""
+
+    async def test_one_persons_purchases_do_not_hold_another_persons_events(self, rig: Rig) -> None:
+        sender = rig.sender()
+        # Real time: the fake clock's sleeps return at once, so they could not show what runs meanwhile.
+        sender.limiter = RateLimiter({Endpoint.COMMERCE_TRACK_PURCHASE: 4.0}, burst_seconds=0.0)
+        order: list[str] = []
+        post = sender.client.post
+
+        async def recording(endpoint: Endpoint, body: Any) -> Any:
+            order.append(endpoint.value)
+            return await post(endpoint, body)
+
+        sender.client.post = recording  # type: ignore[method-assign]
+        requests = [purchase("p", "o1"), purchase("p", "o2"), purchase("p", "o3"), identify("b"), track("b", "e1")]
+        outcomes = await sender.deliver(requests)
+        assert all(o.delivered for o in outcomes)
+        # Before: b's events waited for the whole first wave, p's purchases at 4 calls/s included.
+        assert order.index("/api/events/trackBulk") < len(order) - 1, order
+
+    async def test_a_persons_later_calls_still_wait_for_their_earlier_ones(self, rig: Rig) -> None:
+        sender = rig.sender(limits={Endpoint.COMMERCE_TRACK_PURCHASE: 1.0})
+        order: list[str] = []
+        post = sender.client.post
+
+        async def recording(endpoint: Endpoint, body: Any) -> Any:
+            order.append(f"{endpoint.value} {body.get('id') or body.get('events', [{}])[0].get('id')}")
+            return await post(endpoint, body)
+
+        sender.client.post = recording  # type: ignore[method-assign]
+        requests = [purchase("p", "o1"), purchase("c", "o2"), purchase("c", "o3"), track("c", "e1"),
+                    identify("c", plan="x"), track("c", "e2")]
+        outcomes = await sender.deliver(requests)
+        assert all(o.delivered for o in outcomes)
+        assert order.index("/api/events/trackBulk e1") > order.index("/api/commerce/trackPurchase o3")
+        assert order.index("/api/events/trackBulk e2") > order.index("/api/users/bulkUpdate None")
+        assert order.index("/api/users/bulkUpdate None") > order.index("/api/events/trackBulk e1")
 
 
 def move(person: str, new: str, current: str | None = None) -> IterableRequest:
