@@ -45,6 +45,13 @@ __all__ = ["emulator"]
 )
 @click.option("--no-rate-limits", is_flag=True, help="Do not answer 429 at Iterable's published limits.")
 @click.option(
+    "--hidden-limit",
+    "hidden_limits",
+    multiple=True,
+    metavar="PATH=CALLS_PER_S",
+    help="A limit Iterable does not publish, enforced with 429 (repeatable), e.g. /api/commerce/trackPurchase=400.",
+)
+@click.option(
     "--error-rate", default=0.0, type=float, show_default=True, help="Fraction of calls answered 500."
 )
 @click.option("--latency", default=0.0, type=float, show_default=True, help="Seconds added to every answer.")
@@ -61,14 +68,21 @@ def emulator(
     project_type: str,
     api_key: str,
     no_rate_limits: bool,
+    hidden_limits: tuple[str, ...],
     error_rate: float,
     latency: float,
     user_visible_after: float,
 ) -> None:
     """Serve an emulated Iterable project; change faults at runtime with POST /_emulator/faults."""
     from streams.emulator import EmulatorConfig, EmulatorServer, Faults
+    from streams.emulator.config import parse_limits
 
+    try:
+        hidden = parse_limits(hidden_limits)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--hidden-limit") from None
     config = EmulatorConfig(
+        hidden_limits=hidden,
         api_keys=(api_key,),
         project_type=ProjectType(project_type),
         rate_limits_enabled=not no_rate_limits,

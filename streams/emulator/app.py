@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -69,6 +70,9 @@ class EmulatorState:
             name=self.config.project_name,
         )
         self.buckets: dict[str, _Bucket] = {}
+        self.timeline: dict[str, Counter[int]] = defaultdict(Counter)
+        """Calls answered per path and whole second since start, 429s apart: how much of each
+        endpoint's budget a run used, second by second (``GET /_emulator/timeline``)."""
 
     def in_outage(self, now: float) -> bool:
         if now < self.faults.outage_until:
@@ -76,9 +80,13 @@ class EmulatorState:
         since = now - self.started_at
         return any(start <= since < end for start, end in self.config.outage_windows)
 
+    def limit_of(self, key: str) -> float:
+        hidden = self.config.hidden_limits.get(key)
+        return hidden if hidden is not None else self.config.rate_limits[key]
+
     def rate_limit_key(self, path: str) -> str | None:
         limits = self.config.rate_limits
-        if path in limits:
+        if path in limits or path in self.config.hidden_limits:
             return path
         if path.startswith("/api/events/") and "/api/events" in limits:
             return "/api/events"
@@ -92,7 +100,7 @@ class EmulatorState:
             return True
         bucket = self.buckets.get(key)
         if bucket is None:
-            rate = self.config.rate_limits[key]
+            rate = self.limit_of(key)
             bucket = self.buckets[key] = _Bucket(rate, max(1.0, rate * self.config.rate_burst_seconds), now)
         return bucket.take(now)
 
@@ -132,6 +140,8 @@ def _api(handler: Handler, *, post: bool = True) -> Callable[[Request], Awaitabl
         if faults.error_rate > 0 and state.rng.random() < faults.error_rate:
             return answer(faults.error_status, envelope("Injected failure", "GenericError"))
         limited = faults.throttle_next > 0 or not state.allow(path, now)
+        key_path = state.rate_limit_key(path) or path  # one key for every /api/events/{email} read
+        state.timeline[f"{key_path} 429" if limited else key_path][int(now - state.started_at)] += 1
         if limited:
             faults.throttle_next = max(0, faults.throttle_next - 1)
             counters.rate_limited[path] += 1
@@ -207,6 +217,7 @@ def _routes() -> list[Route]:
         ),
         Route("/_emulator/counters", _counters),
         Route("/_emulator/arrivals", _arrivals),
+        Route("/_emulator/timeline", _timeline),
         Route("/_emulator/faults", _faults, methods=["GET", "POST"]),
         Route("/_emulator/reset", _reset, methods=["POST"]),
     ]
@@ -224,6 +235,14 @@ async def _arrivals(request: Request) -> Response:
     """Event and purchase ids with the wall-clock time each first arrived (for benchmarks)."""
     state: EmulatorState = request.app.state.emulator
     return _json(200, {"arrivals": state.project.arrivals})
+
+
+async def _timeline(request: Request) -> Response:
+    """Calls per second by path (``"<path> 429"`` for the refused ones), and each limit enforced."""
+    state: EmulatorState = request.app.state.emulator
+    limits = {**state.config.rate_limits, **state.config.hidden_limits} if state.rate_limits_enabled else {}
+    seconds = {path: {str(s): n for s, n in sorted(counts.items())} for path, counts in state.timeline.items()}
+    return _json(200, {"seconds": seconds, "limits": limits, "hidden": sorted(state.config.hidden_limits)})
 
 
 async def _faults(request: Request) -> Response:

@@ -13,7 +13,7 @@ from typing import Any
 
 from streams.model import ProjectType
 
-__all__ = ["DEFAULT_RATE_LIMITS", "EmulatorConfig", "Faults"]
+__all__ = ["DEFAULT_RATE_LIMITS", "EmulatorConfig", "Faults", "parse_limits"]
 
 DEFAULT_RATE_LIMITS: Mapping[str, float] = {
     # Iterable's published per-project limits (iterable-api.md §4). Endpoints without a published
@@ -87,6 +87,9 @@ class EmulatorConfig:
     api_keys: tuple[str, ...] = ("emulator-key",)
     project_type: ProjectType = ProjectType.EMAIL
     rate_limits: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    hidden_limits: Mapping[str, float] = field(default_factory=dict)
+    """Limits Iterable enforces but does not publish (calls/s by path, e.g. trackPurchase): the
+    sender has to find them by probing, so tests and benchmarks set them here."""
     rate_limits_enabled: bool = True
     rate_burst_seconds: float = 1.0
     """A bucket holds this many seconds of its rate (the 429 tolerance for bursts)."""
@@ -97,3 +100,16 @@ class EmulatorConfig:
     seed: int = 0
     clock: Callable[[], float] = time.monotonic
     project_name: str = "emulated"
+
+
+def parse_limits(specs: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """``["/api/commerce/trackPurchase=400", ...]`` as ``{path: calls per second}``."""
+    limits: dict[str, float] = {}
+    for spec in specs:
+        path, sep, rate = spec.partition("=")
+        if not sep or not path.startswith("/api/"):
+            raise ValueError(f"not PATH=CALLS_PER_SECOND: {spec!r}")
+        limits[path] = float(rate)
+        if limits[path] <= 0:
+            raise ValueError(f"a limit must be positive: {spec!r}")
+    return limits

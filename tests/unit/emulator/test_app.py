@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from streams.emulator import EmulatorConfig, create_emulator
+from streams.emulator.config import parse_limits
 
 H = {"Api-Key": "k"}
 
@@ -96,3 +97,34 @@ class TestCreateEmulator:
         events = [{"email": "a@x.com", "eventName": "E"}] * 1001
         response = await http.post("/api/events/trackBulk", json={"events": events}, headers=H)
         assert (response.status_code, response.json()["code"]) == (400, "BatchTooLarge")
+
+
+class TestHiddenLimits:
+    PURCHASE = {"id": "o1", "user": {"email": "a@x.com"}, "total": 1.0, "items": []}
+
+    async def test_a_hidden_limit_answers_429_and_the_timeline_counts_each_second(self, clock: Clock) -> None:
+        app = create_emulator(EmulatorConfig(api_keys=("k",), clock=clock,
+                                             hidden_limits={"/api/commerce/trackPurchase": 2.0}))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://emu") as http:
+            statuses = [(await http.post("/api/commerce/trackPurchase", json=self.PURCHASE, headers=H)).status_code
+                        for _ in range(3)]
+            clock.now += 1.0
+            statuses.append((await http.post("/api/commerce/trackPurchase", json=self.PURCHASE,
+                                             headers=H)).status_code)
+            timeline = (await http.get("/_emulator/timeline")).json()
+        assert statuses == [200, 200, 429, 200]
+        assert timeline["seconds"] == {"/api/commerce/trackPurchase": {"0": 2, "1": 1},
+                                       "/api/commerce/trackPurchase 429": {"0": 1}}
+        assert timeline["hidden"] == ["/api/commerce/trackPurchase"]
+        assert timeline["limits"]["/api/commerce/trackPurchase"] == 2.0
+
+    async def test_without_one_the_endpoint_is_not_limited(self, http: httpx.AsyncClient) -> None:
+        for _ in range(20):
+            assert (await http.post("/api/commerce/trackPurchase", json=self.PURCHASE, headers=H)).status_code == 200
+
+    def test_parse_limits(self) -> None:
+        assert parse_limits(["/api/commerce/trackPurchase=400", "/api/users/updateEmail=7.5"]) == {
+            "/api/commerce/trackPurchase": 400.0, "/api/users/updateEmail": 7.5}
+        for bad in ("trackPurchase=4", "/api/x", "/api/x=0"):
+            with pytest.raises(ValueError):
+                parse_limits([bad])
