@@ -114,12 +114,14 @@ def broker() -> Iterator[str]:
 class Emulator:
     """``python -m streams emulator`` in its own process (it must not share the worker's core)."""
 
-    def __init__(self, workdir: Path, rate_limits: bool) -> None:
+    def __init__(self, workdir: Path, rate_limits: bool, hidden_limits: Mapping[str, float] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "streams", "emulator", "--port", str(self.port), "--api-key", EMULATOR_KEY]
         if not rate_limits:
             args.append("--no-rate-limits")
+        for path, rate in (hidden_limits or {}).items():
+            args += ["--hidden-limit", f"{path}={rate:g}"]
         self.process = Process(args, {}, workdir / f"emulator-{self.port}.log")
         # One client for every poll: httpx.get() builds a new client, and with it a TLS context that
         # loads the CA bundle (~15 ms of CPU): at 10 polls/s the harness took a sixth of a core from
@@ -136,6 +138,11 @@ class Emulator:
 
     def counters(self) -> dict[str, Any]:
         result: dict[str, Any] = self.http.get("/_emulator/counters").json()
+        return result
+
+    def timeline(self) -> dict[str, Any]:
+        """Calls answered per path and second (``"<path> 429"`` for refusals), and the limits enforced."""
+        result: dict[str, Any] = self.http.get("/_emulator/timeline").json()
         return result
 
     def arrivals(self) -> dict[str, float]:
@@ -317,4 +324,5 @@ def run_workers(bootstrap: str, workdir: Path, topic: str, emulator: Emulator, e
     return {"first": first, "last": last, "seconds": window_seconds(first, last),
             "cpu": cpu["cpu_last"] - cpu["cpu_first"],
             "cpu_total": cpu["cpu_last"], "peak_rss_mb": sampler.peak_rss_mb(),
-            "emulator_cpu": emulator_sampler.cpu() - emulator_cpu0, "counters": counters, "arrivals": arrivals}
+            "emulator_cpu": emulator_sampler.cpu() - emulator_cpu0, "counters": counters, "arrivals": arrivals,
+            "timeline": emulator.timeline()}

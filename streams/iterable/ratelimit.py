@@ -151,6 +151,9 @@ class ProbingBucket(TokenBucket):
     ``growth`` (slow start); the rate of the first 429 is then the estimated ``limit``, and the
     rate climbs quickly back to ``settle`` of it and then creeps by ``creep`` of it per step: a
     limit that was raised is found again, while 429s stay rare (one per creep above the limit).
+    Iterable's bucket holds a second of calls, so the first crossing shows only once that second is
+    spent, at a rate well above the limit: hence a slow start of x1.3 and a deep cut (the first
+    overshoot costs tens of 429s, each retried; the creep costs about one a minute).
     A 429 cuts the rate to ``cut`` of the lower of the rate and the estimate, at most once per
     ``overshoot_window``: the calls already in flight when the limit is crossed all come back 429,
     and they are one overshoot, not several (a 429 after the window means the cut was not enough).
@@ -164,10 +167,10 @@ class ProbingBucket(TokenBucket):
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         max_rate: float = PROBE_MAX_RATE,
-        growth: float = 1.5,
+        growth: float = 1.3,
         settle: float = 0.95,
         creep: float = 0.005,
-        cut: float = 0.85,
+        cut: float = 0.7,
         probe_every: float = 1.0,
         overshoot_window: float = 0.25,
         min_fraction: float = 0.05,
