@@ -4,6 +4,12 @@ The same steps the worker's stages run (``normalize``, then ``steps.resolve_step
 ``steps.apply_step``), with plain dicts standing in for the ``aliases`` and ``identities``
 tables, so identity state is carried from line to line. Used by ``explain`` and
 ``replay --dry-run``. Pure: no Faust, Kafka or HTTP.
+
+With a ``HoldRule`` (``FPI_HOLD_ANONYMOUS_SECONDS``), ``steps.hold_step`` runs as in the worker: a held
+event's line says ``"decision": "hold"``, and the line that links its device is followed by one record
+per held event it settles (sent as the person's, or dropped ``anonymous``), in the order the worker
+hands them on. Events still held at the end of the input get no second record: the worker would keep
+holding them.
 """
 
 from __future__ import annotations
@@ -15,13 +21,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.errors import StreamsError
-from streams.identity import Link
+from streams.identity import Held, HoldRule, Link
 from streams.mapping import MappingConfig
-from streams.model import Decision, Event, Identity
+from streams.model import Decision, DropReason, Event, Identity
 from streams.normalize import normalize_json_line
-from streams.steps import apply_step, resolve_step
+from streams.steps import apply_step, hold_step, resolve_step
 
-__all__ = ["ExplainState", "decision_record", "explain_event", "explain_lines"]
+__all__ = ["ExplainState", "decision_record", "explain_all", "explain_event", "explain_lines"]
+
+_HELD_DETAIL = "held until its device is linked to a person"
 
 
 @dataclass(slots=True)
@@ -32,19 +40,75 @@ class ExplainState:
     """anonymous id -> person key and since when (the "resolve" stage's table)."""
     identities: dict[str, Identity] = field(default_factory=dict)
     """person key -> Identity (the "apply" stage's table)."""
+    hold: HoldRule | None = None
+    """Hold anonymous events until their device is linked; ``None``: drop them (the default)."""
+    held: dict[str, list[Held[Event]]] = field(default_factory=dict)
+    """device -> its held events (the "resolve" stage's ``held`` table)."""
 
 
 def explain_event(event: Event, config: MappingConfig, state: ExplainState, now: datetime) -> Decision:
-    """Run one event through resolve and apply, updating ``state`` like the agents update their tables."""
-    resolved = resolve_step(event, state.aliases)
-    if resolved.person_key is None:
+    """Run one event through resolve and apply, updating ``state`` like the agents update their tables.
+
+    The event's own decision only; a held event is reported as an ``anonymous`` drop saying it is held,
+    and the held events it releases are not reported (``explain_all`` reports them).
+    """
+    decision = explain_all(event, config, state, now)[0][1]
+    assert not isinstance(decision, StreamsError), "the event's own mapping error is raised"
+    return decision if decision is not None else Decision.drop(DropReason.ANONYMOUS, _HELD_DETAIL)
+
+
+def explain_all(event: Event, config: MappingConfig, state: ExplainState,
+                now: datetime) -> list[tuple[Event, Decision | StreamsError | None]]:
+    """Run one event through resolve (and hold) and apply: its decision (``None`` when it is held), then
+    the decision of each held event it settles, in the order the worker hands them on.
+
+    Raises what ``apply_step`` raises for the event itself; for a released event that cannot be mapped
+    the error takes the decision's place (the worker dead-letters it and goes on).
+    """
+    window = state.hold.window if state.hold is not None else None
+    resolved = resolve_step(event, state.aliases, window)
+    if state.hold is None:
+        if resolved.person_key is None:
+            assert resolved.drop is not None
+            return [(event, Decision.drop(resolved.drop, resolved.detail))]
+        return [(event, apply_step(event, resolved.person_key, state.identities, config, now))]
+    holding = sum(len(events) for events in state.held.values())
+    outcome = hold_step(event, resolved, event, state.aliases, state.held, state.hold, holding)
+    if event.anonymous_id is not None and not state.held.get(event.anonymous_id, True):
+        del state.held[event.anonymous_id]
+    out: list[tuple[Event, Decision | StreamsError | None]]
+    if outcome.held:
+        out = [(event, None)]
+    elif outcome.overflow:
+        out = [(event, Decision.drop(DropReason.HOLD_OVERFLOW, f"device {event.anonymous_id!r} or the worker "
+                                     "holds the most events allowed"))]
+    elif resolved.person_key is None:
         assert resolved.drop is not None
-        return Decision.drop(resolved.drop, resolved.detail)
-    return apply_step(event, resolved.person_key, state.identities, config, now)
+        out = [(event, Decision.drop(resolved.drop, resolved.detail))]
+    else:
+        out = [(event, apply_step(event, resolved.person_key, state.identities, config, now))]
+    detail = "held, but no link to a person within FPI_HOLD_ANONYMOUS_SECONDS of it"
+    out += [(h.payload, Decision.drop(DropReason.ANONYMOUS, detail)) for h in outcome.dropped]
+    if outcome.released:
+        assert resolved.person_key is not None
+        out += [(h.payload, _released(h.payload, resolved.person_key, state, config, now))
+                for h in outcome.released]
+    return out
 
 
-def decision_record(message_id: str | None, decision: Decision) -> dict[str, Any]:
-    """The JSON object ``explain`` prints for one decision."""
+def _released(event: Event, person_key: str, state: ExplainState, config: MappingConfig,
+              now: datetime) -> Decision | StreamsError:
+    try:
+        return apply_step(event, person_key, state.identities, config, now)
+    except StreamsError as exc:
+        return exc
+
+
+def decision_record(message_id: str | None, decision: Decision | None) -> dict[str, Any]:
+    """The JSON object ``explain`` prints for one decision (``None``: the event is held)."""
+    if decision is None:
+        return {"message_id": message_id, "decision": "hold", "reason": None, "detail": _HELD_DETAIL,
+                "requests": []}
     return {
         "message_id": message_id,
         "decision": "send" if decision.sends else "drop",
@@ -63,30 +127,35 @@ def explain_lines(
     *,
     state: ExplainState | None = None,
     now: datetime | None = None,
+    hold: HoldRule | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield one record per non-blank line: ``message_id``, ``decision`` (send, drop or error),
-    ``reason`` (a stable code or null), ``detail`` (text or null) and ``requests``.
+    """Yield one record per non-blank line: ``message_id``, ``decision`` (send, drop, error, or hold
+    with ``hold``), ``reason`` (a stable code or null), ``detail`` (text or null) and ``requests``;
+    a line that settles held events is followed by one record for each of them.
 
     A line that cannot be parsed or mapped yields ``decision: "error"`` and the next line follows.
     """
-    state = state if state is not None else ExplainState()
+    state = state if state is not None else ExplainState(hold=hold)
     now = now or datetime.now(UTC)
     for line in lines:
         if not line.strip():
             continue
         try:
             event = normalize_json_line(line)
-            decision = explain_event(event, config, state, now)
+            decisions = explain_all(event, config, state, now)
         except StreamsError as exc:
-            yield {
-                "message_id": _message_id_of(line),
-                "decision": "error",
-                "reason": exc.reason.value,
-                "detail": str(exc),
-                "requests": [],
-            }
+            yield _error_record(_message_id_of(line), exc)
             continue
-        yield decision_record(event.message_id, decision)
+        for decided, decision in decisions:
+            if isinstance(decision, StreamsError):
+                yield _error_record(decided.message_id, decision)
+            else:
+                yield decision_record(decided.message_id, decision)
+
+
+def _error_record(message_id: str | None, exc: StreamsError) -> dict[str, Any]:
+    return {"message_id": message_id, "decision": "error", "reason": exc.reason.value, "detail": str(exc),
+            "requests": []}
 
 
 def _message_id_of(line: str | bytes) -> str | None:

@@ -16,16 +16,30 @@ seen) is checked in the "apply" stage, which holds the identities.
 happened before its device was linked is dropped even when it is processed after the link (a
 redelivery after a crash or rebalance, or a late arrival), so the outcome does not depend on when
 the worker happens to see it.
+
+Holding (opt-in, ``FPI_HOLD_ANONYMOUS_SECONDS``, a ``HoldRule``): an anonymous event that happened at
+most ``window`` before its device's link (``since - window <= time``) belongs to the linked person
+too, whenever it is processed. Before the link is known such an event is *held* (kept by the caller,
+see ``steps.hold_step``) and ``settle`` sorts the held events once the device is linked: those within
+the window are released to the person in event-time order, the older ones are dropped as anonymous.
+``expired`` finds held events no link can claim any more, given the latest event time seen (the
+watermark): they happened more than ``window`` before it. Both rules read event times only.
 """
+
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 
 from streams.model import DropReason, Event, EventType
 
-__all__ = ["Link", "Resolution", "person_key_of", "resolve", "routing_key"]
+__all__ = ["Held", "HoldRule", "Link", "Resolution", "expired", "person_key_of", "resolve", "routing_key",
+           "settle"]
+
+P = TypeVar("P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +50,28 @@ class Link:
     since: datetime | None = None
     """Event time of the earliest event that linked them; ``None`` when unknown (links stored by
     older versions), which attributes every anonymous event of the device."""
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRule:
+    """How anonymous events wait for their device's link (``FPI_HOLD_ANONYMOUS_*``)."""
+
+    window: timedelta
+    """How long before its device's link (event time) an anonymous event still belongs to the person."""
+    per_device: int
+    """Most events held for one device; more are dropped ``hold_overflow``."""
+    total: int
+    """Most events held in all (per worker); more are dropped ``hold_overflow``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Held(Generic[P]):
+    """One held event: its event time and message id (the rules read these), and what the caller keeps
+    to send it later (the worker: the internal event bytes and source coordinates; ``explain``: the event)."""
+
+    time: datetime
+    message_id: str
+    payload: P
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +100,7 @@ def routing_key(event: Event) -> str | None:
     return event.anonymous_id or person_key_of(event)
 
 
-def resolve(event: Event, link: Link | None) -> Resolution:
+def resolve(event: Event, link: Link | None, window: timedelta | None = None) -> Resolution:
     """Resolve ``event`` to a person key, given ``aliases[event.anonymous_id]`` (or ``None``).
 
     * An event naming its person (user id, else email) resolves to it, and links its anonymous id
@@ -72,7 +108,8 @@ def resolve(event: Event, link: Link | None) -> Resolution:
     * An alias event resolves to the person its device is linked to, else to its ``previousId``;
       it never re-links the device (the identity change happens in "apply").
     * An event with only an anonymous id resolves through ``link``, unless it happened before the
-      link did: then, as when there is no link, it is dropped with ``DropReason.ANONYMOUS``.
+      link did (more than ``window`` before, when holding): then, as when there is no link, it is
+      dropped with ``DropReason.ANONYMOUS``.
     """
     if event.type is EventType.ALIAS:
         key = link.person_key if link is not None else person_key_of(event)
@@ -86,6 +123,31 @@ def resolve(event: Event, link: Link | None) -> Resolution:
         if link.since is not None and event.timestamp < link.since:
             return Resolution(key, new_link=Link(key, event.timestamp))
         return Resolution(key)
-    if link is not None and (link.since is None or event.timestamp >= link.since):
+    if link is not None and (link.since is None or event.timestamp >= link.since - (window or timedelta(0))):
         return Resolution(link.person_key)
     return Resolution(None, drop=DropReason.ANONYMOUS)
+
+
+def settle(held: Sequence[Held[P]], link: Link, window: timedelta) -> tuple[list[Held[P]], list[Held[P]]]:
+    """Split a device's held events once it is linked: ``(released, dropped)``.
+
+    Released are those that happened at most ``window`` before the link (or any time after it, held
+    because they were seen before the link was), in event-time order (ties in the order held); they
+    belong to ``link.person_key`` exactly as ``resolve`` would attribute them. Dropped are the older
+    ones: anonymous.
+    """
+    start = link.since - window if link.since is not None else None
+    released = sorted((h for h in held if start is None or h.time >= start), key=lambda h: h.time)
+    dropped = [h for h in held if start is not None and h.time < start]
+    return released, dropped
+
+
+def expired(held: Sequence[Held[P]], watermark: datetime, window: timedelta) -> tuple[list[Held[P]], list[Held[P]]]:
+    """Split held events by the latest event time seen: ``(kept, expired)``.
+
+    An event that happened more than ``window`` before ``watermark`` could only be claimed by a link
+    older than the watermark, which would arrive out of order: it is expired (anonymous).
+    """
+    kept = [h for h in held if h.time + window >= watermark]
+    gone = [h for h in held if h.time + window < watermark]
+    return kept, gone

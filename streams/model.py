@@ -72,10 +72,13 @@ class DropReason(StrEnum):
     STALE_IDENTIFY = "stale_identify"
     UNCHANGED = "unchanged"
     """An alias that names the identifier the person already has: nothing to tell Iterable."""
+    HOLD_OVERFLOW = "hold_overflow"
+    """An anonymous event that could not be held: its device, or the worker, holds the most allowed
+    (``FPI_HOLD_ANONYMOUS_PER_DEVICE``, ``FPI_HOLD_ANONYMOUS_TOTAL``)."""
 
 
 QUIET_DROPS = frozenset({DropReason.ANONYMOUS, DropReason.FILTERED, DropReason.STALE_IDENTIFY,
-                         DropReason.UNCHANGED})
+                         DropReason.UNCHANGED, DropReason.HOLD_OVERFLOW})
 """Drops that are expected, configured or no-op outcomes: counted in metrics, not dead-lettered."""
 
 

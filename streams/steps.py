@@ -1,23 +1,25 @@
 """One event's step through the "resolve" and "apply" stages, over the stages' tables.
 
 The worker's stages (``streams.stages``) and the event tester (``streams.explain``) both run these
-two functions, so what ``explain`` predicts is what the agents do: the worker passes typed wrappers
-of its faust tables, ``explain`` passes plain dicts. Pure: no Faust, Kafka or HTTP.
+functions (``resolve_step``, ``hold_step`` when anonymous events are held, ``apply_step``), so what
+``explain`` predicts is what the agents do: the worker passes typed wrappers of its faust tables,
+``explain`` passes plain dicts. Pure: no Faust, Kafka or HTTP.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol, TypeVar
+from datetime import datetime, timedelta
+from typing import Generic, Protocol, TypeVar
 
-from streams.identity import Link, resolve, routing_key
+from streams.identity import Held, HoldRule, Link, expired, resolve, routing_key, settle
 from streams.mapping import MappingConfig, apply_event
 from streams.model import Decision, DropReason, Event, Identity
 
-__all__ = ["Resolved", "Table", "apply_step", "resolve_step"]
+__all__ = ["HoldOutcome", "Resolved", "Table", "apply_step", "hold_step", "resolve_step"]
 
 V = TypeVar("V")
+P = TypeVar("P")
 
 
 class Table(Protocol[V]):
@@ -37,11 +39,15 @@ class Resolved:
     detail: str | None = None
 
 
-def resolve_step(event: Event, aliases: Table[Link]) -> Resolved:
-    """Find the event's person through ``aliases`` (device -> person), storing a new link there."""
+def resolve_step(event: Event, aliases: Table[Link], window: timedelta | None = None) -> Resolved:
+    """Find the event's person through ``aliases`` (device -> person), storing a new link there.
+
+    ``window``: when anonymous events are held, how long before its device's link an anonymous
+    event still belongs to the person (``identity.resolve``).
+    """
     device = event.anonymous_id
     link = aliases.get(device) if device else None
-    resolution = resolve(event, link)
+    resolution = resolve(event, link, window)
     if resolution.new_link is not None and device:
         aliases[device] = resolution.new_link
     if resolution.person_key is not None:
@@ -49,6 +55,56 @@ def resolve_step(event: Event, aliases: Table[Link]) -> Resolved:
     detail = (f"happened before device {routing_key(event)!r} was linked to a person" if link is not None
               else f"no person known for device {routing_key(event)!r}")
     return Resolved(None, resolution.drop or DropReason.ANONYMOUS, detail)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldOutcome(Generic[P]):
+    """What ``hold_step`` did with an event and its device's held events."""
+
+    held: bool = False
+    """The event waits in the held table (``stored``: put there now; else it already was: a redelivery)."""
+    stored: bool = False
+    overflow: bool = False
+    """The event is anonymous and could not be held: drop it ``hold_overflow``."""
+    released: tuple[Held[P], ...] = ()
+    """Held events of the device that now belong to its person: hand them on after the event, in this order."""
+    dropped: tuple[Held[P], ...] = ()
+    """Held events that no link will claim (they happened more than the window before the link, or before
+    the device's latest event): anonymous."""
+
+
+def hold_step(event: Event, resolved: Resolved, payload: P, aliases: Table[Link], held: Table[list[Held[P]]],
+              rule: HoldRule, holding: int) -> HoldOutcome[P]:
+    """Run after ``resolve_step`` (given its ``resolved``) when anonymous events are held.
+
+    A device linked by now has its held events settled (``identity.settle``) and removed from ``held``
+    (an empty list: the caller deletes the key). An anonymous event of a device not linked yet is held
+    with ``payload``, unless it is there already (redelivered after a crash: same message id), its
+    device holds ``rule.per_device`` events or ``holding`` (events held in all) reached ``rule.total``;
+    the device's held events older than this event by more than the window expire first.
+    """
+    device = event.anonymous_id
+    if device is None:
+        return HoldOutcome()
+    entries = held.get(device) or []
+    link = aliases.get(device)
+    if link is not None:
+        if not entries:
+            return HoldOutcome()
+        released, dropped = settle(entries, link, rule.window)
+        held[device] = []
+        return HoldOutcome(released=tuple(released), dropped=tuple(dropped))
+    if resolved.person_key is not None:
+        return HoldOutcome()
+    kept, gone = expired(entries, event.timestamp, rule.window)
+    if gone:
+        held[device] = kept
+    if any(h.message_id == event.message_id for h in kept):
+        return HoldOutcome(held=True, dropped=tuple(gone))
+    if len(kept) >= rule.per_device or holding - len(gone) >= rule.total:
+        return HoldOutcome(overflow=True, dropped=tuple(gone))
+    held[device] = [*kept, Held(event.timestamp, event.message_id, payload)]
+    return HoldOutcome(held=True, stored=True, dropped=tuple(gone))
 
 
 def apply_step(event: Event, person_key: str, identities: Table[Identity], config: MappingConfig,

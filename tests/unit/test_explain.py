@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from streams.cli import main
 from streams.explain import ExplainState, explain_lines
-from streams.identity import Link
+from streams.identity import HoldRule, Link
 from streams.mapping import MappingConfig, load_mapping_config
 from streams.model import ProjectType
 
@@ -133,3 +133,30 @@ class TestExplainCommand:
         assert result.exit_code == 0
         for text in ("Example:", "[mapping]", "[[transformations]]", "--project-type", "Exit status 1"):
             assert text in result.output
+
+
+class TestHolding:
+    LINES = [
+        '{"type":"page","messageId":"p-1","timestamp":"2024-01-01T00:00:00Z","anonymousId":"a","name":"Home"}',
+        '{"type":"page","messageId":"p-2","timestamp":"2024-01-01T00:09:00Z","anonymousId":"a","name":"Pricing"}',
+        '{"type":"identify","messageId":"i-1","timestamp":"2024-01-01T00:10:00Z","anonymousId":"a",'
+        '"userId":"u","traits":{"email":"j@x.io"}}',
+    ]
+
+    def test_held_page_views_follow_the_identify_within_the_window(self) -> None:
+        rule = HoldRule(timedelta(minutes=10), per_device=10, total=100)
+        out = list(explain_lines(self.LINES, MappingConfig(project_type=ProjectType.HYBRID), hold=rule))
+        assert [(r["message_id"], r["decision"]) for r in out] == [
+            ("p-1", "hold"), ("p-2", "hold"), ("i-1", "send"), ("p-1", "send"), ("p-2", "send")]
+        assert out[3]["requests"][0]["body"]["userId"] == "u"
+
+    def test_outside_the_window_they_are_anonymous(self) -> None:
+        rule = HoldRule(timedelta(minutes=5), per_device=10, total=100)
+        out = list(explain_lines(self.LINES, MappingConfig(project_type=ProjectType.HYBRID), hold=rule))
+        assert [(r["message_id"], r["decision"], r["reason"]) for r in out] == [
+            ("p-1", "hold", None), ("p-2", "hold", None), ("p-1", "drop", "anonymous"), ("i-1", "send", None),
+            ("p-2", "send", None)]
+
+    def test_without_holding_nothing_changes(self) -> None:
+        out = list(explain_lines(self.LINES, MappingConfig(project_type=ProjectType.HYBRID)))
+        assert [r["decision"] for r in out] == ["drop", "drop", "send"]

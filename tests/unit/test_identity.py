@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from streams.identity import Link, Resolution, person_key_of, resolve, routing_key
+from streams.identity import Held, Link, Resolution, expired, person_key_of, resolve, routing_key, settle
 from streams.model import DropReason, EventType
 from tests.unit.builders import T0, event
 
@@ -99,3 +99,59 @@ class TestRoutingKey:
     def test_nothing(self) -> None:
         assert routing_key(event()) is None
         assert person_key_of(event()) is None
+
+
+class TestHolding:
+    """Anonymous events within the window before their device's link belong to the person, by event time."""
+
+    WINDOW = timedelta(minutes=30)
+    LINK = Link("u-1", T0)
+
+    @staticmethod
+    def held(minutes: float, message_id: str = "m") -> Held[str]:
+        return Held(T0 + timedelta(minutes=minutes), message_id, message_id)
+
+    def test_resolve_attributes_an_event_within_the_window_before_the_link(self) -> None:
+        inside = event(anonymous_id="dev", timestamp=T0 - self.WINDOW)
+        outside = event(anonymous_id="dev", timestamp=T0 - self.WINDOW - timedelta(microseconds=1))
+        assert resolve(inside, self.LINK, self.WINDOW) == Resolution("u-1")
+        assert resolve(outside, self.LINK, self.WINDOW) == Resolution(None, drop=DropReason.ANONYMOUS)
+        assert resolve(inside, self.LINK) == Resolution(None, drop=DropReason.ANONYMOUS), "without holding"
+
+    def test_settle_releases_the_window_before_the_link_and_later_ones_in_event_time_order(self) -> None:
+        held = [self.held(5, "after"), self.held(-31, "too-old"), self.held(-30, "edge"), self.held(-1, "just")]
+        released, dropped = settle(held, self.LINK, self.WINDOW)
+        assert [h.message_id for h in released] == ["edge", "just", "after"]
+        assert [h.message_id for h in dropped] == ["too-old"]
+
+    def test_settle_with_a_link_of_unknown_age_releases_everything(self) -> None:
+        released, dropped = settle([self.held(-600)], Link("u-1"), self.WINDOW)
+        assert len(released) == 1 and dropped == []
+
+    def test_expired_by_the_watermark(self) -> None:
+        held = [self.held(-31, "old"), self.held(-30, "edge"), self.held(0, "new")]
+        kept, gone = expired(held, T0, self.WINDOW)
+        assert [h.message_id for h in kept] == ["edge", "new"]
+        assert [h.message_id for h in gone] == ["old"]
+
+    def test_the_outcome_does_not_depend_on_processing_order(self) -> None:
+        views = [event(anonymous_id="dev", message_id=f"p-{n}", timestamp=T0 - timedelta(minutes=m))
+                 for n, m in enumerate((45, 20, 1))]
+        identify = event(EventType.IDENTIFY, anonymous_id="dev", user_id="u-1", message_id="i", timestamp=T0)
+        outcomes = []
+        for order in ([*views, identify], [identify, *views], [views[1], identify, views[0], views[2]]):
+            link: Link | None = None
+            held: list[Held[str]] = []
+            sent: set[str] = set()
+            for ev in order:
+                resolution = resolve(ev, link, self.WINDOW)
+                link = resolution.new_link or link
+                if resolution.person_key is not None:
+                    sent.add(ev.message_id)
+                elif link is None:
+                    held.append(Held(ev.timestamp, ev.message_id, ev.message_id))
+                if link is not None and held:
+                    sent.update(h.message_id for h in settle(held, link, self.WINDOW)[0])
+                    held = []
+            outcomes.append(sent)
+        assert outcomes == [{"i", "p-1", "p-2"}] * 3
