@@ -8,7 +8,8 @@ Each agent takes a batch, has its stage (``streams.stages``) handle it, and acks
     source topic (Avro, any key)
       -> agent route     decode; dead-letter poison; re-key by device / anonymous id
     by-device topic (internal, frames)   [skipped when FPI_SOURCE_KEYED_BY_DEVICE=true]
-      -> agent resolve   table aliases: anonymous id -> person key; anonymous events dropped
+      -> agent resolve   table aliases: anonymous id -> person key; anonymous events dropped, or held
+                         in table held until their device is linked (FPI_HOLD_ANONYMOUS_SECONDS)
     by-person topic (internal, frames, partitioned by person key)
       -> agent apply     table identities; the mapping core decides; requests or dead letters
     requests topic (internal, frames, partitioned by person key)
@@ -45,6 +46,7 @@ from streams.stages import (
     AliasTable,
     ApplyStage,
     DeadLetterSink,
+    HeldTable,
     IdentityTable,
     ResolveStage,
     RouteStage,
@@ -116,6 +118,9 @@ def build_app(settings: Settings) -> faust.App:
     n = settings.topic_partitions
     aliases = app.Table("aliases", partitions=n, key_type=bytes, value_type=bytes)
     identities = app.Table("identities", partitions=n, key_type=bytes, value_type=bytes)
+    hold = settings.hold_rule()
+    # Declared only when holding: an unused table would still be recovered and its changelog provisioned.
+    held = app.Table("held", partitions=n, key_type=bytes, value_type=bytes) if hold is not None else None
     partition_of = Partitioner(n)
 
     def outbox(topic: Any) -> Outbox:
@@ -125,12 +130,20 @@ def build_app(settings: Settings) -> faust.App:
     enter = faust_patches.make_current
     stages = _Stages(
         route=RouteStage(decoder, dead_letter, outbox(topics.by_device), settings.max_record_bytes),
-        resolve=ResolveStage(AliasTable(aliases), dead_letter, outbox(topics.by_person), enter=enter),
+        resolve=ResolveStage(AliasTable(aliases), dead_letter, outbox(topics.by_person), enter=enter,
+                             held=HeldTable(held) if held is not None else None, hold=hold),
         apply=ApplyStage(IdentityTable(identities), mapping_config, dead_letter, outbox(topics.requests),
                          enter=enter),
         send=SendStage(sender, dead_letter, settings.send_batch_items, given_up=faust_patches.was_given_up),
     )
     _add_agents(app, settings, topics, stages)
+
+    if held is not None:
+        def reindex_held(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            """The held table's partitions change at a rebalance: the sweep's index is rebuilt from it."""
+            stages.resolve.reindex()
+
+        app.on_partitions_revoked.connect(reindex_held)
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def declare_dead_letter_topic() -> None:
@@ -211,7 +224,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
             """Decode source records already keyed by device id and resolve their person."""
             async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
-                    stages.resolve.handle_decoded(await stages.route.decode(batch))
+                    await stages.resolve.handle_decoded(await stages.route.decode(batch))
                     await ack(stream, batch)
                 except Exception as exc:
                     _die("resolve", exc)

@@ -17,6 +17,8 @@ __all__ = [
     "DECODE_FAILURES",
     "EVENTS_DROPPED",
     "EVENTS_IN",
+    "HELD_EVENTS",
+    "HELD_NOW",
     "ITERABLE_LATENCY",
     "ITERABLE_REQUESTS",
     "ITERABLE_RETRIES",
@@ -35,6 +37,11 @@ DEAD_LETTERS = Counter("fpi_dead_letters_total", "Records written to the dead-le
 DECODE_FAILURES = Counter("fpi_decode_failures_total",
                           "Source messages that did not decode into an event (poison), by reason.",
                           ["reason"])
+HELD_EVENTS = Counter("fpi_anonymous_held_total",
+                      "Anonymous events held for their device's link (FPI_HOLD_ANONYMOUS_SECONDS), by outcome: "
+                      "held, released (sent as the person's), expired (dropped anonymous), overflow (not held: "
+                      "a bound was reached).", ["outcome"])
+HELD_NOW = Gauge("fpi_anonymous_held_now", "Anonymous events this worker holds now.")
 REQUESTS_OUT = Counter("fpi_iterable_requests_mapped_total",
                        "Iterable requests produced by the mapping core, by endpoint.", ["endpoint"])
 ITERABLE_REQUESTS = Counter("fpi_iterable_http_requests_total",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from streams.errors import ConfigError
+from streams.identity import HoldRule
 from streams.model import ProjectType
 
 __all__ = ["ITERABLE_BASE_URLS", "Settings", "load_settings", "redact_url"]
@@ -28,7 +30,7 @@ STORE_SCHEMES = ("memory", "rocksdb")
 _SECRETS = frozenset({"iterable_api_key", "kafka_sasl_password", "schema_registry_password",
                       "schema_registry_user_info", "schema_registry_token"})
 _OPTIONAL = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "schema_registry_cafile",
-             "schema_registry_username", "transformations_file", "avro_dir")
+             "schema_registry_username", "transformations_file", "avro_dir", "hold_anonymous_seconds")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 ITERABLE_BASE_URLS = {
@@ -166,11 +168,28 @@ class Settings(BaseSettings):
     transformations_file: Path | None = None
     """FPI_TRANSFORMATIONS_FILE: TOML file of event transformation rules."""
 
+    # --- Holding anonymous events ------------------------------------------------------------
+    hold_anonymous_seconds: float | None = Field(default=None, gt=0)
+    """FPI_HOLD_ANONYMOUS_SECONDS: keep events of devices not linked to a person yet (table ``held``); those
+    that happened at most this long before their device is linked (event time) are sent as the person's,
+    the rest dropped ``anonymous``. Unset: anonymous events are dropped at once."""
+    hold_anonymous_per_device: int = Field(default=200, ge=1)
+    """FPI_HOLD_ANONYMOUS_PER_DEVICE: most events held for one device; more are dropped ``hold_overflow``."""
+    hold_anonymous_total: int = Field(default=200_000, ge=1)
+    """FPI_HOLD_ANONYMOUS_TOTAL: most events one worker holds; more are dropped ``hold_overflow``."""
+
     @field_validator(*_SECRETS, *_OPTIONAL, mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         # A variable set to "" (a ConfigMap key left blank) means unset, not the current directory.
         return None if value == "" else value
+
+    def hold_rule(self) -> HoldRule | None:
+        """The resolve stage's ``HoldRule``; ``None`` when anonymous events are not held."""
+        if self.hold_anonymous_seconds is None:
+            return None
+        return HoldRule(timedelta(seconds=self.hold_anonymous_seconds), self.hold_anonymous_per_device,
+                        self.hold_anonymous_total)
 
     def secret_values(self) -> tuple[str, ...]:
         """The configured secrets' values, for the log filter that keeps them out of every record."""

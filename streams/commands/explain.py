@@ -85,14 +85,15 @@ def explain(
     if transformations_file is not None:
         overrides["transformations"] = load_transformations(transformations_file)
     # FPI_* as for every command, then what --config sets, then the flags.
-    config = build_mapping_config(Settings.load())
+    settings = Settings.load()
+    config = build_mapping_config(settings)
     if config_file is not None:
         from_file = load_mapping_config(config_file, **overrides)
         overrides = {name: getattr(from_file, name) for name in (*_set_in(config_file), *overrides)}
     config = dataclasses.replace(config, **overrides)
 
     errors = 0
-    for record in explain_lines(file, config):
+    for record in explain_lines(file, config, hold=settings.hold_rule()):
         errors += record["decision"] == "error"
         click.echo(json.dumps(record, ensure_ascii=False))
     sys.stdout.flush()

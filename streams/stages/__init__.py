@@ -1,9 +1,9 @@
 """The worker's stages, each a unit with one ``handle(batch)`` that a faust agent calls:
 
-``RouteStage`` (decode, re-key by device) -> ``ResolveStage`` (table ``aliases``) -> ``ApplyStage``
+``RouteStage`` (decode, re-key by device) -> ``ResolveStage`` (tables ``aliases``, ``held``) -> ``ApplyStage``
 (table ``identities``, the mapping core) -> ``SendStage`` (Iterable), with one ``DeadLetterSink`` for
 what will not be sent. A stage knows nothing of faust: it reads records through small protocols, writes its
-tables through typed wrappers (``AliasTable``, ``IdentityTable``, the byte formats inside) and its
+tables through typed wrappers (``AliasTable``, ``HeldTable``, ``IdentityTable``, the byte formats inside) and its
 output through outboxes, so it runs in a test with dicts and in-memory sinks, no broker.
 """
 
@@ -15,7 +15,12 @@ from ._route import Decoded, RouteStage, SourceDecoder, source_of
 from ._send import Deliverer, SendStage
 from ._tables import (
     AliasTable,
+    HeldEntry,
+    HeldRecord,
+    HeldTable,
     IdentityTable,
+    held_from_bytes,
+    held_to_bytes,
     identity_from_bytes,
     identity_to_bytes,
     link_from_bytes,
@@ -30,6 +35,9 @@ __all__ = [
     "Decoded",
     "Deliverer",
     "EnterRecord",
+    "HeldEntry",
+    "HeldRecord",
+    "HeldTable",
     "IdentityTable",
     "InputRecord",
     "ResolveStage",
@@ -37,6 +45,8 @@ __all__ = [
     "SendRecord",
     "SendStage",
     "SourceDecoder",
+    "held_from_bytes",
+    "held_to_bytes",
     "identity_from_bytes",
     "identity_to_bytes",
     "link_from_bytes",

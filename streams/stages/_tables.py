@@ -1,23 +1,30 @@
-"""The stages' two tables as typed mappings, with their byte formats inside.
+"""The stages' tables as typed mappings, with their byte formats inside.
 
-faust keeps both tables as bytes -> bytes (the raw codec reaches the stores and changelog recovery,
+faust keeps the tables as bytes -> bytes (the raw codec reaches the stores and changelog recovery,
 where a faust Schema does not); these wrappers are the only code that knows the formats.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+import base64
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
 
-from streams.identity import Link
+from streams.codecs import Source
+from streams.identity import Held, Link
 from streams.model import Identity
 
-__all__ = ["AliasTable", "IdentityTable", "identity_from_bytes", "identity_to_bytes", "link_from_bytes",
-           "link_to_bytes"]
+__all__ = ["AliasTable", "HeldEntry", "HeldRecord", "HeldTable", "IdentityTable", "held_from_bytes",
+           "held_to_bytes", "identity_from_bytes", "identity_to_bytes", "link_from_bytes", "link_to_bytes"]
 
 _LINK_VERSION = b"\x01"
+_HELD_VERSION = b"\x01"
+
+HeldRecord = tuple[bytes, Source]
+"""What the worker keeps of a held event: its internal event bytes and its source coordinates."""
 
 
 def _time(value: datetime | None) -> str | None:
@@ -92,3 +99,55 @@ class IdentityTable:
 
     def __setitem__(self, person_key: str, identity: Identity, /) -> None:
         self.table[person_key.encode()] = identity_to_bytes(identity)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEntry:
+    """The ``held`` table's value for a device: the by-device partition it was held on (its changelog
+    partition, which the expiry sweep writes to) and its events in the order held."""
+
+    partition: int
+    events: list[Held[HeldRecord]]
+
+
+def held_to_bytes(entry: HeldEntry) -> bytes:
+    """A version byte, then JSON ``[partition, [[time, message id, event (base64), topic, partition,
+    offset], ...]]``."""
+    return _HELD_VERSION + orjson.dumps([entry.partition, [
+        [h.time.isoformat(), h.message_id, base64.b64encode(h.payload[0]).decode(), *h.payload[1]]
+        for h in entry.events]])
+
+
+def held_from_bytes(data: bytes) -> HeldEntry:
+    """Raises ``ValueError`` for a value of another format version."""
+    if data[:1] != _HELD_VERSION:
+        raise ValueError(f"unknown held-table format {data[:1]!r}")
+    partition, events = orjson.loads(data[1:])
+    return HeldEntry(partition, [
+        Held(datetime.fromisoformat(time), message_id, (base64.b64decode(value), (topic, part, offset)))
+        for time, message_id, value, topic, part, offset in events])
+
+
+class HeldTable:
+    """``held``: device (anonymous id) -> ``HeldEntry``, its events waiting for a link."""
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        self.table = table
+
+    def get(self, device: str, /) -> HeldEntry | None:
+        stored = self.table.get(device.encode())
+        return held_from_bytes(stored) if stored else None
+
+    def put(self, device: str, entry: HeldEntry) -> None:
+        """Store ``entry``; without events the device's key is deleted (a tombstone in the changelog)."""
+        key = device.encode()
+        if entry.events:
+            self.table[key] = held_to_bytes(entry)
+        elif key in self.table:
+            del self.table[key]
+
+    def entries(self) -> Iterator[tuple[str, HeldEntry]]:
+        """Every device held in the table as this worker has it."""
+        for key, value in list(self.table.items()):
+            if value:
+                yield key.decode(), held_from_bytes(value)

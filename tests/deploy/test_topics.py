@@ -79,3 +79,15 @@ class TestTopicsJob:
         assert listed == {spec.name: spec.cleanup_policy for spec in worker_topics(settings)}
         assert "freshpaint.replay" in listed
         assert listed["freshpaint-iterable-identities-changelog"] == "compact"
+
+
+class TestHeldChangelog:
+    def test_listed_compacted_only_when_anonymous_events_are_held(self) -> None:
+        def names(settings: Settings) -> dict[str, str]:
+            return {spec.name: spec.cleanup_policy for spec in worker_topics(settings)}
+
+        off = names(Settings(app_id="a", topic_partitions=6))
+        on = worker_topics(Settings(app_id="a", topic_partitions=6, hold_anonymous_seconds=600))
+        assert "a-held-changelog" not in off
+        [held] = [spec for spec in on if spec.name == "a-held-changelog"]
+        assert (held.cleanup_policy, held.partitions, held.exact) == ("compact", 6, True)

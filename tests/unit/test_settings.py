@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from streams.errors import ConfigError
+from streams.identity import HoldRule
 from streams.settings import Settings, load_settings, redact_url
 
 
@@ -87,3 +89,21 @@ class TestRedactUrl:
     ])
     def test_masks_credentials(self, text: str, shown: str) -> None:
         assert redact_url(text) == shown
+
+
+class TestHoldAnonymous:
+    def test_off_by_default_and_when_empty(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        assert Settings().hold_rule() is None
+        monkeypatch.setenv("FPI_HOLD_ANONYMOUS_SECONDS", "")
+        assert Settings().hold_rule() is None
+
+    def test_the_rule_from_the_three_settings(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FPI_HOLD_ANONYMOUS_SECONDS", "1800")
+        monkeypatch.setenv("FPI_HOLD_ANONYMOUS_PER_DEVICE", "7")
+        monkeypatch.setenv("FPI_HOLD_ANONYMOUS_TOTAL", "70")
+        assert Settings().hold_rule() == HoldRule(timedelta(minutes=30), 7, 70)
+
+    def test_a_window_must_be_positive(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FPI_HOLD_ANONYMOUS_SECONDS", "0")
+        with pytest.raises(ConfigError, match="FPI_HOLD_ANONYMOUS_SECONDS"):
+            Settings.load()
