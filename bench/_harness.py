@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -223,8 +223,10 @@ class Sampler:
 
 
 def wait_delivered(emulator: Emulator, events: int, purchases: int, timeout: float, sampler: Sampler,
-                   workers: tuple[Process, ...]) -> dict[str, float]:
+                   workers: tuple[Process, ...], on_first: Callable[[], object] | None = None) -> dict[str, float]:
     """Poll the emulator until ``events`` events and ``purchases`` purchases arrived.
+
+    ``on_first`` is called when the first record arrived (where the measured window starts).
 
     Returns CPU seconds of the workers when the first record arrived and when the last did.
     Raises ``TimeoutError`` (with the worker's log tail) when it takes longer than ``timeout``.
@@ -237,6 +239,8 @@ def wait_delivered(emulator: Emulator, events: int, purchases: int, timeout: flo
         got_events, got_purchases = counters["unique_event_ids"], counters["unique_purchase_ids"]
         if cpu_first is None and (got_events or got_purchases):
             cpu_first = sampler.cpu()
+            if on_first is not None:
+                on_first()
         if got_events >= events and got_purchases >= purchases:
             return {"cpu_first": cpu_first or 0.0, "cpu_last": sampler.cpu()}
         dead = [w for w in workers if not w.alive()]

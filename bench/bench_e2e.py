@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from bench import _harness as h
+from bench._budget import PARTS, budget, samples_by_part
 from bench.workload import encoded, expected, produce_encoded
 
 
@@ -45,15 +50,20 @@ def run(events: int, naive_seconds: float, timeout: float, smoke: bool,
         try:
             env = h.worker_env(bootstrap, emulator.url, workdir / "data", topic,
                                FPI_ITERABLE_RATE_LIMITS_OFF="true", **(worker_overrides or {}))
-            worker = h.start_worker(env, workdir / "worker.log")
+            gc_file = workdir / "worker-gc.json"
+            worker = h.Process([sys.executable, "-m", "bench._gc_worker"], {**env, "BENCH_GC_FILE": str(gc_file)},
+                               workdir / "worker.log")
+            spy = Profiler(worker.pid, workdir)
             sampler = h.Sampler(worker)
             emulator_sampler = h.Sampler(emulator.process)
             emulator_cpu0 = emulator_sampler.cpu()
             try:
                 cpu = h.wait_delivered(emulator, len(want.event_ids), len(want.purchase_ids), timeout, sampler,
-                                       (worker,))
+                                       (worker,), on_first=spy.start)
                 sampler.sample()
+                samples = spy.stop()
             finally:
+                spy.stop()
                 worker.stop()
             emulator_cpu = emulator_sampler.cpu() - emulator_cpu0
             counters = emulator.counters()
@@ -70,6 +80,7 @@ def run(events: int, naive_seconds: float, timeout: float, smoke: bool,
                 "duplicates": counters["duplicate_event_ids"],
                 "calls": counters["requests"],
             }
+            worker_result["budget"] = cpu_budget(samples, worker_result["cpu_ms_per_1000"], gc_file)
             missing = (want.event_ids | want.purchase_ids) - arrivals.keys()
             assert not missing, f"{len(missing)} expected records never arrived"
 
@@ -98,12 +109,80 @@ def run(events: int, naive_seconds: float, timeout: float, smoke: bool,
             }
         finally:
             emulator.stop()
+        bare = aiokafka_floor(bootstrap, topic, produced, workdir, timeout)
         floor = faust_floor(bootstrap, topic, produced, workdir, timeout, inline_delivery=False)
         floor_inline = faust_floor(bootstrap, topic, produced, workdir, timeout, inline_delivery=True)
     return {"events": produced, "produce_seconds": produce_seconds, "worker": worker_result,
             "naive": naive_result, "ratio": worker_result["events_per_s"] / naive_result["events_per_s"],
-            "floor": floor, "floor_inline": floor_inline,
+            "floor": floor, "floor_inline": floor_inline, "bare": bare,
             "load_before": load_before, "load_after": h.load_average()}
+
+
+class Profiler:
+    """py-spy sampling the worker process from outside (``--nonblocking``: the worker is never paused, so its
+    CPU figures stay as they are; py-spy's own CPU is its own process's). Without py-spy, nothing."""
+
+    def __init__(self, pid: int, workdir: Path) -> None:
+        self.pid, self.workdir = pid, workdir
+        self.out = workdir / "worker.spy"
+        self.process: h.Process | None = None
+        self.samples: Counter[str] | None = None
+
+    def start(self) -> None:
+        """From the first delivery on, as the measured CPU: start-up (imports, topic set-up) is not the budget."""
+        found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if Path(found).exists() and self.process is None:
+            self.process = h.Process([found, "record", "--pid", str(self.pid), "--rate", "100", "--format", "raw",
+                                      "--nonblocking", "--output", str(self.out)], {}, self.workdir / "py-spy.log")
+
+    def stop(self) -> Counter[str] | None:
+        """Stop sampling (SIGINT makes py-spy write its file) and count the samples of each part."""
+        if self.process is None or self.samples is not None:
+            return self.samples
+        if self.process.alive():
+            self.process.proc.send_signal(signal.SIGINT)
+            try:
+                self.process.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.stop()
+        self.samples = samples_by_part(self.out.read_text().splitlines()) if self.out.exists() else Counter()
+        return self.samples
+
+
+def cpu_budget(samples: Counter[str] | None, total_us: float, gc_file: Path) -> dict[str, Any] | None:
+    """The worker's µs per event by part (``bench/_budget.py``), adding up to ``total_us``; None without py-spy."""
+    if not samples:
+        return None
+    gc = orjson.loads(gc_file.read_text()) if gc_file.exists() else {"gc_seconds": 0.0, "cpu_seconds": 1.0}
+    gc_share = min(1.0, gc["gc_seconds"] / gc["cpu_seconds"]) if gc["cpu_seconds"] else 0.0
+    return {"parts": budget(samples, total_us, gc_share), "samples": sum(samples.values()), "gc_share": gc_share}
+
+
+def _floor(module: str, name: str, args: list[str], workdir: Path, timeout: float) -> dict[str, float]:
+    """Run a floor process to the end and read the JSON line it prints."""
+    floor = h.Process([sys.executable, "-m", module, *args, "--group", h.unique(name)], {}, workdir / f"{name}.log")
+    deadline = time.monotonic() + timeout
+    while floor.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if floor.alive():
+        floor.stop()
+        raise RuntimeError(f"{name} did not finish in {timeout:.0f}s:\n{floor.log_tail()}")
+    # faust routes stdout through its logging, so the JSON line may come with a log prefix
+    lines = [line[line.index('{"records"'):] for line in floor.log_path.read_text().splitlines()
+             if '{"records"' in line]
+    if not lines:
+        raise RuntimeError(f"{name} printed no result:\n{floor.log_tail()}")
+    result = orjson.loads(lines[-1].strip())
+    seconds = h.window_seconds(0.0, result["seconds"])
+    return {"records": result["records"], "events_per_s": result["records"] / seconds,
+            "cpu_us_per_event": result["cpu_seconds"] / result["records"] * 1e6}
+
+
+def aiokafka_floor(bootstrap: str, topic: str, events: int, workdir: Path, timeout: float) -> dict[str, float]:
+    """``bench/aiokafka_floor.py`` over the same topic: a bare aiokafka consumer's CPU per record (``getmany``
+    in batches, ``commit`` after each, no work): the limit beside faust."""
+    return _floor("bench.aiokafka_floor", "aiokafka-floor",
+                  ["--bootstrap", bootstrap, "--topic", topic, "--events", str(events)], workdir, timeout)
 
 
 def faust_floor(bootstrap: str, topic: str, events: int, workdir: Path, timeout: float,
@@ -111,28 +190,13 @@ def faust_floor(bootstrap: str, topic: str, events: int, workdir: Path, timeout:
     """``bench/faust_floor.py`` over the same topic: faust's own CPU per record (consume + ack only),
     as shipped or with the worker's inline delivery (``streams.faust_patches``)."""
     name = "floor-inline" if inline_delivery else "floor"
-    floor = h.Process([sys.executable, "-m", "bench.faust_floor", "--bootstrap", bootstrap, "--topic", topic,
-                       "--events", str(events), "--datadir", str(workdir / name), "--group", h.unique(name),
-                       *(["--inline-delivery"] if inline_delivery else [])], {}, workdir / f"{name}.log")
-    deadline = time.monotonic() + timeout
-    while floor.alive() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if floor.alive():
-        floor.stop()
-        raise RuntimeError(f"the faust floor did not finish in {timeout:.0f}s:\n{floor.log_tail()}")
-    # faust routes stdout through its logging, so the JSON line may come with a log prefix
-    lines = [line[line.index('{"records"'):] for line in floor.log_path.read_text().splitlines()
-             if '{"records"' in line]
-    if not lines:
-        raise RuntimeError(f"the faust floor printed no result:\n{floor.log_tail()}")
-    result = orjson.loads(lines[-1].strip())
-    seconds = h.window_seconds(0.0, result["seconds"])
-    return {"records": result["records"], "events_per_s": result["records"] / seconds,
-            "cpu_us_per_event": result["cpu_seconds"] / result["records"] * 1e6}
+    return _floor("bench.faust_floor", name,
+                  ["--bootstrap", bootstrap, "--topic", topic, "--events", str(events), "--datadir",
+                   str(workdir / name), *(["--inline-delivery"] if inline_delivery else [])], workdir, timeout)
 
 
 def report(result: dict[str, Any], smoke: bool, variant: str = "") -> None:
-    w, n, f, fi = result["worker"], result["naive"], result["floor"], result["floor_inline"]
+    w, n, f, fi, b = result["worker"], result["naive"], result["floor"], result["floor_inline"], result["bare"]
     # /proc counts CPU in 10 ms ticks, so a smoke run's worker can read 0 between its first and last delivery
     floor_share = (f"{fi['cpu_us_per_event'] / w['cpu_ms_per_1000']:.0%}" if w["cpu_ms_per_1000"]
                    else "n/a: the worker's CPU reads 0 at /proc's 10 ms resolution")
@@ -150,6 +214,9 @@ def report(result: dict[str, Any], smoke: bool, variant: str = "") -> None:
         f"CPU {f['cpu_us_per_event']:.0f} us/record as shipped; with the worker's inline delivery "
         f"{fi['events_per_s']:,.0f} records/s, {fi['cpu_us_per_event']:.0f} us/record "
         f"({floor_share} of the worker's)",
+        f"bare   : aiokafka getmany + commit per batch, no work, same topic: {b['events_per_s']:,.0f} records/s, "
+        f"CPU {b['cpu_us_per_event']:.1f} us/record",
+        *budget_lines(w),
         f"load average before / after: {result['load_before']} -> {result['load_after']}",
     ]
     print("\n".join(lines))
@@ -183,12 +250,52 @@ records, as the worker's first agent does):
 
 The second is {floor_share} of the worker's CPU per event, spent before any of our code runs.
 
+The limit beside faust, same topic and data (`bench/aiokafka_floor.py`: a bare aiokafka consumer, `getmany` in
+batches of 2,000 and `commit` after each batch, no work): **{b['cpu_us_per_event']:.1f} µs** CPU per record,
+{b['events_per_s']:,.0f} records/s.
+
+{budget_table(w)}
+
 The emulator used
 {w['emulator_cpu_s']:.1f} CPU s during the worker run (on a 2-core machine it competes with the worker and the
 broker). Duplicates at the emulator: {w['duplicates']}.
 """
     title = "End to end, one worker, limits off (`bench/bench_e2e.py`)"
     h.record(f"{title}, variant {variant}" if variant else title, body, smoke=smoke)
+
+
+def budget_lines(w: dict[str, Any]) -> list[str]:
+    b = w.get("budget")
+    if b is None:
+        return ["budget : n/a (py-spy not found: pip install py-spy)"]
+    parts = b["parts"]
+    return ["budget : " + ", ".join(f"{part} {parts[part]:.1f}" for part in PARTS)
+            + f" = {sum(parts.values()):.1f} us/event of {w['cpu_ms_per_1000']:.1f} measured "
+            f"({b['samples']:,} py-spy samples; GC measured: {b['gc_share']:.1%})"]
+
+
+def budget_table(w: dict[str, Any]) -> str:
+    b = w.get("budget")
+    if b is None:
+        return "CPU budget: not measured (py-spy not found)."
+    parts = b["parts"]
+    rows = "\n".join(f"| {part} | {parts[part]:.1f} | {parts[part] / w['cpu_ms_per_1000']:.0%} |" for part in PARTS
+                     if w["cpu_ms_per_1000"])
+    return f"""The worker's CPU budget: the measured µs per event split by where py-spy (100 Hz, `--nonblocking`, the
+real worker process of this run; `bench/_budget.py` names each sample's part from the leaf up) found the
+worker's samples; GC is measured in the worker (`gc.callbacks`, `bench/_gc_worker.py`) and set apart first.
+{b['samples']:,} samples from the first delivery to the last, as the measured CPU.
+
+| part | µs per event | share |
+|---|---:|---:|
+{rows}
+| **total (measured)** | **{w['cpu_ms_per_1000']:.1f}** | |
+
+Parts: decode = source Avro to Event; hop = internal event frames (encode + decode, both hops); resolve =
+identity/aliases; map = mapping to requests; encode = request records (encode + decode); tables = table
+reads/writes; send = sender, batching and request bodies; HTTP = aiohttp and the Iterable client; our glue =
+the rest of `streams/` (stages, steps, app); framework = faust, mode, aiokafka, asyncio; other = stdlib and
+libraries outside these (logging, metrics)."""
 
 
 def main() -> None:

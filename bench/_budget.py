@@ -1,0 +1,74 @@
+"""The worker's CPU budget from a sampling profile: which part of the pipeline each sample was in.
+
+``py-spy record --format raw`` writes one line per distinct stack, ``frame;frame;...;leaf <count>`` with each
+frame as ``function (path:line)``. A sample belongs to the first frame from the leaf up that names a part
+(so orjson called by the sender counts as "send", and aiokafka called by faust as "framework"); GC is
+measured apart (``bench/_gc_worker.py``) and taken out of the sampled parts in proportion, since a sampler
+charges a collection to whatever line was allocating.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+PARTS = ("decode", "hop", "resolve", "map", "encode", "tables", "send", "HTTP", "our glue", "framework",
+         "other", "GC")
+
+_INTERNAL = {  # streams/codecs/_internal.py: its helpers serve both kinds of record, so the caller decides
+    "encode_event_internal": "hop", "decode_event_internal": "hop",
+    "encode_request": "encode", "decode_request": "encode", "_request_record": "encode", "_request_from": "encode",
+}
+_BY_PATH: tuple[tuple[str, str], ...] = (
+    ("streams/codecs/_event.py", "decode"), ("streams/codecs/_source.py", "decode"),
+    ("streams/codecs/_body.py", "decode"), ("/fastavro/", "decode"),
+    ("streams/codecs/_frames.py", "hop"),
+    ("streams/identity.py", "resolve"), ("streams/stages/_resolve.py", "resolve"),
+    ("streams/mapping/", "map"), ("streams/stages/_apply.py", "map"), ("streams/transforms.py", "map"),
+    ("streams/normalize.py", "map"),
+    ("streams/stages/_tables.py", "tables"),
+    ("streams/iterable/client.py", "HTTP"), ("/aiohttp/", "HTTP"), ("/yarl/", "HTTP"), ("/multidict/", "HTTP"),
+    ("streams/iterable/", "send"), ("streams/stages/_send.py", "send"),
+    ("streams/faust_patches.py", "framework"), ("streams/faust_compat.py", "framework"),
+    ("/faust/", "framework"), ("/mode/", "framework"), ("/aiokafka/", "framework"), ("/kafka/", "framework"),
+    ("/asyncio/", "framework"), ("selectors.py", "framework"), ("/venusian/", "framework"),
+    ("streams/", "our glue"),
+)
+_FRAME = re.compile(r"^(?P<function>.*?) \((?P<path>.*):\d+\)$")
+
+
+def part_of(stack: str) -> str:
+    """The part a sampled stack (root first, ``;``-separated) belongs to."""
+    for frame in reversed(stack.split(";")):
+        match = _FRAME.match(frame.strip())
+        if match is None:
+            continue
+        path, function = match["path"], match["function"]
+        if path.endswith("streams/codecs/_internal.py"):
+            if function in _INTERNAL:
+                return _INTERNAL[function]
+            continue
+        for fragment, part in _BY_PATH:
+            if fragment in path:
+                return part
+    return "other"
+
+
+def samples_by_part(raw_lines: Iterable[str]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for line in raw_lines:
+        stack, _, count = line.rstrip().rpartition(" ")
+        if stack and count.isdigit():
+            counts[part_of(stack)] += int(count)
+    return counts
+
+
+def budget(samples: Mapping[str, int], total_us: float, gc_share: float) -> dict[str, float]:
+    """µs per event of each part: ``total_us`` split by sample share after GC's measured share is set apart,
+    so the parts add up to ``total_us`` exactly."""
+    sampled = sum(samples.values())
+    rest = total_us * (1.0 - gc_share)
+    out = {part: rest * samples.get(part, 0) / sampled if sampled else 0.0 for part in PARTS if part != "GC"}
+    out["GC"] = total_us * gc_share
+    return out
