@@ -136,7 +136,7 @@ def faust_internals(path: Path) -> set[str]:
     (``faust.streams``), and private names (``faust._x``)."""
     touched = {name for name in imported_modules(path) if within(name, FAUST_SUBMODULES)
                or (name.split(".")[0] in {"faust", "mode"} and "._" in name)}
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(_parse(path.read_text())):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in {"faust", "mode"}:
             name = f"{node.value.id}.{node.attr}"
             if name in FAUST_SUBMODULES or node.attr.startswith("_"):
