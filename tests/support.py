@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import gc
 import os
 import signal
 import subprocess
@@ -102,3 +104,16 @@ def settings_of(env: Mapping[str, str]) -> Settings:
     fields = {name.removeprefix("FPI_").lower(): value for name, value in env.items()
               if name.startswith("FPI_") and name != "FPI_LOG_LEVEL"}
     return Settings(**fields)  # type: ignore[arg-type]  # pydantic converts the strings
+
+
+def parse_python(source: str) -> ast.Module:
+    """``ast.parse`` with the garbage collector held off. A finalizer run by a collection inside the
+    parse (faust's objects from another test) makes CPython 3.11.7 fail with "SystemError: AST
+    constructor recursion depth mismatch", depending on test order."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(source)
+    finally:
+        if enabled:
+            gc.enable()

@@ -5,7 +5,6 @@ line); and only the faust boundary modules reach into faust's and mode's interna
 from __future__ import annotations
 
 import ast
-import gc
 import pkgutil
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import streams.identity
 import streams.mapping
 import streams.normalize
 import streams.transforms
+from tests.support import parse_python
 
 STREAMS = Path(streams.mapping.__file__).resolve().parent.parent
 CORE = sorted(
@@ -64,25 +64,12 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _parse(source: str) -> ast.Module:
-    """``ast.parse`` with the garbage collector held off. A finalizer run by a collection inside the
-    parse (faust's objects from another test) makes CPython 3.11.7 fail with "SystemError: AST
-    constructor recursion depth mismatch", depending on test order."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return ast.parse(source)
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def imported_modules(path: Path, source: str | None = None) -> set[str]:
     """Absolute names of what ``path`` imports; ``from package import name`` counts ``package.name`` too."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     names: set[str] = set()
-    for node in ast.walk(_parse(path.read_text() if source is None else source)):
+    for node in ast.walk(parse_python(path.read_text() if source is None else source)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -136,7 +123,7 @@ def faust_internals(path: Path) -> set[str]:
     (``faust.streams``), and private names (``faust._x``)."""
     touched = {name for name in imported_modules(path) if within(name, FAUST_SUBMODULES)
                or (name.split(".")[0] in {"faust", "mode"} and "._" in name)}
-    for node in ast.walk(_parse(path.read_text())):
+    for node in ast.walk(parse_python(path.read_text())):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in {"faust", "mode"}:
             name = f"{node.value.id}.{node.attr}"
             if name in FAUST_SUBMODULES or node.attr.startswith("_"):

@@ -23,11 +23,11 @@ import streams.cli
 from streams import faust_compat
 from streams.errors import ConfigError, UnsupportedDependencies
 from streams.faust_compat import CONTACTS, TESTED_VERSIONS, Contact, check_faust_compatibility
-from tests.support import REPO
+from tests.support import REPO, parse_python
 
 
 def _tree(function: Callable[..., object]) -> ast.AST:
-    return ast.parse(textwrap.dedent(inspect.getsource(function)))
+    return parse_python(textwrap.dedent(inspect.getsource(function)))
 
 
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
@@ -74,7 +74,7 @@ class TestContracts:
         assert _races_delivery_against_suspend_flow(_tree(Consumer._drain_messages))
 
     def test_the_drain_check_rejects_another_call_shape(self) -> None:
-        three = ast.parse("async def f(self):\n"
+        three = parse_python("async def f(self):\n"
                           "    await self.wait_first(callback(message), self.suspend_flow.wait(), self.x)\n")
         assert not _races_delivery_against_suspend_flow(three)
 
@@ -101,7 +101,7 @@ class TestContracts:
         assert _moves_only_partitions_with_a_committed_offset(_tree(aiokafka.AIOKafkaConsumer.seek_to_committed))
 
     def test_the_seek_check_rejects_a_seek_to_the_start(self) -> None:
-        rewinds = ast.parse("if offset and offset > 0:\n    self._fetcher.seek_to(tp, offset)\n"
+        rewinds = parse_python("if offset and offset > 0:\n    self._fetcher.seek_to(tp, offset)\n"
                             "else:\n    self._fetcher.seek_to(tp, 0)\n")
         assert not _moves_only_partitions_with_a_committed_offset(rewinds)
 
