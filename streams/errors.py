@@ -77,6 +77,9 @@ class Reason(StrEnum):
     FIELD_TYPE_MISMATCH = "field_type_mismatch"
     EMAIL_ALREADY_EXISTS = "email_already_exists"
     """users/updateEmail: the new address has a profile of its own; merge them by hand (users/merge)."""
+    FORGOTTEN = "forgotten"
+    """Iterable answered that the person is GDPR-forgotten (409 ``ForgottenUserError``, or a bulk
+    ``forgotten*`` list): final, not retried; the dead letter keeps no request body."""
 
 
 class StreamsError(Exception):

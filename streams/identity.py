@@ -24,11 +24,17 @@ see ``steps.hold_step``) and ``settle`` sorts the held events once the device is
 the window are released to the person in event-time order, the older ones are dropped as anonymous.
 ``expired`` finds held events no link can claim any more, given the latest event time seen (the
 watermark): they happened more than ``window`` before it. Both rules read event times only.
+
+Forgetting (``freshpaint-iterable forget``): ``forgotten_key`` names the marker that says a person key is
+forgotten. It is a SHA-256 of the key, so the marker does not keep the email or user id in plain text
+(unsalted: whoever already knows an address can test it against the marker, which is what lets the worker
+recognise the person's later events; it is pseudonymous, not anonymous).
 """
 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,8 +42,8 @@ from typing import Generic, TypeVar
 
 from streams.model import DropReason, Event, EventType
 
-__all__ = ["Held", "HoldRule", "Link", "Resolution", "expired", "person_key_of", "resolve", "routing_key",
-           "settle"]
+__all__ = ["Held", "HoldRule", "Link", "Resolution", "expired", "forgotten_key", "person_key_of", "resolve",
+           "routing_key", "settle"]
 
 P = TypeVar("P")
 
@@ -93,6 +99,12 @@ def person_key_of(event: Event) -> str | None:
     if event.type is EventType.ALIAS:
         return event.previous_id if event.previous_id != event.anonymous_id else None
     return event.user_id or event.email
+
+
+def forgotten_key(person_key: str) -> str:
+    """The key of the marker that says ``person_key`` is forgotten: ``forgotten:`` and the SHA-256 of the
+    key in hex (no email in it; see the module docstring)."""
+    return "forgotten:" + hashlib.sha256(person_key.encode()).hexdigest()
 
 
 def routing_key(event: Event) -> str | None:

@@ -75,10 +75,13 @@ class DropReason(StrEnum):
     HOLD_OVERFLOW = "hold_overflow"
     """An anonymous event that could not be held: its device, or the worker, holds the most allowed
     (``FPI_HOLD_ANONYMOUS_PER_DEVICE``, ``FPI_HOLD_ANONYMOUS_TOTAL``)."""
+    FORGOTTEN = "forgotten"
+    """An event of a person forgotten by ``freshpaint-iterable forget`` (until ``unforget``): counted, never
+    dead-lettered, since a dead letter would keep the event's personal data."""
 
 
 QUIET_DROPS = frozenset({DropReason.ANONYMOUS, DropReason.FILTERED, DropReason.STALE_IDENTIFY,
-                         DropReason.UNCHANGED, DropReason.HOLD_OVERFLOW})
+                         DropReason.UNCHANGED, DropReason.HOLD_OVERFLOW, DropReason.FORGOTTEN})
 """Drops that are expected, configured or no-op outcomes: counted in metrics, not dead-lettered."""
 
 

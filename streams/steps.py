@@ -8,11 +8,12 @@ functions (``resolve_step``, ``hold_step`` when anonymous events are held, ``app
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
-from streams.identity import Held, HoldRule, Link, expired, resolve, routing_key, settle
+from streams.identity import Held, HoldRule, Link, expired, forgotten_key, resolve, routing_key, settle
 from streams.mapping import MappingConfig, apply_event
 from streams.model import Decision, DropReason, Event, Identity
 
@@ -108,11 +109,18 @@ def hold_step(event: Event, resolved: Resolved, payload: P, aliases: Table[Link]
 
 
 def apply_step(event: Event, person_key: str, identities: Table[Identity], config: MappingConfig,
-               now: datetime) -> Decision:
+               now: datetime, forgotten: Container[str] = frozenset()) -> Decision:
     """Decide the event's Iterable requests for its person, storing the person's changed identity.
+
+    ``forgotten`` holds the ``identity.forgotten_key`` of each forgotten person key: an event whose person
+    key, user id or email is one of them is dropped ``forgotten`` and changes nothing (an identify cannot
+    bring a forgotten person back; ``unforget`` does).
 
     Raises what ``apply_event`` raises for an event that cannot be mapped (a ``StreamsError``).
     """
+    if forgotten and any(key is not None and forgotten_key(key) in forgotten
+                         for key in (person_key, event.user_id, event.email)):
+        return Decision.drop(DropReason.FORGOTTEN, "the person was forgotten (freshpaint-iterable forget)")
     applied = apply_event(event, person_key, identities.get(person_key), config, now)
     if applied.identity is not None:
         identities[person_key] = applied.identity

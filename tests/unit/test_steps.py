@@ -64,3 +64,29 @@ class TestHoldStep:
         self.step(0, "i-1", user_id="u-1")
         resolved, outcome = self.step(5, "p-1")
         assert resolved.person_key == "u-1" and not outcome.held and "dev" not in self.held
+
+
+class TestApplyStepForgotten:
+    """``apply_step`` drops the events of a forgotten person key, user id or email, and changes nothing."""
+
+    def test_forgotten_person_events_are_dropped_without_touching_identities(self) -> None:
+        from streams.identity import forgotten_key
+        from streams.mapping import MappingConfig
+        from streams.model import DropReason, Identity
+        from streams.steps import apply_step
+
+        identities: dict[str, Identity] = {}
+        ident = event(EventType.IDENTIFY, anonymous_id="dev", message_id="i-1", timestamp=T0, user_id="u-1",
+                      email="jane@example.com")
+        for forgotten in ({forgotten_key("u-1")}, {forgotten_key("jane@example.com")}):
+            decision = apply_step(ident, "u-1", identities, MappingConfig(), T0, forgotten)
+            assert decision.drop_reason is DropReason.FORGOTTEN and decision.requests == ()
+            assert identities == {}
+        assert apply_step(ident, "u-1", identities, MappingConfig(), T0, {forgotten_key("u-2")}).sends
+        assert "u-1" in identities
+
+    def test_the_marker_is_a_hash_without_the_key(self) -> None:
+        from streams.identity import forgotten_key
+
+        marker = forgotten_key("jane@example.com")
+        assert "jane" not in marker and marker == forgotten_key("jane@example.com") != forgotten_key("jane@example.org")
