@@ -195,6 +195,9 @@ def _routes() -> list[Route]:
             "/api/users/byUserId",
             _api(lambda s, r, b: p(s).get_user(user_id=q(r, "userId") or ""), post=False),
         ),
+        Route("/api/users/forget", _api(lambda s, r, b: p(s).forget(b)), methods=["POST"]),
+        Route("/api/users/unforget", _api(lambda s, r, b: p(s).unforget(b)), methods=["POST"]),
+        Route("/api/users/forgotten", _api(lambda s, r, b: p(s).forgotten(), post=False)),
         Route("/api/users/getFields", _api(lambda s, r, b: p(s).get_fields(), post=False)),
         Route("/api/lists", _api(lambda s, r, b: (200, {"lists": []}), post=False)),
         Route(

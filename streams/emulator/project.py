@@ -194,6 +194,9 @@ class Project:
         self.event_field_types: dict[str, dict[str, str]] = {}
         self.events: dict[str, dict[str, Any]] = {}
         self.purchases: dict[str, dict[str, Any]] = {}
+        self.forgotten_emails: set[str] = set()
+        self.forgotten_user_ids: set[str] = set()
+        """GDPR-forgotten identifiers (users/forget): Iterable refuses their data until users/unforget."""
         self.arrivals: dict[str, float] = {}
         """Event / purchase id -> wall-clock time (``time.time()``) it first arrived (latency benchmarks)."""
         self._placeholders = 0
@@ -283,6 +286,14 @@ class Project:
         user.user_id = user_id
         self.by_user_id.setdefault(user_id, user)
 
+    def _refuse_forgotten(self, email: Any, user_id: Any) -> None:
+        """409 ``ForgottenUserError`` for a GDPR-forgotten identifier (iterable-api.md §2.1 "Contact is
+        GDPR forgotten"; in a bulk answer, its ``forgotten*`` list, §3.3)."""
+        if email is not None and email in self.forgotten_emails:
+            raise _Fail(409, "ForgottenUserError", "Contact is GDPR forgotten", "forgottenEmails", str(email))
+        if user_id is not None and user_id in self.forgotten_user_ids:
+            raise _Fail(409, "ForgottenUserError", "Contact is GDPR forgotten", "forgottenUserIds", str(user_id))
+
     def _upsert_user(self, body: Mapping[str, Any]) -> _User:
         """Find or create the user of a users/update-shaped body (§5.2, §5.3); raises ``_Fail``."""
         email = body.get("email")
@@ -291,6 +302,7 @@ class Project:
             email = self._valid_email(email)
         if user_id is not None:
             user_id = self._valid_user_id(user_id)
+        self._refuse_forgotten(email, user_id)
         pt = self.project_type
         user: _User | None
         if pt is ProjectType.EMAIL:
@@ -375,6 +387,7 @@ class Project:
             email = self._valid_email(email)
         if user_id is not None:
             user_id = self._valid_user_id(user_id)
+        self._refuse_forgotten(email, user_id)
         now = self.clock()
         pt = self.project_type
         user: _User | None = None
@@ -672,6 +685,8 @@ class Project:
                 missing = ("UnknownUserIdError", f"No user exists with userId {current_user_id}")
             else:
                 raise _BadRequest("BadParams", "currentEmail or currentUserId is required")
+            self._refuse_forgotten(new_email, None)
+            self._refuse_forgotten(current_email, current_user_id)
             if new_email in self.by_email and self.by_email[new_email] is not user:
                 raise _BadRequest("EmailAlreadyExists", f"User with email {new_email} already exists")
             if user is None or user.visible_at > self.clock():
@@ -689,6 +704,57 @@ class Project:
                 if (purchase["email"], purchase["userId"]) == (old_email, user.user_id):
                     purchase["email"] = new_email
         return 200, envelope("Email updated.", "Success")
+
+    # --- GDPR -----------------------------------------------------------------------------------
+    def _gdpr_identifier(self, body: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        email, user_id = body.get("email"), body.get("userId")
+        if email is None and user_id is None:
+            raise _BadRequest("BadParams", "email or userId is required")
+        return (None if email is None else self._valid_email(email),
+                None if user_id is None else self._valid_user_id(user_id))
+
+    def forget(self, body: Mapping[str, Any]) -> Answer:
+        """users/forget: the user and their events are deleted, and each of their identifiers is refused
+        from now on (409 ``ForgottenUserError``) until users/unforget."""
+        try:
+            email, user_id = self._gdpr_identifier(body)
+        except (_BadRequest, _Fail) as exc:
+            return exc.status, envelope(exc.msg, exc.code, None)
+        found: list[_User] = []
+        for user in (self.by_email.get(email or ""), self.by_user_id.get(user_id or "")):
+            if user is not None and all(user is not other for other in found):
+                found.append(user)
+        for user in found:
+            self.users.remove(user)
+            for event_id in user.event_ids:
+                self.events.pop(event_id, None)
+            if user.email is not None:
+                self.by_email.pop(user.email, None)
+                self.forgotten_emails.add(user.email)
+            if user.user_id is not None:
+                self.by_user_id.pop(user.user_id, None)
+                self.forgotten_user_ids.add(user.user_id)
+        if email is not None:
+            self.forgotten_emails.add(email)
+        if user_id is not None:
+            self.forgotten_user_ids.add(user_id)
+        return 200, envelope("User forgotten.", "Success")
+
+    def unforget(self, body: Mapping[str, Any]) -> Answer:
+        """users/unforget: the identifiers are accepted again (the deleted data stays deleted)."""
+        try:
+            email, user_id = self._gdpr_identifier(body)
+        except (_BadRequest, _Fail) as exc:
+            return exc.status, envelope(exc.msg, exc.code, None)
+        self.forgotten_emails.discard(email or "")
+        self.forgotten_user_ids.discard(user_id or "")
+        return 200, envelope("User unforgotten.", "Success")
+
+    def forgotten(self) -> Answer:
+        """users/forgotten: the forgotten identifiers (the emulator's shape; iterable-api.md does not give
+        the endpoint's answer)."""
+        return 200, {"forgottenEmails": sorted(self.forgotten_emails),
+                     "forgottenUserIds": sorted(self.forgotten_user_ids)}
 
     # --- reads --------------------------------------------------------------------------------
     def get_user(self, *, email: str | None = None, user_id: str | None = None) -> Answer:

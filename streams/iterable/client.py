@@ -40,6 +40,7 @@ __all__ = ["IterableClient", "classify", "new_http_client"]
 _EVENT_ENDPOINTS = frozenset({Endpoint.EVENTS_TRACK})
 _USER_UNKNOWN_CODES = frozenset({"UnknownEmailError", "UnknownUserIdError"})
 _AUTH_CODES = frozenset({"BadApiKey", "BadAuthorizationHeader", "Unauthorized"})
+_FORGOTTEN_CODE = "ForgottenUserError"
 _PROBE_PATH = "/api/lists"
 
 
@@ -107,6 +108,7 @@ def classify(path: str, status: int, code: str | None, body: Any, retry_after: f
     | 408, 5xx except 501                             | RetriableDelivery          |
     | 400 Unknown{Email,UserId}Error on events/track  | UserNotYetVisible          |
     | 400 RequestFieldsTypesMismatched                | Rejected(field_type_mismatch) |
+    | 400 / 409 ForgottenUserError (GDPR-forgotten)   | Rejected(forgotten)        |
     | anything else (400, 403, 404, 409, 413, 501 …)  | Rejected                   |
     """
     message = f"{path} answered {status} {code or ''}".strip()
@@ -121,7 +123,20 @@ def classify(path: str, status: int, code: str | None, body: Any, retry_after: f
         return UserNotYetVisible(message, **kwargs)
     if code == "RequestFieldsTypesMismatched":
         return Rejected(message, reason=Reason.FIELD_TYPE_MISMATCH, **kwargs)
+    if code == _FORGOTTEN_CODE and status in (400, 409):
+        return Rejected(message, reason=Reason.FORGOTTEN, **kwargs)
     return Rejected(message, **kwargs)
+
+
+def _identifier(email: str | None, user_id: str | None) -> dict[str, JSONValue]:
+    body: dict[str, JSONValue] = {}
+    if email is not None:
+        body["email"] = email
+    if user_id is not None:
+        body["userId"] = user_id
+    if not body:
+        raise ValueError("an email or a user id is required")
+    return body
 
 
 class IterableClient:
@@ -242,6 +257,19 @@ class IterableClient:
         result = await self.request("GET", "/api/users/byUserId", params={"userId": user_id})
         user = result.get("user") if isinstance(result, dict) else None
         return user if isinstance(user, dict) else None
+
+    async def forget(self, *, email: str | None = None, user_id: str | None = None) -> None:
+        """``POST /api/users/forget`` (GDPR): Iterable deletes the user and refuses their data from now on."""
+        await self.post_path("/api/users/forget", _identifier(email, user_id))
+
+    async def unforget(self, *, email: str | None = None, user_id: str | None = None) -> None:
+        """``POST /api/users/unforget``: Iterable accepts the user's data again (their old data stays gone)."""
+        await self.post_path("/api/users/unforget", _identifier(email, user_id))
+
+    async def post_path(self, path: str, body: Mapping[str, JSONValue]) -> dict[str, Any]:
+        """POST ``body`` to a path outside ``Endpoint`` (the GDPR calls); the answer's JSON object."""
+        result: dict[str, Any] = await self.request("POST", path, body)
+        return result
 
     async def check_key(self) -> None:
         """A harmless authenticated read (GET /api/lists); raises ``BadApiKey`` for a bad key."""

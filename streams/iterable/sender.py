@@ -71,6 +71,7 @@ _USER_ID_LISTS = (
 )
 _NOT_FOUND = frozenset({"notFoundEmails", "notFoundUserIds"})
 _PER_RECORD = frozenset({"invalidDataEmails", "invalidDataUserIds"})
+_FORGOTTEN = frozenset({"forgottenEmails", "forgottenUserIds"})
 _EMAIL_CONFLICT = (
     "/api/users/updateEmail: the new email already has an Iterable profile of its own and the current one "
     "still exists, so the profile was not moved; this person's later updates and events go to the new "
@@ -148,6 +149,12 @@ class Outcome:
     ) -> DeadLetter:
         if self.delivered:
             raise ValueError("a delivered request is not a dead letter")
+        if self.reason == Reason.FORGOTTEN.value:
+            # A GDPR-forgotten person: the letter keeps neither the request (its body has their email or
+            # user id) nor Iterable's answer (a bulk answer lists them); it cannot be re-driven.
+            return DeadLetter(reason=self.reason, detail=self.detail or "", failed_at=failed_at,
+                              source_topic=source_topic, source_partition=source_partition,
+                              source_offset=source_offset, iterable_status=self.status, iterable_code=self.code)
         return DeadLetter(
             reason=self.reason or Reason.ITERABLE_REJECTED.value,
             detail=self.detail or "",
@@ -503,6 +510,14 @@ class Sender:
                     outcomes[i] = Outcome(requests[i], True, attempts=tries[i])
                 elif pos in ambiguous:
                     single.append(i)
+                elif failure in _FORGOTTEN:
+                    outcomes[i] = self._dead(
+                        requests[i],
+                        None,
+                        tries[i],
+                        reason=Reason.FORGOTTEN.value,
+                        detail=f"{endpoint.value}: the user is GDPR-forgotten in Iterable ({failure})",
+                    )
                 elif failure in _NOT_FOUND:
                     if not_found[i] >= policy.user_not_visible_attempts:
                         outcomes[i] = self._dead(

@@ -248,3 +248,34 @@ class TestCommerce:
         assert "shoppingCartItems" not in p.get_user(email="a@x.com")[1]["user"]["dataFields"]
         assert (p.counters.unique_purchase_ids, p.counters.duplicate_purchase_ids) == (1, 1)
         assert p.track_purchase({"user": {"email": "a@x.com"}, "items": [{"id": "s"}], "total": 2})[0] == 400
+
+
+class TestForget:
+    """users/forget, users/unforget, users/forgotten: Iterable's answers for a GDPR-forgotten user."""
+
+    def test_forget_deletes_the_user_and_refuses_their_data_with_409(self) -> None:
+        p = project(ProjectType.HYBRID)
+        p.users_update({"email": "a@x.com", "userId": "u1", "dataFields": {"plan": "pro"}})
+        p.events_track({"email": "a@x.com", "eventName": "Clicked", "id": "e1"})
+        assert p.forget({"email": "a@x.com"}) == (200, {"msg": "User forgotten.", "code": "Success", "params": None})
+        assert p.get_user(email="a@x.com") == (200, {}) and p.events == {}
+        status, body = p.users_update({"userId": "u1", "dataFields": {}})
+        assert (status, body["code"]) == (409, "ForgottenUserError")
+        status, body = p.events_track({"email": "a@x.com", "eventName": "Clicked"})
+        assert (status, body["code"]) == (409, "ForgottenUserError")
+        assert p.forgotten() == (200, {"forgottenEmails": ["a@x.com"], "forgottenUserIds": ["u1"]})
+
+    def test_bulk_answers_list_the_forgotten(self) -> None:
+        p = project()
+        p.forget({"email": "a@x.com"})
+        _, users = p.users_bulk_update({"users": [{"email": "a@x.com"}, {"email": "b@x.com"}]})
+        assert users["failedUpdates"]["forgottenEmails"] == ["a@x.com"] and users["successCount"] == 1
+        _, events = p.events_track_bulk({"events": [{"email": "a@x.com", "eventName": "E"}]})
+        assert events["failedUpdates"]["forgottenEmails"] == ["a@x.com"]
+
+    def test_unforget_accepts_new_data_and_a_request_needs_an_identifier(self) -> None:
+        p = project()
+        p.forget({"email": "a@x.com"})
+        assert p.unforget({"email": "a@x.com"})[0] == 200
+        assert p.users_update({"email": "a@x.com"})[0] == 200
+        assert p.forget({})[0] == 400
