@@ -31,9 +31,11 @@ _COMMANDS: dict[str, str] = {
     "dead-letters": "streams.commands.dead_letters:dead_letters",
     "emulator": "streams.commands.emulator:emulator",
     "explain": "streams.commands.explain:explain",
+    "forget": "streams.commands.forget:forget",
     "produce": "streams.commands.produce:produce",
     "replay": "streams.commands.replay:replay",
     "topics": "streams.commands.topics:topics",
+    "unforget": "streams.commands.forget:unforget",
     "worker": "streams.commands.worker:worker",
 }
 

@@ -8,6 +8,7 @@ output through outboxes, so it runs in a test with dicts and in-memory sinks, no
 """
 
 from ._apply import ApplyStage
+from ._control import CONTROL_TAG, Control, control_from_bytes, control_to_bytes, is_control
 from ._dead_letters import DeadLetterSink, SendRecord
 from ._records import Coordinates, EnterRecord, InputRecord, nothing_to_enter
 from ._resolve import ResolveStage
@@ -28,8 +29,10 @@ from ._tables import (
 )
 
 __all__ = [
+    "CONTROL_TAG",
     "AliasTable",
     "ApplyStage",
+    "Control",
     "Coordinates",
     "DeadLetterSink",
     "Decoded",
@@ -45,10 +48,13 @@ __all__ = [
     "SendRecord",
     "SendStage",
     "SourceDecoder",
+    "control_from_bytes",
+    "control_to_bytes",
     "held_from_bytes",
     "held_to_bytes",
     "identity_from_bytes",
     "identity_to_bytes",
+    "is_control",
     "link_from_bytes",
     "link_to_bytes",
     "nothing_to_enter",

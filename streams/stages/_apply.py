@@ -1,8 +1,10 @@
-"""Stage "apply": the mapping core decides each event's Iterable requests, over the ``identities`` table."""
+"""Stage "apply": the mapping core decides each event's Iterable requests, over the ``identities`` table;
+it also obeys the control records of ``forget`` / ``unforget`` (``_control``)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -11,25 +13,34 @@ from typing import Any
 from streams import metrics
 from streams.codecs import decode_event_internal, encode_request
 from streams.errors import StreamsError
+from streams.identity import forgotten_key
 from streams.mapping import MappingConfig
-from streams.model import QUIET_DROPS, Identity
+from streams.model import QUIET_DROPS, Event, Identity
 from streams.outbox import Outbox
 from streams.steps import apply_step
 
+from ._control import Control, control_from_bytes, is_control
 from ._dead_letters import DeadLetterSink
 from ._records import EnterRecord, InputRecord, nothing_to_enter
 from ._tables import IdentityTable
 
 __all__ = ["ApplyStage"]
 
+log = logging.getLogger("streams.stages")
+
+
+def _decode(raw: bytes) -> Event | Control:
+    return control_from_bytes(raw) if is_control(raw) else decode_event_internal(raw)
+
 
 class _HeldIdentities:
-    """The ``identities`` table as one batch sees it: its changes are held, with the frame each came
-    from, until the batch's requests are in Kafka."""
+    """The ``identities`` table as one batch sees it: its changes (identities, deletions, forgotten-markers)
+    are held, with the frame each came from, until the batch's requests are in Kafka."""
 
     def __init__(self, table: IdentityTable) -> None:
         self.table = table
-        self.changed: dict[str, tuple[Identity, Any]] = {}
+        self.changed: dict[str, tuple[Identity | None, Any]] = {}
+        self.markers: dict[str, tuple[bool, Any]] = {}
         self.frame: Any = None
 
     def get(self, person_key: str, /) -> Identity | None:
@@ -38,6 +49,34 @@ class _HeldIdentities:
 
     def __setitem__(self, person_key: str, identity: Identity, /) -> None:
         self.changed[person_key] = (identity, self.frame)
+
+    def __contains__(self, marker: object, /) -> bool:
+        """Whether ``marker`` (a ``forgotten_key``) is set: the forgotten persons, as ``apply_step`` reads them."""
+        if isinstance(marker, str) and marker in self.markers:
+            return self.markers[marker][0]
+        return marker in self.table
+
+    def control(self, person_key: str, control: Control) -> None:
+        marker = forgotten_key(person_key)
+        if control is Control.FORGET:
+            self.changed[person_key] = (None, self.frame)
+            self.markers[marker] = (True, self.frame)
+        else:
+            self.markers[marker] = (False, self.frame)
+        # The marker only: the person key (an email, maybe) is not logged.
+        log.info("control record %s for person %s", control.value, marker)
+
+    def write(self, enter: EnterRecord) -> None:
+        """Write the held changes, each through the frame it came from (its changelog partition)."""
+        for person_key, (identity, frame) in self.changed.items():
+            enter(frame)
+            if identity is None:
+                self.table.delete(person_key)
+            else:
+                self.table[person_key] = identity
+        for marker, (forgotten, frame) in self.markers.items():
+            enter(frame)
+            self.table.set_forgotten(marker, forgotten)
 
 
 class ApplyStage:
@@ -48,6 +87,10 @@ class ApplyStage:
     Written earlier, a crash could leave the table ahead of the requests: the redelivered identifies
     would then look older than the last one applied and be dropped as stale, and the fields only
     they carried would never reach Iterable.
+
+    A ``forget`` control record deletes the person's identity (a tombstone in the changelog) and sets
+    their forgotten-marker; from then on their events are dropped ``forgotten`` (counted, not
+    dead-lettered: a dead letter would keep their data) until an ``unforget`` record clears the marker.
     """
 
     def __init__(self, identities: IdentityTable, config: MappingConfig, dead_letters: DeadLetterSink,
@@ -66,10 +109,13 @@ class ApplyStage:
         for frame in frames:
             self.enter(frame)
             held.frame = frame
-            for item, event in await self.dead_letters.frame_items(frame, decode_event_internal):
+            for item, event in await self.dead_letters.frame_items(frame, _decode):
                 assert item.key is not None, "by-person items are keyed by person"
+                if isinstance(event, Control):
+                    held.control(item.key.decode(), event)
+                    continue
                 try:
-                    decision = apply_step(event, item.key.decode(), held, self.config, datetime.now(UTC))
+                    decision = apply_step(event, item.key.decode(), held, self.config, datetime.now(UTC), held)
                 except StreamsError as exc:
                     await self.dead_letters.for_event(exc, event, item)
                     continue
@@ -83,8 +129,6 @@ class ApplyStage:
                     endpoints[request.endpoint.value] += 1
                     self.to_send.add(item.key, encode_request(request), item.source)
         await asyncio.gather(*self.to_send.flush())
-        for person_key, (identity, frame) in held.changed.items():
-            self.enter(frame)
-            self.identities[person_key] = identity
+        held.write(self.enter)
         metrics.add_counts(metrics.EVENTS_DROPPED, drops)
         metrics.add_counts(metrics.REQUESTS_OUT, endpoints)

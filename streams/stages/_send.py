@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from streams.codecs import FrameItem, decode_request
+from streams.errors import Reason
 from streams.iterable import Abandoned, Outcome
 from streams.model import IterableRequest
 
@@ -62,6 +63,8 @@ class SendStage:
         for (item, _), outcome in zip(items, outcomes, strict=True):
             if not outcome.delivered:
                 topic, partition, offset = item.source
+                # The key is the person key (maybe an email): a forgotten person's letter has none.
+                key = None if outcome.reason == Reason.FORGOTTEN.value else item.key
                 await self.dead_letters(outcome.to_dead_letter(failed_at=now, source_topic=topic,
                                                                source_partition=partition, source_offset=offset),
-                                        item.key)
+                                        key)

@@ -22,6 +22,7 @@ __all__ = ["AliasTable", "HeldEntry", "HeldRecord", "HeldTable", "IdentityTable"
 
 _LINK_VERSION = b"\x01"
 _HELD_VERSION = b"\x01"
+_FORGOTTEN = b"\x01"
 
 HeldRecord = tuple[bytes, Source]
 """What the worker keeps of a held event: its internal event bytes and its source coordinates."""
@@ -88,7 +89,9 @@ class AliasTable:
 
 
 class IdentityTable:
-    """``identities``: person key -> ``Identity``."""
+    """``identities``: person key -> ``Identity``; and, for each forgotten person, a marker keyed by
+    ``identity.forgotten_key`` (a hash, so no email in the key, and a value without personal data; only a
+    user id of exactly that shape, ``forgotten:`` and 64 hex digits, could collide with one)."""
 
     def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
         self.table = table
@@ -99,6 +102,25 @@ class IdentityTable:
 
     def __setitem__(self, person_key: str, identity: Identity, /) -> None:
         self.table[person_key.encode()] = identity_to_bytes(identity)
+
+    def delete(self, person_key: str, /) -> None:
+        """Remove the person's entry: a tombstone in the changelog (compaction then drops their email)."""
+        key = person_key.encode()
+        if key in self.table:
+            del self.table[key]
+
+    def __contains__(self, marker: object, /) -> bool:
+        """Whether the forgotten-marker ``marker`` (``identity.forgotten_key``) is set."""
+        return isinstance(marker, str) and bool(self.table.get(marker.encode()))
+
+    def set_forgotten(self, marker: str, forgotten: bool, /) -> None:
+        """Set the forgotten-marker ``marker`` (its value is only a version byte: no personal data), or
+        delete it (a tombstone)."""
+        key = marker.encode()
+        if forgotten:
+            self.table[key] = _FORGOTTEN
+        elif key in self.table:
+            del self.table[key]
 
 
 @dataclass(frozen=True, slots=True)

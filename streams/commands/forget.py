@@ -1,0 +1,136 @@
+"""``freshpaint-iterable forget`` / ``unforget``: the right to be forgotten (GDPR).
+
+``forget`` does two things, in this order, each idempotent (run it again after a failure):
+
+1. Iterable: ``POST /api/users/forget`` for each identifier given, with the configured key. Iterable
+   deletes the user and answers 409 ``ForgottenUserError`` to their later data; the sender turns that
+   into a ``forgotten`` dead letter without the request (no email in it), never a retry.
+2. The worker: one control record per identifier (``streams.stages.Control``) in a frame on the by-person
+   topic, on the partition the worker's partitioner gives the person key. Only the worker writes its tables:
+   the apply agent that owns the person's partition deletes their ``identities`` entry (a tombstone in
+   the changelog, so compaction removes their email) and sets a marker keyed by a SHA-256 of the person key;
+   from then on their events are dropped ``forgotten`` (counted, not dead-lettered). A faust table's
+   changelog written from outside would not be seen by the running worker. The by-person topic rather than
+   the replay topic: the apply stage is the one that keeps person state, the records reach it in order with
+   the person's events, and ``dead-letters redrive`` writes frames to an internal topic the same way.
+
+``unforget`` calls ``users/unforget`` and clears the marker. What is not removed (the ``aliases`` entries,
+held events of devices not linked yet, the internal and dead-letter topics until their retention): README,
+"The right to be forgotten".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import click
+
+from streams.errors import ConfigError
+from streams.identity import forgotten_key
+from streams.settings import Settings, load_settings
+from streams.stages import Control, control_to_bytes
+
+__all__ = ["ForgetReport", "forget", "tell_worker", "unforget"]
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetReport:
+    """Where each person key's control record went: ``(marker, by-person partition)``."""
+
+    written: tuple[tuple[str, int], ...]
+
+
+def _person_keys(email: str | None, user_id: str | None) -> list[str]:
+    keys = [key.strip() for key in (user_id, email) if key is not None and key.strip()]
+    if not keys:
+        raise click.UsageError("give --email, --user-id, or both")
+    return keys
+
+
+async def tell_worker(settings: Settings, person_keys: list[str], control: Control) -> ForgetReport:
+    """Write one control record per person key to the by-person topic and wait for the broker's acks.
+
+    Raises ``BrokerUnavailable``, or ``click.ClickException`` when the topic does not exist.
+    """
+    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+
+    from streams.brokers import client_options, start_client
+    from streams.codecs import FrameItem, encode_frame
+    from streams.commands._kafka_io import partitions_of
+    from streams.outbox import Partitioner
+
+    options = client_options(settings)
+    topic = settings.by_person_topic
+    partition_of = Partitioner(len(await partitions_of(options, topic)))
+    producer = AIOKafkaProducer(acks="all", **options)
+    await start_client(producer, settings.kafka_bootstrap)
+    written: list[tuple[str, int]] = []
+    try:
+        for person_key in person_keys:
+            key = person_key.encode()
+            partition = partition_of(key)
+            # A frame of one item, as the worker's outboxes write them; the Kafka key stays empty (the
+            # outboxes send frames unkeyed, to a partition they choose), so the email is not a message key.
+            frame = encode_frame([FrameItem(key, control_to_bytes(control), ("forget", None, None))])
+            await producer.send_and_wait(topic, frame, partition=partition)
+            written.append((forgotten_key(person_key), partition))
+    finally:
+        await producer.stop()
+    return ForgetReport(tuple(written))
+
+
+async def _call_iterable(settings: Settings, email: str | None, user_id: str | None, control: Control) -> None:
+    from streams.iterable.client import IterableClient, new_http_client
+
+    if settings.iterable_api_key is None:
+        raise ConfigError("FPI_ITERABLE_API_KEY is not set: set it to the project's server-side key")
+    async with new_http_client(request_timeout=30, verify=not settings.iterable_insecure_skip_tls_verify) as http:
+        client = IterableClient(http, settings.iterable_url, settings.iterable_api_key)
+        call = client.forget if control is Control.FORGET else client.unforget
+        # One call per identifier: Iterable's users/forget takes an email or a userId.
+        if email:
+            await call(email=email.strip())
+        if user_id:
+            await call(user_id=user_id.strip())
+
+
+def _run(email: str | None, user_id: str | None, control: Control) -> None:
+    keys = _person_keys(email, user_id)
+    settings = load_settings()
+
+    async def run() -> ForgetReport:
+        await _call_iterable(settings, email, user_id, control)
+        return await tell_worker(settings, keys, control)
+
+    report = asyncio.run(run())
+    done = "forgotten" if control is Control.FORGET else "unforgotten"
+    click.echo(f"Iterable: {done} ({settings.iterable_url})")
+    for marker, partition in report.written:
+        click.echo(f"worker: {control.value} record for {marker} on {settings.by_person_topic}[{partition}]")
+
+
+_EMAIL = click.option("--email", help="The person's email (their person key when they have no user id).")
+_USER_ID = click.option("--user-id", "user_id", help="The person's user id (their person key when they have one).")
+
+
+@click.command()
+@_EMAIL
+@_USER_ID
+def forget(email: str | None, user_id: str | None) -> None:
+    """Forget a person (GDPR): Iterable's users/forget, then the worker deletes their identity and drops
+    their events (reason forgotten) until `unforget`.
+
+    Give every identifier the person has (--email and --user-id): each is forgotten in Iterable, and the
+    worker drops events that carry either.
+    """
+    _run(email, user_id, Control.FORGET)
+
+
+@click.command()
+@_EMAIL
+@_USER_ID
+def unforget(email: str | None, user_id: str | None) -> None:
+    """Undo `forget`: Iterable's users/unforget, and the worker sends the person's new events again
+    (what was deleted stays deleted)."""
+    _run(email, user_id, Control.UNFORGET)

@@ -1,0 +1,113 @@
+"""End to end on the real broker: the right to be forgotten (issue 20 part 2).
+
+A person identifies and has an event; both reach Iterable (the emulator). ``freshpaint-iterable forget
+--email`` is run as an operator runs it: Iterable forgets the user, and the worker deletes the person's
+identity (the latest record of the identities changelog for them is a tombstone) and drops their later
+events (``forgotten``), so no further request for them is sent, while another person's events still are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from streams.commands.produce import produce_lines
+from streams.emulator import EmulatorServer
+from tests.e2e.test_sample_pipeline import assert_no_secrets_or_emails
+from tests.support import REPO, WorkerProcess, wait_for, worker_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+EMAIL = "forget.me@example.com"
+OTHER = "stays@example.com"
+
+
+def line(kind: str, message_id: str, email: str, device: str, minute: int, **fields: Any) -> str:
+    body = {"type": kind, "messageId": message_id, "timestamp": f"2024-03-05T14:{minute:02d}:00Z",
+            "anonymousId": device}
+    if kind == "identify":
+        body["traits"] = {"email": email, "plan": "pro"}
+    return json.dumps({**body, **fields})
+
+
+BEFORE = [line("identify", "f-1", EMAIL, "dev-f", 0), line("track", "f-2", EMAIL, "dev-f", 1, event="Viewed")]
+AFTER = [line("track", "f-3", EMAIL, "dev-f", 2, event="Viewed"), line("identify", "f-4", EMAIL, "dev-f", 3),
+         line("identify", "o-1", OTHER, "dev-o", 4), line("track", "o-2", OTHER, "dev-o", 5, event="Viewed")]
+
+
+def dropped_forgotten(port: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        for text in answer.read().decode().splitlines():
+            if text.startswith('fpi_events_dropped_total{reason="forgotten"}'):
+                return float(text.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def latest_changelog_value(bootstrap: str, topic: str, key: bytes) -> tuple[bool, bytes | None]:
+    """(whether ``key`` is in ``topic`` at all, the value of its latest record) read from the start."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    seen, latest = False, None
+    try:
+        for _ in range(6):
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    if message.key == key:
+                        seen, latest = True, message.value
+    finally:
+        await consumer.stop()
+    return seen, latest
+
+
+async def test_forget_deletes_the_identity_and_stops_the_persons_events(
+    kafka_bootstrap: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    project = emulator.state.project
+    env = worker_env(kafka_bootstrap, emulator.url, tmp_path / "data")
+    changelog = f"{env['FPI_APP_ID']}-identities-changelog"
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        await produce_lines(BEFORE, bootstrap=kafka_bootstrap, topic=env["FPI_SOURCE_TOPIC"])
+        await asyncio.to_thread(wait_for, lambda: EMAIL in project.by_email and "f-2" in project.events, 120,
+                                what="the person's identify and event in Iterable")
+        seen, value = await latest_changelog_value(kafka_bootstrap, changelog, EMAIL.encode())
+        assert seen and value, "the identity is in the changelog before forget"
+
+        forgot = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "streams", "forget", "--email", EMAIL], env=env, cwd=REPO,
+            capture_output=True, text=True, timeout=120)
+        assert forgot.returncode == 0, forgot.stderr
+        assert EMAIL not in project.by_email and EMAIL in project.forgotten_emails
+
+        async def tombstoned() -> bool:
+            return (await latest_changelog_value(kafka_bootstrap, changelog, EMAIL.encode())) == (True, None)
+
+        for _ in range(60):
+            if await tombstoned():
+                break
+            await asyncio.sleep(1)
+        assert await tombstoned(), "the latest identities changelog record of the person is not a tombstone"
+
+        await produce_lines(AFTER, bootstrap=kafka_bootstrap, topic=env["FPI_SOURCE_TOPIC"])
+        await asyncio.to_thread(wait_for, lambda: "o-2" in project.events and
+                                dropped_forgotten(env["FPI_WEB_PORT"]) >= 2, 120,
+                                what="the other person's event and the forgotten person's two drops")
+        await asyncio.sleep(1)
+    except BaseException:
+        print(worker.log_text()[-6000:])
+        raise
+    finally:
+        worker.stop()
+    assert "f-3" not in project.events and EMAIL not in project.by_email
+    forgotten_answers = {k: n for k, n in project.counters.responses.items() if k.endswith(" 409")}
+    assert forgotten_answers == {}, "a request for the forgotten person was sent after forget"
+    assert_no_secrets_or_emails(worker.log_text(), BEFORE + AFTER)
