@@ -35,33 +35,40 @@ _BY_PATH: tuple[tuple[str, str], ...] = (
     ("/asyncio/", "framework"), ("selectors.py", "framework"), ("/venusian/", "framework"),
     ("streams/", "our glue"),
 )
+_SHORT = re.compile(r" \(.*/(site-packages|lib/python3\.\d+|work/main)/")
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<path>.*):\d+\)$")
 
 
-def part_of(stack: str) -> str:
-    """The part a sampled stack (root first, ``;``-separated) belongs to."""
-    for frame in reversed(stack.split(";")):
+def part_of(stack: str) -> tuple[str, str]:
+    """The part a sampled stack (root first, ``;``-separated) belongs to, and the frame that decided it (the
+    leaf for "other")."""
+    frames = stack.split(";")
+    for frame in reversed(frames):
         match = _FRAME.match(frame.strip())
         if match is None:
             continue
         path, function = match["path"], match["function"]
         if path.endswith("streams/codecs/_internal.py"):
             if function in _INTERNAL:
-                return _INTERNAL[function]
+                return _INTERNAL[function], frame
             continue
         for fragment, part in _BY_PATH:
             if fragment in path:
-                return part
-    return "other"
+                return part, frame
+    return "other", frames[-1] if frames else ""
 
 
-def samples_by_part(raw_lines: Iterable[str]) -> Counter[str]:
+def samples_by_part(raw_lines: Iterable[str]) -> tuple[Counter[str], Counter[tuple[str, str]]]:
+    """Samples per part, and per (part, deciding frame) to say what is inside a part."""
     counts: Counter[str] = Counter()
+    frames: Counter[tuple[str, str]] = Counter()
     for line in raw_lines:
         stack, _, count = line.rstrip().rpartition(" ")
         if stack and count.isdigit():
-            counts[part_of(stack)] += int(count)
-    return counts
+            part, frame = part_of(stack)
+            counts[part] += int(count)
+            frames[(part, _SHORT.sub(" (", frame.strip()))] += int(count)
+    return counts, frames
 
 
 def budget(samples: Mapping[str, int], total_us: float, gc_share: float) -> dict[str, float]:

@@ -81,6 +81,9 @@ def run(events: int, naive_seconds: float, timeout: float, smoke: bool,
                 "calls": counters["requests"],
             }
             worker_result["budget"] = cpu_budget(samples, worker_result["cpu_ms_per_1000"], gc_file)
+            if worker_result["budget"] is not None:
+                worker_result["budget"]["inside"] = inside(spy.frames, samples or Counter(),
+                                                           worker_result["budget"]["parts"])
             missing = (want.event_ids | want.purchase_ids) - arrivals.keys()
             assert not missing, f"{len(missing)} expected records never arrived"
 
@@ -127,6 +130,7 @@ class Profiler:
         self.out = workdir / "worker.spy"
         self.process: h.Process | None = None
         self.samples: Counter[str] | None = None
+        self.frames: Counter[tuple[str, str]] = Counter()
 
     def start(self) -> None:
         """From the first delivery on, as the measured CPU: start-up (imports, topic set-up) is not the budget."""
@@ -145,7 +149,10 @@ class Profiler:
                 self.process.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.stop()
-        self.samples = samples_by_part(self.out.read_text().splitlines()) if self.out.exists() else Counter()
+        if self.out.exists():
+            self.samples, self.frames = samples_by_part(self.out.read_text().splitlines())
+        else:
+            self.samples = Counter()
         return self.samples
 
 
@@ -156,6 +163,17 @@ def cpu_budget(samples: Counter[str] | None, total_us: float, gc_file: Path) -> 
     gc = orjson.loads(gc_file.read_text()) if gc_file.exists() else {"gc_seconds": 0.0, "cpu_seconds": 1.0}
     gc_share = min(1.0, gc["gc_seconds"] / gc["cpu_seconds"]) if gc["cpu_seconds"] else 0.0
     return {"parts": budget(samples, total_us, gc_share), "samples": sum(samples.values()), "gc_share": gc_share}
+
+
+def inside(frames: Counter[tuple[str, str]], samples: Counter[str], parts: dict[str, float],
+           per_part: int = 4) -> dict[str, list[tuple[str, float]]]:
+    """The frames that decided the most samples of each part, in µs per event."""
+    out: dict[str, list[tuple[str, float]]] = {}
+    for part, us in parts.items():
+        ranked = sorted(((n, frame) for (p, frame), n in frames.items() if p == part), reverse=True)[:per_part]
+        if ranked and samples.get(part):
+            out[part] = [(frame, us * n / samples[part]) for n, frame in ranked]
+    return out
 
 
 def _floor(module: str, name: str, args: list[str], workdir: Path, timeout: float) -> dict[str, float]:
@@ -267,7 +285,7 @@ broker). Duplicates at the emulator: {w['duplicates']}.
 def budget_lines(w: dict[str, Any]) -> list[str]:
     b = w.get("budget")
     if b is None:
-        return ["budget : n/a (py-spy not found: pip install py-spy)"]
+        return ["budget : n/a (py-spy not found, or no sample: a run shorter than py-spy's start; pip install py-spy)"]
     parts = b["parts"]
     return ["budget : " + ", ".join(f"{part} {parts[part]:.1f}" for part in PARTS)
             + f" = {sum(parts.values()):.1f} us/event of {w['cpu_ms_per_1000']:.1f} measured "
@@ -277,7 +295,7 @@ def budget_lines(w: dict[str, Any]) -> list[str]:
 def budget_table(w: dict[str, Any]) -> str:
     b = w.get("budget")
     if b is None:
-        return "CPU budget: not measured (py-spy not found)."
+        return "CPU budget: not measured (py-spy not found, or the run was over before its first sample)."
     parts = b["parts"]
     rows = "\n".join(f"| {part} | {parts[part]:.1f} | {parts[part] / w['cpu_ms_per_1000']:.0%} |" for part in PARTS
                      if w["cpu_ms_per_1000"])
@@ -291,11 +309,23 @@ worker's samples; GC is measured in the worker (`gc.callbacks`, `bench/_gc_worke
 {rows}
 | **total (measured)** | **{w['cpu_ms_per_1000']:.1f}** | |
 
+What is inside the parts (the frame that named each sample, µs per event):
+
+{inside_table(b)}
+
 Parts: decode = source Avro to Event; hop = internal event frames (encode + decode, both hops); resolve =
 identity/aliases; map = mapping to requests; encode = request records (encode + decode); tables = table
 reads/writes; send = sender, batching and request bodies; HTTP = aiohttp and the Iterable client; our glue =
 the rest of `streams/` (stages, steps, app); framework = faust, mode, aiokafka, asyncio; other = stdlib and
 libraries outside these (logging, metrics)."""
+
+
+def inside_table(b: dict[str, Any]) -> str:
+    rows = ["| part | frame | µs per event |", "|---|---|---:|"]
+    for part in PARTS:
+        for frame, us in b.get("inside", {}).get(part, []):
+            rows.append(f"| {part} | `{frame[:100]}` | {us:.1f} |")
+    return "\n".join(rows)
 
 
 def main() -> None:
