@@ -11,7 +11,7 @@ Each agent takes a batch, has its stage (``streams.stages``) handle it, and acks
       -> agent resolve   table aliases: anonymous id -> person key; anonymous events dropped, or held
                          in table held until their device is linked (FPI_HOLD_ANONYMOUS_SECONDS)
     by-person topic (internal, frames, partitioned by person key)
-      -> agent apply     table identities; the mapping core decides; requests or dead letters
+      -> agent apply     tables identities (and carts); the mapping core decides; requests or dead letters
     requests topic (internal, frames, partitioned by person key)
       -> agent send      batches to Iterable; every request delivered or dead-lettered
     dead-letter topic
@@ -45,6 +45,7 @@ from streams.settings import Settings
 from streams.stages import (
     AliasTable,
     ApplyStage,
+    CartTable,
     DeadLetterSink,
     HeldTable,
     IdentityTable,
@@ -121,6 +122,8 @@ def build_app(settings: Settings) -> faust.App:
     hold = settings.hold_rule()
     # Declared only when holding: an unused table would still be recovered and its changelog provisioned.
     held = app.Table("held", partitions=n, key_type=bytes, value_type=bytes) if hold is not None else None
+    # Declared only when carts are kept (FPI_CARTS), for the same reason.
+    carts = app.Table("carts", partitions=n, key_type=bytes, value_type=bytes) if settings.carts else None
     partition_of = Partitioner(n)
 
     def outbox(topic: Any) -> Outbox:
@@ -133,7 +136,7 @@ def build_app(settings: Settings) -> faust.App:
         resolve=ResolveStage(AliasTable(aliases), dead_letter, outbox(topics.by_person), enter=enter,
                              held=HeldTable(held) if held is not None else None, hold=hold),
         apply=ApplyStage(IdentityTable(identities), mapping_config, dead_letter, outbox(topics.requests),
-                         enter=enter),
+                         enter=enter, carts=CartTable(carts) if carts is not None else None),
         send=SendStage(sender, dead_letter, settings.send_batch_items, given_up=faust_patches.was_given_up),
     )
     _add_agents(app, settings, topics, stages)

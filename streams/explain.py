@@ -22,7 +22,7 @@ from typing import Any
 
 from streams.errors import StreamsError
 from streams.identity import Held, HoldRule, Link
-from streams.mapping import MappingConfig
+from streams.mapping import Cart, MappingConfig
 from streams.model import Decision, DropReason, Event, Identity
 from streams.normalize import normalize_json_line
 from streams.steps import apply_step, hold_step, resolve_step
@@ -44,6 +44,9 @@ class ExplainState:
     """Hold anonymous events until their device is linked; ``None``: drop them (the default)."""
     held: dict[str, list[Held[Event]]] = field(default_factory=dict)
     """device -> its held events (the "resolve" stage's ``held`` table)."""
+    carts: dict[str, Cart] = field(default_factory=dict)
+    """person key -> their cart (the "apply" stage's ``carts`` table; used with ``MappingConfig.carts``).
+    A cart decision's ``detail`` states the cart it assumes."""
 
 
 def explain_event(event: Event, config: MappingConfig, state: ExplainState, now: datetime) -> Decision:
@@ -71,7 +74,7 @@ def explain_all(event: Event, config: MappingConfig, state: ExplainState,
         if resolved.person_key is None:
             assert resolved.drop is not None
             return [(event, Decision.drop(resolved.drop, resolved.detail))]
-        return [(event, apply_step(event, resolved.person_key, state.identities, config, now))]
+        return [(event, _apply(event, resolved.person_key, state, config, now))]
     holding = sum(len(events) for events in state.held.values())
     outcome = hold_step(event, resolved, event, state.aliases, state.held, state.hold, holding)
     if event.anonymous_id is not None and not state.held.get(event.anonymous_id, True):
@@ -86,7 +89,7 @@ def explain_all(event: Event, config: MappingConfig, state: ExplainState,
         assert resolved.drop is not None
         out = [(event, Decision.drop(resolved.drop, resolved.detail))]
     else:
-        out = [(event, apply_step(event, resolved.person_key, state.identities, config, now))]
+        out = [(event, _apply(event, resolved.person_key, state, config, now))]
     detail = "held, but no link to a person within FPI_HOLD_ANONYMOUS_SECONDS of it"
     out += [(h.payload, Decision.drop(DropReason.ANONYMOUS, detail)) for h in outcome.dropped]
     if outcome.released:
@@ -96,10 +99,15 @@ def explain_all(event: Event, config: MappingConfig, state: ExplainState,
     return out
 
 
+def _apply(event: Event, person_key: str, state: ExplainState, config: MappingConfig, now: datetime) -> Decision:
+    return apply_step(event, person_key, state.identities, config, now,
+                      carts=state.carts if config.carts else None)
+
+
 def _released(event: Event, person_key: str, state: ExplainState, config: MappingConfig,
               now: datetime) -> Decision | StreamsError:
     try:
-        return apply_step(event, person_key, state.identities, config, now)
+        return _apply(event, person_key, state, config, now)
     except StreamsError as exc:
         return exc
 

@@ -78,6 +78,12 @@ class DropReason(StrEnum):
     FORGOTTEN = "forgotten"
     """An event of a person forgotten by ``freshpaint-iterable forget`` (until ``unforget``): counted, never
     dead-lettered, since a dead letter would keep the event's personal data."""
+    CART_FULL = "cart_full"
+    """A cart event that would leave the person's cart with more items than ``FPI_CART_MAX_ITEMS``: the cart
+    stays as it was (dead-lettered, so the event can be re-driven once the bound is raised)."""
+    CART_INCOMPLETE = "cart_incomplete"
+    """A cart event whose item(s) lack what Iterable requires of a ``CommerceItem`` (id, name, price, an
+    integer quantity): the cart stays as it was."""
 
 
 QUIET_DROPS = frozenset({DropReason.ANONYMOUS, DropReason.FILTERED, DropReason.STALE_IDENTIFY,

@@ -167,6 +167,13 @@ class Settings(BaseSettings):
     """FPI_DATE_FIELDS: JSON list of field names whose epoch values are dates."""
     transformations_file: Path | None = None
     """FPI_TRANSFORMATIONS_FILE: TOML file of event transformation rules."""
+    carts: bool = False
+    """FPI_CARTS: keep each person's cart (table ``carts``) and send it whole to commerce/updateCart on
+    Product Added, Product Removed, Cart Viewed and FPI_CART_EVENT; Order Completed empties it."""
+    cart_event: str = ""
+    """FPI_CART_EVENT: a track event whose ``products`` (or ``items``) are the whole cart (empty: none)."""
+    cart_max_items: int = Field(default=50, ge=1, le=1000)
+    """FPI_CART_MAX_ITEMS: most distinct items in one cart; a change beyond it is dropped ``cart_full``."""
 
     # --- Holding anonymous events ------------------------------------------------------------
     hold_anonymous_seconds: float | None = Field(default=None, gt=0)

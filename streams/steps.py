@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from streams.identity import Held, HoldRule, Link, expired, forgotten_key, resolve, routing_key, settle
-from streams.mapping import MappingConfig, apply_event
+from streams.mapping import Cart, MappingConfig, apply_event
 from streams.model import Decision, DropReason, Event, Identity
 
 __all__ = ["HoldOutcome", "Resolved", "Table", "apply_step", "hold_step", "resolve_step"]
@@ -109,8 +109,10 @@ def hold_step(event: Event, resolved: Resolved, payload: P, aliases: Table[Link]
 
 
 def apply_step(event: Event, person_key: str, identities: Table[Identity], config: MappingConfig,
-               now: datetime, forgotten: Container[str] = frozenset()) -> Decision:
-    """Decide the event's Iterable requests for its person, storing the person's changed identity.
+               now: datetime, forgotten: Container[str] = frozenset(),
+               carts: Table[Cart] | None = None) -> Decision:
+    """Decide the event's Iterable requests for its person, storing the person's changed identity and,
+    with ``carts`` (``config.carts``), their changed cart.
 
     ``forgotten`` holds the ``identity.forgotten_key`` of each forgotten person key: an event whose person
     key, user id or email is one of them is dropped ``forgotten`` and changes nothing (an identify cannot
@@ -121,7 +123,10 @@ def apply_step(event: Event, person_key: str, identities: Table[Identity], confi
     if forgotten and any(key is not None and forgotten_key(key) in forgotten
                          for key in (person_key, event.user_id, event.email)):
         return Decision.drop(DropReason.FORGOTTEN, "the person was forgotten (freshpaint-iterable forget)")
-    applied = apply_event(event, person_key, identities.get(person_key), config, now)
+    cart = carts.get(person_key) if carts is not None else None
+    applied = apply_event(event, person_key, identities.get(person_key), config, now, cart)
     if applied.identity is not None:
         identities[person_key] = applied.identity
+    if applied.cart is not None and carts is not None:
+        carts[person_key] = applied.cart
     return applied.decision

@@ -6,13 +6,16 @@ Imports only the standard library, ``streams.model``, ``streams.errors`` and the
 
 from __future__ import annotations
 
+from streams.mapping.cart import CART_EVENTS, Cart
 from streams.mapping.config import MappingConfig, load_mapping_config
 from streams.mapping.iterable import DEFAULT_IDENTIFY_RENAMES, PURCHASE_EVENT, Applied, apply_event
 
 __all__ = [
+    "CART_EVENTS",
     "DEFAULT_IDENTIFY_RENAMES",
     "PURCHASE_EVENT",
     "Applied",
+    "Cart",
     "MappingConfig",
     "apply_event",
     "load_mapping_config",

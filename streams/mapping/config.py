@@ -12,6 +12,9 @@ used by ``explain --config`` is::
     screen_event_name = "Screen Viewed"
     date_fields = ["trial_ends", "birthday"]
     transformations_file = "rules.toml"      # optional; relative to this file
+    carts = true                             # keep carts, send commerce/updateCart (streams.mapping.cart)
+    cart_event = "Cart Updated"              # optional: an event carrying the whole cart
+    cart_max_items = 50
 
     [[transformations]]                      # optional; appended after the file's rules
     action = "drop"
@@ -52,9 +55,17 @@ class MappingConfig:
     """Field names whose epoch-number values are dates (iterable-api.md §6.2)."""
     transformations: Transformations = field(default_factory=Transformations)
     """The user's event transformation rules."""
+    carts: bool = False
+    """Keep each person's cart and send it whole to ``commerce/updateCart`` (``streams.mapping.cart``)."""
+    cart_event: str = ""
+    """The name of a track event whose ``products`` (or ``items``) are the whole cart, besides ``Cart Viewed``
+    (empty: none)."""
+    cart_max_items: int = 50
+    """Most distinct items in one cart; a change beyond it is dropped ``cart_full``."""
 
 
-_SIMPLE = {f.name for f in fields(MappingConfig)} - {"transformations", "date_fields", "project_type"}
+_SIMPLE = {f.name for f in fields(MappingConfig)} - {"transformations", "date_fields", "project_type",
+                                                     "cart_max_items"}
 
 
 def load_mapping_config(path: str | Path, **overrides: Any) -> MappingConfig:
@@ -73,7 +84,7 @@ def load_mapping_config(path: str | Path, **overrides: Any) -> MappingConfig:
     section = document.get("mapping", {})
     if not isinstance(section, dict):
         raise ConfigError("[mapping] must be a table")
-    known = _SIMPLE | {"project_type", "date_fields", "transformations_file"}
+    known = _SIMPLE | {"project_type", "date_fields", "transformations_file", "cart_max_items"}
     unknown = set(section) - known
     if unknown:
         raise ConfigError(f"unknown [mapping] key(s): {', '.join(sorted(unknown))}")
@@ -91,6 +102,11 @@ def load_mapping_config(path: str | Path, **overrides: Any) -> MappingConfig:
             raise ConfigError(
                 f"[mapping] project_type must be one of {', '.join(p.value for p in ProjectType)}"
             ) from None
+    if "cart_max_items" in section:
+        bound = section["cart_max_items"]
+        if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
+            raise ConfigError("[mapping] cart_max_items must be a positive integer")
+        values["cart_max_items"] = bound
     if "date_fields" in section:
         dates = section["date_fields"]
         if not isinstance(dates, list) or not all(isinstance(d, str) for d in dates):

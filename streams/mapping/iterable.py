@@ -17,6 +17,10 @@ Identifiers per project type (seed "Iterable Project Types"; iterable-api.md §5
   same person in our identity state; when they point at different Iterable profiles Iterable answers
   409 "Email/userId conflict", a non-retryable data error that the sender dead-letters.
 
+Carts (``config.carts``; ``streams.mapping.cart`` has the rules): a cart event is still sent to
+``events/track``, then the person's whole changed cart to ``commerce/updateCart`` (§2.6); an
+``Order Completed`` sent to ``trackPurchase`` empties the stored cart (Iterable clears it, §2.5).
+
 Replay safety: an identify older than the person's ``last_identified_at`` is dropped with
 ``stale_identify`` (its traits would overwrite newer profile fields; its identifiers are already
 known). An identify with the same timestamp is sent again (idempotent).
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
+from streams.mapping.cart import CART_EVENTS, Cart, add_item, remove_item, whole_cart
 from streams.mapping.config import MappingConfig
 from streams.mapping.fields import clean_data_fields, created_at
 from streams.mapping.identifiers import iterable_id, looks_like_email, valid_email, valid_user_id
@@ -72,6 +77,8 @@ class Applied:
     decision: Decision
     identity: Identity | None = None
     """The person's new state to store, or ``None`` when it did not change."""
+    cart: Cart | None = None
+    """The person's cart to store (``Cart()`` items empty: emptied), or ``None`` when it did not change."""
 
 
 class _Drop(Exception):
@@ -83,11 +90,13 @@ class _Drop(Exception):
 
 
 def apply_event(
-    event: Event, person_key: str, identity: Identity | None, config: MappingConfig, now: datetime
+    event: Event, person_key: str, identity: Identity | None, config: MappingConfig, now: datetime,
+    cart: Cart | None = None,
 ) -> Applied:
     """Decide which Iterable requests ``event`` becomes for the person ``person_key``.
 
-    ``identity`` is the stored state of the person (``None`` when never identified). The user's
+    ``identity`` is the stored state of the person (``None`` when never identified), ``cart`` their stored
+    cart (``None``: none yet; read only with ``config.carts``). The user's
     transformations run first. Returns the decision and, when it changed, the new identity.
     Expected outcomes (anonymous, missing identifier, incomplete purchase, ...) are drops, never
     exceptions.
@@ -95,7 +104,7 @@ def apply_event(
     transformed = config.transformations.apply(event)
     if transformed is None:
         return Applied(Decision.drop(DropReason.FILTERED, "dropped by a transformation rule"))
-    rule = _Rule(transformed, person_key, identity, config, now)
+    rule = _Rule(transformed, person_key, identity, config, now, cart)
     try:
         if transformed.type is EventType.IDENTIFY:
             return rule.identify()
@@ -105,7 +114,10 @@ def apply_event(
             return Applied(rule.view())
         if transformed.type is EventType.TRACK:
             if transformed.event_name == PURCHASE_EVENT:
-                return Applied(rule.purchase())
+                return rule.purchase_emptying_cart() if config.carts else Applied(rule.purchase())
+            if config.carts and (transformed.event_name in CART_EVENTS
+                                 or (bool(config.cart_event) and transformed.event_name == config.cart_event)):
+                return rule.cart_change()
             return Applied(rule.track())
         raise _Drop(DropReason.UNSUPPORTED_TYPE, f"{transformed.type.value} events are not sent to Iterable")
     except _Drop as drop:
@@ -119,6 +131,7 @@ class _Rule:
     identity: Identity | None
     config: MappingConfig
     now: datetime
+    cart: Cart | None = None
 
     # --- shared pieces ---------------------------------------------------------------------
 
@@ -311,6 +324,81 @@ class _Rule:
         }
         return Decision.send(self.request(Endpoint.COMMERCE_TRACK_PURCHASE, body))
 
+    # --- carts -> commerce/updateCart (issue 21; §2.5, §2.6; rules in streams.mapping.cart) ---
+
+    def purchase_emptying_cart(self) -> Applied:
+        """The purchase, and an empty stored cart (trackPurchase clears Iterable's); a redelivered purchase
+        (already applied to the cart) leaves the cart as it is: later events may have filled it again."""
+        decision = self.purchase()
+        cart = self.cart or Cart()
+        if cart.seen(self.event.message_id):
+            return Applied(decision)
+        detail = f"{_cart_assumed(self.cart)}; the purchase empties it"
+        return Applied(dataclasses.replace(decision, detail=detail), cart=cart.record(self.event.message_id, ()))
+
+    def cart_change(self) -> Applied:
+        """A cart event: ``events/track``, then ``commerce/updateCart`` with the whole cart when it changed
+        (or none was stored yet); the stored cart records the event either way."""
+        event = self.event
+        ids = self.event_ids()
+        tracked = self.track()
+        cart = self.cart or Cart()
+        if cart.seen(event.message_id):
+            # Redelivered after its change was stored: Iterable gets the stored cart again, changed nothing.
+            detail = f"{_cart_assumed(self.cart)}; this event was applied to it already (a redelivery)"
+            return Applied(Decision(requests=(*tracked.requests, self.update_cart(ids, cart.items)), detail=detail))
+        try:
+            items = self.changed_items(cart.items)
+        except _Drop as drop:
+            return Applied(drop.decision, cart=cart.record(event.message_id))
+        requests = list(tracked.requests)
+        if self.cart is None or items != cart.items:
+            requests.append(self.update_cart(ids, items))
+        return Applied(Decision(requests=tuple(requests), detail=_cart_assumed(self.cart)),
+                       cart=cart.record(event.message_id, items))
+
+    def changed_items(self, items: tuple[Mapping[str, Any], ...]) -> tuple[Mapping[str, Any], ...]:
+        event = self.event
+        props = event.properties
+        bound = self.config.cart_max_items
+        if event.event_name == "Product Removed":
+            item_id = props.get("product_id", props.get("id"))
+            quantity = props.get("quantity", 1)
+            if not _is_id(item_id) or isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+                raise _Drop(DropReason.CART_INCOMPLETE,
+                            "Product Removed needs product_id (or id) and a positive integer quantity")
+            return remove_item(items, str(item_id), quantity)
+        problems: list[str] = []
+        if event.event_name == "Product Added":
+            new = add_item(items, self.cart_item("product", props, problems), bound)
+        else:
+            raw = props.get("products", props.get("items"))
+            if not (isinstance(raw, list) and _all_objects(raw)):
+                raise _Drop(DropReason.CART_INCOMPLETE,
+                            f"{event.event_name} needs products (or items): an array of objects, the whole cart")
+            new = whole_cart([self.cart_item(f"products[{i}]", item, problems) for i, item in enumerate(raw)],
+                             bound)
+        if problems:
+            raise _Drop(DropReason.CART_INCOMPLETE,
+                        f"{event.event_name} leaves the cart as it was; missing or invalid: {', '.join(problems)}")
+        if new is None:
+            raise _Drop(DropReason.CART_FULL, f"{event.event_name} would leave more than {bound} items in the cart "
+                        "(FPI_CART_MAX_ITEMS); the cart stays as it was")
+        return new
+
+    def cart_item(self, where: str, raw: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+        """A cart item mapped as a purchase's (``commerce_item``); quantity defaults to 1 and must be positive."""
+        source = {"quantity": 1, **raw}
+        found: list[str] = []
+        item = self.commerce_item(0, source, found)
+        if isinstance(item.get("quantity"), int) and item["quantity"] < 1:
+            found.append("items[0].quantity (not positive)")
+        problems.extend(f"{where}{problem.removeprefix('items[0]')}" for problem in found)
+        return item
+
+    def update_cart(self, ids: dict[str, str], items: tuple[Mapping[str, Any], ...]) -> IterableRequest:
+        return self.request(Endpoint.COMMERCE_UPDATE_CART, {"user": dict(ids), "items": [dict(i) for i in items]})
+
     def commerce_item(self, index: int, raw: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
         """One ``CommerceItem`` (§2.5): id, name, price and quantity are required by Iterable."""
         source = dict(raw)
@@ -419,6 +507,14 @@ def _default_renames(traits: Mapping[str, Any]) -> dict[str, Any]:
         elif target not in traits:
             renamed[target] = value
     return renamed
+
+
+def _cart_assumed(cart: Cart | None) -> str:
+    """The cart state a cart decision assumes, for ``explain`` and dead letters (ids and quantities only)."""
+    if cart is None:
+        return "cart assumed before this event: none stored"
+    items = ", ".join(f"{item['id']} x{item['quantity']}" for item in cart.items) or "empty"
+    return f"cart assumed before this event: {items}"
 
 
 def _all_objects(values: list[Any]) -> bool:

@@ -1,10 +1,10 @@
 """The worker's stages, each a unit with one ``handle(batch)`` that a faust agent calls:
 
 ``RouteStage`` (decode, re-key by device) -> ``ResolveStage`` (tables ``aliases``, ``held``) -> ``ApplyStage``
-(table ``identities``, the mapping core) -> ``SendStage`` (Iterable), with one ``DeadLetterSink`` for
-what will not be sent. A stage knows nothing of faust: it reads records through small protocols, writes its
-tables through typed wrappers (``AliasTable``, ``HeldTable``, ``IdentityTable``, the byte formats inside) and its
-output through outboxes, so it runs in a test with dicts and in-memory sinks, no broker.
+(tables ``identities``, ``carts``, the mapping core) -> ``SendStage`` (Iterable), with one ``DeadLetterSink``
+for what will not be sent. A stage knows nothing of faust: it reads records through small protocols, writes
+its tables through typed wrappers (``AliasTable``, ``HeldTable``, ``IdentityTable``, ``CartTable``, the byte
+formats inside) and its output through outboxes, so it runs in a test with dicts and in-memory sinks, no broker.
 """
 
 from ._apply import ApplyStage
@@ -16,10 +16,13 @@ from ._route import Decoded, RouteStage, SourceDecoder, source_of
 from ._send import Deliverer, SendStage
 from ._tables import (
     AliasTable,
+    CartTable,
     HeldEntry,
     HeldRecord,
     HeldTable,
     IdentityTable,
+    cart_from_bytes,
+    cart_to_bytes,
     held_from_bytes,
     held_to_bytes,
     identity_from_bytes,
@@ -32,6 +35,7 @@ __all__ = [
     "CONTROL_TAG",
     "AliasTable",
     "ApplyStage",
+    "CartTable",
     "Control",
     "Coordinates",
     "DeadLetterSink",
@@ -48,6 +52,8 @@ __all__ = [
     "SendRecord",
     "SendStage",
     "SourceDecoder",
+    "cart_from_bytes",
+    "cart_to_bytes",
     "control_from_bytes",
     "control_to_bytes",
     "held_from_bytes",

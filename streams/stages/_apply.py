@@ -1,5 +1,5 @@
-"""Stage "apply": the mapping core decides each event's Iterable requests, over the ``identities`` table;
-it also obeys the control records of ``forget`` / ``unforget`` (``_control``)."""
+"""Stage "apply": the mapping core decides each event's Iterable requests, over the ``identities`` table
+(and ``carts``, when carts are kept); it also obeys the control records of ``forget`` / ``unforget`` (``_control``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from streams import metrics
 from streams.codecs import decode_event_internal, encode_request
 from streams.errors import StreamsError
 from streams.identity import forgotten_key
-from streams.mapping import MappingConfig
+from streams.mapping import Cart, MappingConfig
 from streams.model import QUIET_DROPS, Event, Identity
 from streams.outbox import Outbox
 from streams.steps import apply_step
@@ -22,7 +22,7 @@ from streams.steps import apply_step
 from ._control import Control, control_from_bytes, is_control
 from ._dead_letters import DeadLetterSink
 from ._records import EnterRecord, InputRecord, nothing_to_enter
-from ._tables import IdentityTable
+from ._tables import CartTable, IdentityTable
 
 __all__ = ["ApplyStage"]
 
@@ -79,6 +79,39 @@ class _HeldIdentities:
             self.table.set_forgotten(marker, forgotten)
 
 
+class _HeldCarts:
+    """The ``carts`` table as one batch sees it: its changes are held, with the frame each came from, until
+    the batch's requests are in Kafka (as ``_HeldIdentities``)."""
+
+    def __init__(self, table: CartTable | None) -> None:
+        self.table = table
+        self.changed: dict[str, tuple[Cart | None, Any]] = {}
+        self.frame: Any = None
+
+    def get(self, person_key: str, /) -> Cart | None:
+        held = self.changed.get(person_key)
+        if held is not None:
+            return held[0]
+        return self.table.get(person_key) if self.table is not None else None
+
+    def __setitem__(self, person_key: str, cart: Cart, /) -> None:
+        self.changed[person_key] = (cart, self.frame)
+
+    def forget(self, person_key: str) -> None:
+        if self.table is not None:
+            self.changed[person_key] = (None, self.frame)
+
+    def write(self, enter: EnterRecord) -> None:
+        if self.table is None:
+            return
+        for person_key, (cart, frame) in self.changed.items():
+            enter(frame)
+            if cart is None:
+                self.table.delete(person_key)
+            else:
+                self.table[person_key] = cart
+
+
 class ApplyStage:
     """Maps the events of one person partition to Iterable requests (or drops with a reason) and
     hands the requests on to the partition of their person.
@@ -88,14 +121,19 @@ class ApplyStage:
     would then look older than the last one applied and be dropped as stale, and the fields only
     they carried would never reach Iterable.
 
-    A ``forget`` control record deletes the person's identity (a tombstone in the changelog) and sets
+    The same holds for the ``carts`` table (``carts``; only when carts are kept): written earlier, a crash
+    would have the redelivered events applied to a cart that already holds them. A cart also remembers the
+    events applied to it, for a crash between the table write and the offset commit (``mapping.cart``).
+
+    A ``forget`` control record deletes the person's identity and cart (tombstones in the changelogs) and sets
     their forgotten-marker; from then on their events are dropped ``forgotten`` (counted, not
     dead-lettered: a dead letter would keep their data) until an ``unforget`` record clears the marker.
     """
 
     def __init__(self, identities: IdentityTable, config: MappingConfig, dead_letters: DeadLetterSink,
-                 to_send: Outbox, enter: EnterRecord = nothing_to_enter) -> None:
+                 to_send: Outbox, enter: EnterRecord = nothing_to_enter, carts: CartTable | None = None) -> None:
         self.identities = identities
+        self.carts = carts
         self.config = config
         self.dead_letters = dead_letters
         self.to_send = to_send
@@ -106,16 +144,20 @@ class ApplyStage:
         drops: Counter[str] = Counter()
         endpoints: Counter[str] = Counter()
         held = _HeldIdentities(self.identities)
+        carts = _HeldCarts(self.carts)
         for frame in frames:
             self.enter(frame)
-            held.frame = frame
+            held.frame = carts.frame = frame
             for item, event in await self.dead_letters.frame_items(frame, _decode):
                 assert item.key is not None, "by-person items are keyed by person"
                 if isinstance(event, Control):
                     held.control(item.key.decode(), event)
+                    if event is Control.FORGET:
+                        carts.forget(item.key.decode())
                     continue
                 try:
-                    decision = apply_step(event, item.key.decode(), held, self.config, datetime.now(UTC), held)
+                    decision = apply_step(event, item.key.decode(), held, self.config, datetime.now(UTC), held,
+                                          carts if self.carts is not None else None)
                 except StreamsError as exc:
                     await self.dead_letters.for_event(exc, event, item)
                     continue
@@ -130,5 +172,6 @@ class ApplyStage:
                     self.to_send.add(item.key, encode_request(request), item.source)
         await asyncio.gather(*self.to_send.flush())
         held.write(self.enter)
+        carts.write(self.enter)
         metrics.add_counts(metrics.EVENTS_DROPPED, drops)
         metrics.add_counts(metrics.REQUESTS_OUT, endpoints)

@@ -15,14 +15,17 @@ import orjson
 
 from streams.codecs import Source
 from streams.identity import Held, Link
+from streams.mapping import Cart
 from streams.model import Identity
 
-__all__ = ["AliasTable", "HeldEntry", "HeldRecord", "HeldTable", "IdentityTable", "held_from_bytes",
-           "held_to_bytes", "identity_from_bytes", "identity_to_bytes", "link_from_bytes", "link_to_bytes"]
+__all__ = ["AliasTable", "CartTable", "HeldEntry", "HeldRecord", "HeldTable", "IdentityTable", "cart_from_bytes",
+           "cart_to_bytes", "held_from_bytes", "held_to_bytes", "identity_from_bytes", "identity_to_bytes",
+           "link_from_bytes", "link_to_bytes"]
 
 _LINK_VERSION = b"\x01"
 _HELD_VERSION = b"\x01"
 _FORGOTTEN = b"\x01"
+_CART_VERSION = b"\x01"
 
 HeldRecord = tuple[bytes, Source]
 """What the worker keeps of a held event: its internal event bytes and its source coordinates."""
@@ -173,3 +176,37 @@ class HeldTable:
         for key, value in list(self.table.items()):
             if value:
                 yield key.decode(), held_from_bytes(value)
+
+
+def cart_to_bytes(cart: Cart) -> bytes:
+    """The ``carts`` table's value: a version byte, then JSON ``{"items": [CommerceItem, ...], "applied":
+    [message id, ...]}`` (items exactly as sent to ``commerce/updateCart``)."""
+    return _CART_VERSION + orjson.dumps({"items": list(cart.items), "applied": list(cart.applied)})
+
+
+def cart_from_bytes(data: bytes) -> Cart:
+    """Raises ``ValueError`` for a value of another format version."""
+    if data[:1] != _CART_VERSION:
+        raise ValueError(f"unknown carts-table format {data[:1]!r}")
+    fields = orjson.loads(data[1:])
+    return Cart(tuple(fields["items"]), tuple(fields["applied"]))
+
+
+class CartTable:
+    """``carts``: person key -> ``Cart``, the person's shopping cart as last sent to Iterable."""
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        self.table = table
+
+    def get(self, person_key: str, /) -> Cart | None:
+        stored = self.table.get(person_key.encode())
+        return cart_from_bytes(stored) if stored else None
+
+    def __setitem__(self, person_key: str, cart: Cart, /) -> None:
+        self.table[person_key.encode()] = cart_to_bytes(cart)
+
+    def delete(self, person_key: str, /) -> None:
+        """Remove the person's cart: a tombstone in the changelog (``forget``)."""
+        key = person_key.encode()
+        if key in self.table:
+            del self.table[key]

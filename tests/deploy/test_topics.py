@@ -91,3 +91,12 @@ class TestHeldChangelog:
         assert "a-held-changelog" not in off
         [held] = [spec for spec in on if spec.name == "a-held-changelog"]
         assert (held.cleanup_policy, held.partitions, held.exact) == ("compact", 6, True)
+
+
+class TestCartsChangelog:
+    def test_listed_compacted_only_when_carts_are_kept(self) -> None:
+        off = {spec.name for spec in worker_topics(Settings(app_id="a", topic_partitions=6))}
+        on = worker_topics(Settings(app_id="a", topic_partitions=6, carts=True))
+        assert "a-carts-changelog" not in off
+        [carts] = [spec for spec in on if spec.name == "a-carts-changelog"]
+        assert (carts.cleanup_policy, carts.partitions, carts.exact) == ("compact", 6, True)

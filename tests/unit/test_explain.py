@@ -160,3 +160,26 @@ class TestHolding:
     def test_without_holding_nothing_changes(self) -> None:
         out = list(explain_lines(self.LINES, MappingConfig(project_type=ProjectType.HYBRID)))
         assert [r["decision"] for r in out] == ["drop", "drop", "send"]
+
+
+class TestExplainCarts:
+    LINES = [json.dumps(line) for line in [
+        {"type": "identify", "messageId": "i", "anonymousId": "d", "traits": {"email": "c@x.io"},
+         "timestamp": "2024-03-05T14:00:00Z"},
+        {"type": "track", "event": "Product Added", "messageId": "a1", "anonymousId": "d",
+         "properties": {"product_id": "mug", "name": "Mug", "price": 19.0}, "timestamp": "2024-03-05T14:01:00Z"},
+        {"type": "track", "event": "Product Added", "messageId": "a2", "anonymousId": "d",
+         "properties": {"product_id": "mug", "name": "Mug", "price": 19.0}, "timestamp": "2024-03-05T14:02:00Z"},
+    ]]
+
+    def test_cart_requests_state_the_cart_they_assume(self) -> None:
+        records = list(explain_lines(self.LINES, MappingConfig(carts=True)))
+        carts = [r["requests"][-1]["body"]["items"] for r in records[1:]]
+        assert [[i["quantity"] for i in items] for items in carts] == [[1], [2]]
+        assert [r["requests"][-1]["path"] for r in records[1:]] == ["/api/commerce/updateCart"] * 2
+        assert records[1]["detail"] == "cart assumed before this event: none stored"
+        assert records[2]["detail"] == "cart assumed before this event: mug x1"
+
+    def test_without_carts_only_the_event_is_tracked(self) -> None:
+        records = list(explain_lines(self.LINES, MappingConfig()))
+        assert [[r["path"] for r in record["requests"]] for record in records[1:]] == [["/api/events/track"]] * 2

@@ -249,6 +249,30 @@ class TestCommerce:
         assert (p.counters.unique_purchase_ids, p.counters.duplicate_purchase_ids) == (1, 1)
         assert p.track_purchase({"user": {"email": "a@x.com"}, "items": [{"id": "s"}], "total": 2})[0] == 400
 
+    def test_update_cart_replaces_the_whole_cart(self) -> None:
+        p = project()
+        mug = {"id": "s", "name": "Mug", "price": 2.0, "quantity": 1}
+        tea = {"id": "t", "name": "Tea", "price": 1.0, "quantity": 3}
+        p.update_cart({"user": {"email": "a@x.com"}, "items": [mug, tea]})
+        p.update_cart({"user": {"email": "a@x.com"}, "items": [tea]})
+        assert p.get_user(email="a@x.com")[1]["user"]["dataFields"]["shoppingCartItems"] == [tea]
+        p.update_cart({"user": {"email": "a@x.com"}, "items": []})
+        assert p.get_user(email="a@x.com")[1]["user"]["dataFields"]["shoppingCartItems"] == []
+
+    @pytest.mark.parametrize(("body", "param"), [
+        ({"items": []}, "obj.user"),
+        ({"user": {"email": "a@x.com"}}, "obj.items"),
+        ({"user": {"email": "a@x.com"}, "items": ["x"]}, "obj.items[0]"),
+        ({"user": {"email": "a@x.com"}, "items": [{"id": "s", "name": "M", "quantity": 1}]}, "obj.items[0].price"),
+        ({"user": {"email": "a@x.com"}, "items": [{"id": "s", "name": "M", "price": 1, "quantity": 1.5}]},
+         "obj.items[0].quantity"),
+    ])
+    def test_update_cart_refuses_bad_bodies(self, body: dict[str, Any], param: str) -> None:
+        p = project()
+        status, answer = p.update_cart(body)
+        assert (status, answer["code"]) == (400, "BadJsonBody") and param in answer["params"]
+        assert p.get_user(email="a@x.com") == (200, {}), "a refused body created the user"
+
 
 class TestForget:
     """users/forget, users/unforget, users/forgotten: Iterable's answers for a GDPR-forgotten user."""
