@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from streams._support import free_port
+from streams._support import free_port, isolated_worker_env
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -160,23 +160,8 @@ class Emulator:
 def worker_env(bootstrap: str, emulator_url: str, data_dir: Path, source_topic: str,
                **overrides: str) -> dict[str, str]:
     """A worker with its own app id and topics reading ``source_topic``, pointed at the emulator."""
-    run = unique("bench")
-    env = {
-        "FPI_KAFKA_BOOTSTRAP": bootstrap,
-        "FPI_APP_ID": run,
-        "FPI_SOURCE_TOPIC": source_topic,
-        "FPI_REPLAY_TOPIC": f"{run}.replay",
-        "FPI_BY_PERSON_TOPIC": f"{run}.by-person",
-        "FPI_REQUESTS_TOPIC": f"{run}.requests",
-        "FPI_DEAD_LETTER_TOPIC": f"{run}.dead-letter",
-        "FPI_WEB_PORT": str(free_port()),
-        "FPI_WEB_BIND": "127.0.0.1",
-        "FPI_DATA_DIR": str(data_dir),
-        "FPI_ITERABLE_BASE_URL": emulator_url,
-        "FPI_ITERABLE_API_KEY": EMULATOR_KEY,
-        "FPI_TOPIC_PARTITIONS": "4",
-        "FPI_LOG_LEVEL": "warning",
-    }
+    env = isolated_worker_env(unique("bench"), bootstrap, emulator_url, EMULATOR_KEY, data_dir, 4)
+    env |= {"FPI_SOURCE_TOPIC": source_topic, "FPI_LOG_LEVEL": "warning"}
     env.update(overrides)
     return env
 

@@ -1,5 +1,6 @@
 """Helpers shared by the local run (``freshpaint-iterable dev``), the tests and the benchmarks: a free port
-on loopback, waiting for a condition, and reading the worker's ``/metrics`` text.
+on loopback, waiting for a condition, reading the worker's ``/metrics`` text, and the settings of a worker
+that shares a broker with others.
 
 They live in the package because ``dev`` ships in it and cannot import from ``tests/``.
 """
@@ -11,9 +12,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["Sample", "free_port", "metric_by", "metric_samples", "metric_sum", "wait_for"]
+__all__ = ["Sample", "free_port", "isolated_worker_env", "metric_by", "metric_samples", "metric_sum", "wait_for"]
 
 T = TypeVar("T")
 
@@ -23,6 +25,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def isolated_worker_env(run: str, bootstrap: str, iterable_url: str, api_key: str, data_dir: Path,
+                        partitions: int) -> dict[str, str]:
+    """The ``FPI_*`` settings of a worker whose app id and topics are all named after ``run``, so it shares a
+    broker with other runs and touches none of their topics, with its web port free on loopback."""
+    return {
+        "FPI_KAFKA_BOOTSTRAP": bootstrap,
+        "FPI_APP_ID": run,
+        "FPI_SOURCE_TOPIC": f"{run}.events",
+        "FPI_REPLAY_TOPIC": f"{run}.replay",
+        "FPI_BY_PERSON_TOPIC": f"{run}.by-person",
+        "FPI_REQUESTS_TOPIC": f"{run}.requests",
+        "FPI_DEAD_LETTER_TOPIC": f"{run}.dead-letter",
+        "FPI_WEB_PORT": str(free_port()),
+        "FPI_WEB_BIND": "127.0.0.1",
+        "FPI_DATA_DIR": str(data_dir),
+        "FPI_ITERABLE_BASE_URL": iterable_url,
+        "FPI_ITERABLE_API_KEY": api_key,
+        "FPI_TOPIC_PARTITIONS": str(partitions),
+    }
 
 
 def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.2, what: str = "condition") -> T:

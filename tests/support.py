@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 # Shared with dev and bench; tests import them from here.
 from streams._support import free_port as free_port
+from streams._support import isolated_worker_env
 from streams._support import wait_for as wait_for
 
 if TYPE_CHECKING:
@@ -71,24 +72,8 @@ TEST_PARTITIONS = int(os.environ.get("FPI_TEST_PARTITIONS", "16"))
 
 def worker_env(kafka_bootstrap: str, iterable_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
     """Environment of a worker with its own app id and topics (``TEST_PARTITIONS`` each), pointed at an emulator."""
-    run = unique("fpi")
-    env = {
-        "FPI_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "FPI_APP_ID": run,
-        "FPI_SOURCE_TOPIC": f"{run}.events",
-        "FPI_REPLAY_TOPIC": f"{run}.replay",
-        "FPI_BY_PERSON_TOPIC": f"{run}.by-person",
-        "FPI_REQUESTS_TOPIC": f"{run}.requests",
-        "FPI_DEAD_LETTER_TOPIC": f"{run}.dead-letter",
-        "FPI_WEB_PORT": str(free_port()),
-        "FPI_WEB_BIND": "127.0.0.1",
-        "FPI_DATA_DIR": str(data_dir),
-        "FPI_ITERABLE_BASE_URL": iterable_url,
-        "FPI_ITERABLE_API_KEY": EMULATOR_KEY,
-        "FPI_SEND_LINGER_SECONDS": "0.1",
-        "FPI_LOG_LEVEL": "info",
-        "FPI_TOPIC_PARTITIONS": str(TEST_PARTITIONS),
-    }
+    env = isolated_worker_env(unique("fpi"), kafka_bootstrap, iterable_url, EMULATOR_KEY, data_dir, TEST_PARTITIONS)
+    env |= {"FPI_SEND_LINGER_SECONDS": "0.1", "FPI_LOG_LEVEL": "info"}
     env.update(overrides)
     return env
 

@@ -10,10 +10,12 @@ import pytest
 from aiokafka import TopicPartition
 from faust.transport.producer import ProducerBuffer
 from mode import Service
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from streams.faust_patches import (
     UnsentRecords,
     _continue,
+    _keep_buffered_messages_on_redundant_resume,
     _rewind_uncommitted_partitions_on_seek,
     bound_wait_for_acks,
     deliver_inline_while_flowing,
@@ -300,3 +302,21 @@ async def test_the_rewind_after_recovery_seeks_never_committed_stream_partitions
     assert await app.consumer.seek_to_committed() == committed
     rewound = {tp for tp, offset in committed.items() if not offset and tp.topic != changelog}
     assert aio.seeks == dict.fromkeys(rewound, 0)
+
+
+async def test_a_redundant_resume_keeps_the_messages_fetched_after_the_recovery_seek() -> None:
+    """Against mode's own flow control: resumed while already flowing, a patched app's queue keeps its
+    messages (unpatched, mode empties it: the records fetched after the seek were lost); a real
+    suspend -> resume still clears it, as a rebalance means."""
+    flow = FlowControlEvent(initially_suspended=False)
+    app: Any = SimpleNamespace(flow_control=flow)
+    queue: FlowControlQueue = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+    _keep_buffered_messages_on_redundant_resume(app)
+
+    await queue.put("fetched after the seek")
+    app.flow_control.resume()
+    assert queue.qsize() == 1
+
+    app.flow_control.suspend()
+    app.flow_control.resume()
+    assert queue.qsize() == 0
