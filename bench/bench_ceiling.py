@@ -97,7 +97,23 @@ def run(events: int, timeout: float, hidden: Mapping[str, float]) -> dict[str, A
             "rate_limited": counters["rate_limited_total"], "rate_limited_by": counters["rate_limited"],
             "use": budget_use(timeline, limits),
             "fill": counters["items"].get("/api/events/trackBulk", 0) / calls / 1000 if calls else 0.0,
-            "cpu_us": result["cpu"] / produced * 1e6, "load_before": load_before, "load_after": h.load_average()}
+            "cpu_us": result["cpu"] / produced * 1e6, "core_share": result["cpu"] / seconds,
+            "series": series(timeline, binding),
+            "load_before": load_before, "load_after": h.load_average()}
+
+
+def series(timeline: Mapping[str, Any], path: str, limit: int = 90) -> str:
+    """Calls answered each second (first ``limit`` seconds of the run) at ``path``, 429s in brackets."""
+    seconds = timeline["seconds"]
+    calls, refused = seconds.get(path, {}), seconds.get(f"{path} 429", {})
+    busy = sorted(int(s) for counts in seconds.values() for s in counts)
+    if not busy:
+        return ""
+    out = []
+    for s in range(busy[0], min(busy[-1], busy[0] + limit) + 1):
+        n, r = calls.get(str(s), 0), refused.get(str(s), 0)
+        out.append(f"{n}[{r}]" if r else str(n))
+    return " ".join(out)
 
 
 def _kind(path: str, r: Mapping[str, Any]) -> str:
@@ -142,6 +158,8 @@ def main() -> None:
           f"starting guesses it would be {guess:,.0f}/s); 429s: {r['rate_limited']}; trackBulk fill "
           f"{r['fill']:.2f}; worker CPU {r['cpu_us']:.0f} µs/event; load {r['load_before']} -> {r['load_after']} "
           f"({time.monotonic() - started:.0f} s in all)")
+    print(f"  worker CPU {r['core_share']:.0%} of a core over the window; {r['binding']} calls each second "
+          f"(429s in brackets): {r['series']}")
     for path, use in sorted(r["use"].items()):
         print(f"  {path}: {use['calls_per_s']:.1f} calls/s of {r['limits'][path]:g} = {use['use']:.0%} of its "
               f"budget, {use['saturated']:.0%} of seconds at >= 90%; 429s {r['rate_limited_by'].get(path, 0)}")
@@ -162,10 +180,14 @@ def main() -> None:
 | **429 answers** | **{r['rate_limited']}** (target 0) |
 | trackBulk fill (items per call ÷ 1,000) | {r['fill']:.2f} |
 | worker CPU per event (one core allows {1e6 / r['cpu_us']:,.0f} events/s) | {r['cpu_us']:.0f} µs |
+| worker CPU over the window (on a machine whose load average is given above) | {r['core_share']:.0%} of a core |
 
 Each endpoint's budget and its use over the run's whole seconds:
 
 {table(r)}
+
+`{r['binding']}` calls answered each second of the run (429s in brackets), from the emulator's timeline:
+`{r['series']}`
 """
     h.record("Iterable's limits on (`bench/bench_ceiling.py`)", body, smoke=args.smoke)
 

@@ -175,3 +175,12 @@ class TestLimiterProbes:
         assert track_bulk is not None and not isinstance(track_bulk, ProbingBucket)
         assert set(PUBLISHED_LIMITS).isdisjoint(UNPUBLISHED)
         assert limiter.rates() == {"/api/commerce/trackPurchase": 100.0, "/api/events/trackBulk": 10.0}
+
+    def test_probed_buckets_save_up_only_a_small_burst(self, clock: FakeClock) -> None:
+        limiter = RateLimiter(DEFAULT_LIMITS, clock=clock)
+        purchases = limiter.bucket(Endpoint.COMMERCE_TRACK_PURCHASE)
+        track_bulk = limiter.bucket(Endpoint.EVENTS_TRACK_BULK)
+        assert purchases is not None and track_bulk is not None
+        clock.now += 60.0  # idle
+        assert sum(purchases.try_acquire() == 0.0 for _ in range(100)) == 5  # 0.05 s of 100 calls/s
+        assert sum(track_bulk.try_acquire() == 0.0 for _ in range(100)) == 5  # 0.5 s of 10 calls/s
