@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 PARTS = ("decode", "hop", "resolve", "map", "encode", "tables", "send", "HTTP", "our glue", "framework",
-         "other", "GC")
+         "other", "unattributed", "GC")
 
 _INTERNAL = {  # streams/codecs/_internal.py: its helpers serve both kinds of record, so the caller decides
     "encode_event_internal": "hop", "decode_event_internal": "hop",
@@ -33,6 +33,9 @@ _BY_PATH: tuple[tuple[str, str], ...] = (
     ("streams/faust_patches.py", "framework"), ("streams/faust_compat.py", "framework"),
     ("/faust/", "framework"), ("/mode/", "framework"), ("/aiokafka/", "framework"), ("/kafka/", "framework"),
     ("/asyncio/", "framework"), ("selectors.py", "framework"), ("/venusian/", "framework"),
+    # A stack read no deeper than the worker's entry point (py-spy --nonblocking reads the stack while it changes).
+    ("streams/commands/worker.py", "unattributed"), ("streams/__main__.py", "unattributed"),
+    ("streams/cli.py", "unattributed"), ("bench/_gc_worker.py", "unattributed"), ("<frozen runpy>", "unattributed"),
     ("streams/", "our glue"),
 )
 _SHORT = re.compile(r" \(.*/(site-packages|lib/python3\.\d+|work/main)/")

@@ -317,7 +317,8 @@ Parts: decode = source Avro to Event; hop = internal event frames (encode + deco
 identity/aliases; map = mapping to requests; encode = request records (encode + decode); tables = table
 reads/writes; send = sender, batching and request bodies; HTTP = aiohttp and the Iterable client; our glue =
 the rest of `streams/` (stages, steps, app); framework = faust, mode, aiokafka, asyncio; other = stdlib and
-libraries outside these (logging, metrics)."""
+libraries outside these (logging, metrics); unattributed = samples whose stack py-spy read no deeper than the
+worker's entry point."""
 
 
 def inside_table(b: dict[str, Any]) -> str:

@@ -91,7 +91,7 @@ def test_benchmarks_run_in_smoke_mode(kafka_bootstrap: str) -> None:
         assert parts, e2e
         named = dict(part.rsplit(" ", 1) for part in parts.group(1).split(", "))
         assert set(named) == {"decode", "hop", "resolve", "map", "encode", "tables", "send", "HTTP", "our glue",
-                              "framework", "other", "GC"}
+                              "framework", "other", "unattributed", "GC"}
         assert abs(sum(float(v) for v in named.values()) - float(parts.group(3))) <= 0.1 * len(named)
         assert float(parts.group(2)) == pytest.approx(float(parts.group(3)), abs=0.1)
 
