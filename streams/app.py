@@ -11,7 +11,7 @@ Each agent takes a batch, has its stage (``streams.stages``) handle it, and acks
       -> agent resolve   table aliases: anonymous id -> person key; anonymous events dropped, or held
                          in table held until their device is linked (FPI_HOLD_ANONYMOUS_SECONDS)
     by-person topic (internal, frames, partitioned by person key)
-      -> agent apply     tables identities (and carts); the mapping core decides; requests or dead letters
+      -> agent apply     tables identities (carts, devices); the mapping core decides; requests or dead letters
     requests topic (internal, frames, partitioned by person key)
       -> agent send      batches to Iterable; every request delivered or dead-lettered
     dead-letter topic
@@ -47,6 +47,7 @@ from streams.stages import (
     ApplyStage,
     CartTable,
     DeadLetterSink,
+    DeviceTable,
     HeldTable,
     IdentityTable,
     ResolveStage,
@@ -124,6 +125,8 @@ def build_app(settings: Settings) -> faust.App:
     held = app.Table("held", partitions=n, key_type=bytes, value_type=bytes) if hold is not None else None
     # Declared only when carts are kept (FPI_CARTS), for the same reason.
     carts = app.Table("carts", partitions=n, key_type=bytes, value_type=bytes) if settings.carts else None
+    # And only when push tokens are registered (FPI_PUSH_APP_NAME).
+    devices = app.Table("devices", partitions=n, key_type=bytes, value_type=bytes) if settings.push_app_name else None
     partition_of = Partitioner(n)
 
     def outbox(topic: Any) -> Outbox:
@@ -136,7 +139,8 @@ def build_app(settings: Settings) -> faust.App:
         resolve=ResolveStage(AliasTable(aliases), dead_letter, outbox(topics.by_person), enter=enter,
                              held=HeldTable(held) if held is not None else None, hold=hold),
         apply=ApplyStage(IdentityTable(identities), mapping_config, dead_letter, outbox(topics.requests),
-                         enter=enter, carts=CartTable(carts) if carts is not None else None),
+                         enter=enter, carts=CartTable(carts) if carts is not None else None,
+                         devices=DeviceTable(devices) if devices is not None else None),
         send=SendStage(sender, dead_letter, settings.send_batch_items, given_up=faust_patches.was_given_up),
     )
     _add_agents(app, settings, topics, stages)

@@ -22,7 +22,7 @@ from typing import Any
 
 from streams.errors import StreamsError
 from streams.identity import Held, HoldRule, Link
-from streams.mapping import Cart, MappingConfig
+from streams.mapping import Cart, MappingConfig, Registered
 from streams.model import Decision, DropReason, Event, Identity
 from streams.normalize import normalize_json_line
 from streams.steps import apply_step, hold_step, resolve_step
@@ -47,6 +47,8 @@ class ExplainState:
     carts: dict[str, Cart] = field(default_factory=dict)
     """person key -> their cart (the "apply" stage's ``carts`` table; used with ``MappingConfig.carts``).
     A cart decision's ``detail`` states the cart it assumes."""
+    devices: dict[str, Registered] = field(default_factory=dict)
+    """person key -> their registered push devices (the ``devices`` table; with ``MappingConfig.push_app_name``)."""
 
 
 def explain_event(event: Event, config: MappingConfig, state: ExplainState, now: datetime) -> Decision:
@@ -101,7 +103,8 @@ def explain_all(event: Event, config: MappingConfig, state: ExplainState,
 
 def _apply(event: Event, person_key: str, state: ExplainState, config: MappingConfig, now: datetime) -> Decision:
     return apply_step(event, person_key, state.identities, config, now,
-                      carts=state.carts if config.carts else None)
+                      carts=state.carts if config.carts else None,
+                      devices=state.devices if config.push_app_name else None)
 
 
 def _released(event: Event, person_key: str, state: ExplainState, config: MappingConfig,

@@ -58,6 +58,7 @@ class Endpoint(StrEnum):
     EVENTS_TRACK_BULK = "/api/events/trackBulk"
     COMMERCE_TRACK_PURCHASE = "/api/commerce/trackPurchase"
     COMMERCE_UPDATE_CART = "/api/commerce/updateCart"
+    USERS_REGISTER_DEVICE_TOKEN = "/api/users/registerDeviceToken"
 
 
 class DropReason(StrEnum):

@@ -174,6 +174,11 @@ class Settings(BaseSettings):
     """FPI_CART_EVENT: a track event whose ``products`` (or ``items``) are the whole cart (empty: none)."""
     cart_max_items: int = Field(default=50, ge=1, le=1000)
     """FPI_CART_MAX_ITEMS: most distinct items in one cart; a change beyond it is dropped ``cart_full``."""
+    push_app_name: str = ""
+    """FPI_PUSH_APP_NAME: the Iterable mobile app (push integration) that push device tokens found in events are
+    registered to with users/registerDeviceToken, once per person and token (table ``devices``); empty: none."""
+    push_ios_platform: Literal["APNS", "APNS_SANDBOX"] = "APNS"
+    """FPI_PUSH_IOS_PLATFORM: APNS or APNS_SANDBOX, the platform of iOS tokens (Android tokens: GCM)."""
 
     # --- Holding anonymous events ------------------------------------------------------------
     hold_anonymous_seconds: float | None = Field(default=None, gt=0)

@@ -58,10 +58,12 @@ def worker_topics(settings: Settings) -> list[TopicSpec]:
     """Every topic the worker reads or writes; internal and changelog topics are co-partitioned. The
     ``held`` table's changelog is one of them only when anonymous events are held
     (``FPI_HOLD_ANONYMOUS_SECONDS``), as the worker declares that table only then; the ``carts`` table's
-    only when carts are kept (``FPI_CARTS``)."""
+    only when carts are kept (``FPI_CARTS``); the ``devices`` table's only with ``FPI_PUSH_APP_NAME``."""
     n = settings.topic_partitions
     held = [TopicSpec(f"{settings.app_id}-held-changelog", n, compacted=True)] if settings.hold_rule() else []
     carts = [TopicSpec(f"{settings.app_id}-carts-changelog", n, compacted=True)] if settings.carts else []
+    devices = ([TopicSpec(f"{settings.app_id}-devices-changelog", n, compacted=True)]
+               if settings.push_app_name else [])
     return [
         # A source keyed by device feeds the aliases table directly, so it is co-partitioned too.
         TopicSpec(settings.source_topic, n, exact=settings.source_keyed_by_device),
@@ -74,6 +76,7 @@ def worker_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(f"{settings.app_id}-identities-changelog", n, compacted=True),
         *held,
         *carts,
+        *devices,
     ]
 
 

@@ -187,6 +187,8 @@ def _routes() -> list[Route]:
         Route("/api/events/trackBulk", _api(lambda s, r, b: p(s).events_track_bulk(b)), methods=["POST"]),
         Route("/api/commerce/trackPurchase", _api(lambda s, r, b: p(s).track_purchase(b)), methods=["POST"]),
         Route("/api/commerce/updateCart", _api(lambda s, r, b: p(s).update_cart(b)), methods=["POST"]),
+        Route("/api/users/registerDeviceToken", _api(lambda s, r, b: p(s).register_device_token(b)),
+              methods=["POST"]),
         Route(
             "/api/users/getByEmail",
             _api(lambda s, r, b: p(s).get_user(email=q(r, "email") or ""), post=False),

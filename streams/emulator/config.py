@@ -22,6 +22,7 @@ DEFAULT_RATE_LIMITS: Mapping[str, float] = {
     "/api/users/bulkUpdate": 5.0,
     "/api/events/track": 2000.0,
     "/api/events/trackBulk": 10.0,
+    "/api/users/registerDeviceToken": 500.0,
     "/api/users/getByEmail": 100.0,
     "/api/users/byUserId": 100.0,
     "/api/events": 100.0,

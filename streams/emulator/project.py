@@ -665,6 +665,34 @@ class Project:
         user.data_fields["shoppingCartItems"] = list(body["items"])  # replaces the cart (§2.6)
         return 200, envelope("Cart updated.", "Success")
 
+    _PLATFORMS = ("APNS", "APNS_SANDBOX", "GCM")
+
+    def register_device_token(self, body: Mapping[str, Any]) -> Answer:
+        """``users/registerDeviceToken`` (OpenAPI ``RegisterDeviceTokenRequest``): the device joins the profile's
+        ``devices`` (a token registered again replaces its entry); the user must exist."""
+        try:
+            device = body.get("device")
+            if not isinstance(device, dict):
+                raise _BadRequest("BadJsonBody", "Invalid JSON body", {"obj.device": "Object expected"})
+            for name in ("token", "applicationName"):
+                if not isinstance(device.get(name), str) or not device[name]:
+                    raise _BadRequest("BadJsonBody", "Invalid JSON body", {f"obj.device.{name}": "String expected"})
+            if device.get("platform") not in self._PLATFORMS:
+                raise _BadRequest("BadJsonBody", "Invalid JSON body",
+                                  {"obj.device.platform": f"One of {', '.join(self._PLATFORMS)} expected"})
+            if ("email" in body) == ("userId" in body):
+                raise _BadRequest("BadParams", "Provide an email or a userId (but not both)", None)
+            user = self._find_for_event(body)
+        except _BadRequest as exc:
+            return exc.status, envelope(exc.msg, exc.code, exc.params)
+        except _Fail as exc:
+            return exc.status, envelope(exc.msg, exc.code, None)
+        entry = {"token": device["token"], "platform": device["platform"],
+                 "applicationName": device["applicationName"], "endpointEnabled": True}
+        devices = [d for d in user.data_fields.get("devices", []) if d.get("token") != device["token"]]
+        user.data_fields["devices"] = [*devices, entry]
+        return 200, envelope("Device registered.", "Success")
+
     def update_email(self, body: Mapping[str, Any]) -> Answer:
         """users/updateEmail (§2.7): the profile, its events and purchases move to ``newEmail``.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from streams.mapping.cart import CART_EVENTS, Cart
 from streams.mapping.config import MappingConfig, load_mapping_config
 from streams.mapping.iterable import DEFAULT_IDENTIFY_RENAMES, PURCHASE_EVENT, Applied, apply_event
+from streams.mapping.push import Registered
 
 __all__ = [
     "CART_EVENTS",
@@ -17,6 +18,7 @@ __all__ = [
     "Applied",
     "Cart",
     "MappingConfig",
+    "Registered",
     "apply_event",
     "load_mapping_config",
 ]

@@ -15,6 +15,8 @@ used by ``explain --config`` is::
     carts = true                             # keep carts, send commerce/updateCart (streams.mapping.cart)
     cart_event = "Cart Updated"              # optional: an event carrying the whole cart
     cart_max_items = 50
+    push_app_name = "com.example.app"        # optional: register push device tokens (streams.mapping.push)
+    push_ios_platform = "APNS"               # or APNS_SANDBOX
 
     [[transformations]]                      # optional; appended after the file's rules
     action = "drop"
@@ -62,6 +64,10 @@ class MappingConfig:
     (empty: none)."""
     cart_max_items: int = 50
     """Most distinct items in one cart; a change beyond it is dropped ``cart_full``."""
+    push_app_name: str = ""
+    """The Iterable mobile app (push integration) device tokens are registered to; empty: none registered."""
+    push_ios_platform: str = "APNS"
+    """``APNS`` or ``APNS_SANDBOX``: the platform iOS tokens are registered with (Android: ``GCM``)."""
 
 
 _SIMPLE = {f.name for f in fields(MappingConfig)} - {"transformations", "date_fields", "project_type",

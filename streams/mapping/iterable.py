@@ -39,6 +39,7 @@ from streams.mapping.cart import CART_EVENTS, Cart, add_item, remove_item, whole
 from streams.mapping.config import MappingConfig
 from streams.mapping.fields import clean_data_fields, created_at
 from streams.mapping.identifiers import iterable_id, looks_like_email, valid_email, valid_user_id
+from streams.mapping.push import Registered, push_token
 from streams.model import (
     Decision,
     DropReason,
@@ -79,6 +80,8 @@ class Applied:
     """The person's new state to store, or ``None`` when it did not change."""
     cart: Cart | None = None
     """The person's cart to store (``Cart()`` items empty: emptied), or ``None`` when it did not change."""
+    devices: Registered | None = None
+    """The person's registered push devices to store, or ``None`` when none was registered now."""
 
 
 class _Drop(Exception):
@@ -91,12 +94,13 @@ class _Drop(Exception):
 
 def apply_event(
     event: Event, person_key: str, identity: Identity | None, config: MappingConfig, now: datetime,
-    cart: Cart | None = None,
+    cart: Cart | None = None, devices: Registered | None = None,
 ) -> Applied:
     """Decide which Iterable requests ``event`` becomes for the person ``person_key``.
 
     ``identity`` is the stored state of the person (``None`` when never identified), ``cart`` their stored
-    cart (``None``: none yet; read only with ``config.carts``). The user's
+    cart (``None``: none yet; read only with ``config.carts``), ``devices`` the push devices registered for them
+    (read only with ``config.push_app_name``). The user's
     transformations run first. Returns the decision and, when it changed, the new identity.
     Expected outcomes (anonymous, missing identifier, incomplete purchase, ...) are drops, never
     exceptions.
@@ -105,6 +109,12 @@ def apply_event(
     if transformed is None:
         return Applied(Decision.drop(DropReason.FILTERED, "dropped by a transformation rule"))
     rule = _Rule(transformed, person_key, identity, config, now, cart)
+    applied = _dispatch(rule)
+    return rule.with_push(applied, devices or Registered()) if config.push_app_name else applied
+
+
+def _dispatch(rule: _Rule) -> Applied:
+    transformed, config = rule.event, rule.config
     try:
         if transformed.type is EventType.IDENTIFY:
             return rule.identify()
@@ -323,6 +333,34 @@ class _Rule:
             "dataFields": self.data_fields(props, exclude=_PURCHASE_FIELDS),
         }
         return Decision.send(self.request(Endpoint.COMMERCE_TRACK_PURCHASE, body))
+
+    # --- push device tokens -> users/registerDeviceToken (issue 21; streams.mapping.push) -------
+
+    def with_push(self, applied: Applied, registered: Registered) -> Applied:
+        """``applied`` and, when the event carries a push token the person has not registered yet, a
+        ``users/registerDeviceToken`` after its requests. Only for an event that is sent (an identified person)."""
+        if not applied.decision.sends:
+            return applied
+        found = push_token(self.event.context, self.event.properties, self.config.push_ios_platform)
+        if found is None:
+            return applied
+        digest = found.digest(self.config.push_app_name)
+        if digest in registered.digests:
+            return applied
+        identity = applied.identity or self.identity
+        try:
+            if identity is None:
+                ids = self.identifiers(self.event.user_id, self.event.email)
+            else:
+                ids = self.identifiers(identity.user_id or self.event.user_id, identity.email or self.event.email)
+        except _Drop:
+            return applied
+        # "Provide an email or a userId (but not both)" (OpenAPI RegisterDeviceTokenRequest).
+        one = {"email": ids["email"]} if "email" in ids else {"userId": ids["userId"]}
+        device = {"token": found.token, "platform": found.platform, "applicationName": self.config.push_app_name}
+        request = self.request(Endpoint.USERS_REGISTER_DEVICE_TOKEN, {**one, "device": device})
+        decision = dataclasses.replace(applied.decision, requests=(*applied.decision.requests, request))
+        return dataclasses.replace(applied, decision=decision, devices=registered.add(digest))
 
     # --- carts -> commerce/updateCart (issue 21; §2.5, §2.6; rules in streams.mapping.cart) ---
 

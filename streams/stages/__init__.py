@@ -1,10 +1,11 @@
 """The worker's stages, each a unit with one ``handle(batch)`` that a faust agent calls:
 
 ``RouteStage`` (decode, re-key by device) -> ``ResolveStage`` (tables ``aliases``, ``held``) -> ``ApplyStage``
-(tables ``identities``, ``carts``, the mapping core) -> ``SendStage`` (Iterable), with one ``DeadLetterSink``
-for what will not be sent. A stage knows nothing of faust: it reads records through small protocols, writes
-its tables through typed wrappers (``AliasTable``, ``HeldTable``, ``IdentityTable``, ``CartTable``, the byte
-formats inside) and its output through outboxes, so it runs in a test with dicts and in-memory sinks, no broker.
+(tables ``identities``, ``carts``, ``devices``, the mapping core) -> ``SendStage`` (Iterable), with one
+``DeadLetterSink`` for what will not be sent. A stage knows nothing of faust: it reads records through small
+protocols, writes its tables through typed wrappers (``AliasTable``, ``HeldTable``, ``IdentityTable``,
+``CartTable``, ``DeviceTable``, the byte formats inside) and its output through outboxes, so it runs in a test
+with dicts and in-memory sinks, no broker.
 """
 
 from ._apply import ApplyStage
@@ -17,6 +18,7 @@ from ._send import Deliverer, SendStage
 from ._tables import (
     AliasTable,
     CartTable,
+    DeviceTable,
     HeldEntry,
     HeldRecord,
     HeldTable,
@@ -29,6 +31,8 @@ from ._tables import (
     identity_to_bytes,
     link_from_bytes,
     link_to_bytes,
+    registered_from_bytes,
+    registered_to_bytes,
 )
 
 __all__ = [
@@ -41,6 +45,7 @@ __all__ = [
     "DeadLetterSink",
     "Decoded",
     "Deliverer",
+    "DeviceTable",
     "EnterRecord",
     "HeldEntry",
     "HeldRecord",
@@ -64,5 +69,7 @@ __all__ = [
     "link_from_bytes",
     "link_to_bytes",
     "nothing_to_enter",
+    "registered_from_bytes",
+    "registered_to_bytes",
     "source_of",
 ]

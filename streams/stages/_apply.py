@@ -8,13 +8,13 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from streams import metrics
 from streams.codecs import decode_event_internal, encode_request
 from streams.errors import StreamsError
 from streams.identity import forgotten_key
-from streams.mapping import Cart, MappingConfig
+from streams.mapping import MappingConfig
 from streams.model import QUIET_DROPS, Event, Identity
 from streams.outbox import Outbox
 from streams.steps import apply_step
@@ -22,7 +22,7 @@ from streams.steps import apply_step
 from ._control import Control, control_from_bytes, is_control
 from ._dead_letters import DeadLetterSink
 from ._records import EnterRecord, InputRecord, nothing_to_enter
-from ._tables import CartTable, IdentityTable
+from ._tables import CartTable, DeviceTable, IdentityTable
 
 __all__ = ["ApplyStage"]
 
@@ -79,23 +79,34 @@ class _HeldIdentities:
             self.table.set_forgotten(marker, forgotten)
 
 
-class _HeldCarts:
-    """The ``carts`` table as one batch sees it: its changes are held, with the frame each came from, until
-    the batch's requests are in Kafka (as ``_HeldIdentities``)."""
+V = TypeVar("V")
 
-    def __init__(self, table: CartTable | None) -> None:
+
+class _PersonTable(Protocol[V]):
+    def get(self, person_key: str, /) -> V | None: ...
+
+    def __setitem__(self, person_key: str, value: V, /) -> None: ...
+
+    def delete(self, person_key: str, /) -> None: ...
+
+
+class _HeldByPerson(Generic[V]):
+    """A table keyed by person (``carts``, ``devices``) as one batch sees it: its changes are held, with the frame
+    each came from, until the batch's requests are in Kafka (as ``_HeldIdentities``)."""
+
+    def __init__(self, table: _PersonTable[V] | None) -> None:
         self.table = table
-        self.changed: dict[str, tuple[Cart | None, Any]] = {}
+        self.changed: dict[str, tuple[V | None, Any]] = {}
         self.frame: Any = None
 
-    def get(self, person_key: str, /) -> Cart | None:
+    def get(self, person_key: str, /) -> V | None:
         held = self.changed.get(person_key)
         if held is not None:
             return held[0]
         return self.table.get(person_key) if self.table is not None else None
 
-    def __setitem__(self, person_key: str, cart: Cart, /) -> None:
-        self.changed[person_key] = (cart, self.frame)
+    def __setitem__(self, person_key: str, value: V, /) -> None:
+        self.changed[person_key] = (value, self.frame)
 
     def forget(self, person_key: str) -> None:
         if self.table is not None:
@@ -104,12 +115,12 @@ class _HeldCarts:
     def write(self, enter: EnterRecord) -> None:
         if self.table is None:
             return
-        for person_key, (cart, frame) in self.changed.items():
+        for person_key, (value, frame) in self.changed.items():
             enter(frame)
-            if cart is None:
+            if value is None:
                 self.table.delete(person_key)
             else:
-                self.table[person_key] = cart
+                self.table[person_key] = value
 
 
 class ApplyStage:
@@ -123,17 +134,21 @@ class ApplyStage:
 
     The same holds for the ``carts`` table (``carts``; only when carts are kept): written earlier, a crash
     would have the redelivered events applied to a cart that already holds them. A cart also remembers the
-    events applied to it, for a crash between the table write and the offset commit (``mapping.cart``).
+    events applied to it, for a crash between the table write and the offset commit (``mapping.cart``). And
+    for ``devices`` (push tokens registered; only with ``FPI_PUSH_APP_NAME``): written earlier, a crash could
+    leave a token marked registered whose ``registerDeviceToken`` never reached Kafka.
 
-    A ``forget`` control record deletes the person's identity and cart (tombstones in the changelogs) and sets
+    A ``forget`` control record deletes the person's identity, cart and devices (tombstones in the changelogs) and sets
     their forgotten-marker; from then on their events are dropped ``forgotten`` (counted, not
     dead-lettered: a dead letter would keep their data) until an ``unforget`` record clears the marker.
     """
 
     def __init__(self, identities: IdentityTable, config: MappingConfig, dead_letters: DeadLetterSink,
-                 to_send: Outbox, enter: EnterRecord = nothing_to_enter, carts: CartTable | None = None) -> None:
+                 to_send: Outbox, enter: EnterRecord = nothing_to_enter, carts: CartTable | None = None,
+                 devices: DeviceTable | None = None) -> None:
         self.identities = identities
         self.carts = carts
+        self.devices = devices
         self.config = config
         self.dead_letters = dead_letters
         self.to_send = to_send
@@ -144,20 +159,23 @@ class ApplyStage:
         drops: Counter[str] = Counter()
         endpoints: Counter[str] = Counter()
         held = _HeldIdentities(self.identities)
-        carts = _HeldCarts(self.carts)
+        carts = _HeldByPerson(self.carts)
+        devices = _HeldByPerson(self.devices)
         for frame in frames:
             self.enter(frame)
-            held.frame = carts.frame = frame
+            held.frame = carts.frame = devices.frame = frame
             for item, event in await self.dead_letters.frame_items(frame, _decode):
                 assert item.key is not None, "by-person items are keyed by person"
                 if isinstance(event, Control):
                     held.control(item.key.decode(), event)
                     if event is Control.FORGET:
                         carts.forget(item.key.decode())
+                        devices.forget(item.key.decode())
                     continue
                 try:
                     decision = apply_step(event, item.key.decode(), held, self.config, datetime.now(UTC), held,
-                                          carts if self.carts is not None else None)
+                                          carts if self.carts is not None else None,
+                                          devices if self.devices is not None else None)
                 except StreamsError as exc:
                     await self.dead_letters.for_event(exc, event, item)
                     continue
@@ -173,5 +191,6 @@ class ApplyStage:
         await asyncio.gather(*self.to_send.flush())
         held.write(self.enter)
         carts.write(self.enter)
+        devices.write(self.enter)
         metrics.add_counts(metrics.EVENTS_DROPPED, drops)
         metrics.add_counts(metrics.REQUESTS_OUT, endpoints)

@@ -7,25 +7,28 @@ where a faust Schema does not); these wrappers are the only code that knows the 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Generic, TypeVar
 
 import orjson
 
 from streams.codecs import Source
 from streams.identity import Held, Link
-from streams.mapping import Cart
+from streams.mapping import Cart, Registered
 from streams.model import Identity
 
-__all__ = ["AliasTable", "CartTable", "HeldEntry", "HeldRecord", "HeldTable", "IdentityTable", "cart_from_bytes",
-           "cart_to_bytes", "held_from_bytes", "held_to_bytes", "identity_from_bytes", "identity_to_bytes",
-           "link_from_bytes", "link_to_bytes"]
+__all__ = ["AliasTable", "CartTable", "DeviceTable", "HeldEntry", "HeldRecord", "HeldTable", "IdentityTable",
+           "cart_from_bytes", "cart_to_bytes", "held_from_bytes", "held_to_bytes", "identity_from_bytes",
+           "identity_to_bytes", "link_from_bytes", "link_to_bytes", "registered_from_bytes", "registered_to_bytes"]
 
 _LINK_VERSION = b"\x01"
 _HELD_VERSION = b"\x01"
 _FORGOTTEN = b"\x01"
+V = TypeVar("V")
 _CART_VERSION = b"\x01"
+_DEVICES_VERSION = b"\x01"
 
 HeldRecord = tuple[bytes, Source]
 """What the worker keeps of a held event: its internal event bytes and its source coordinates."""
@@ -192,21 +195,50 @@ def cart_from_bytes(data: bytes) -> Cart:
     return Cart(tuple(fields["items"]), tuple(fields["applied"]))
 
 
-class CartTable:
-    """``carts``: person key -> ``Cart``, the person's shopping cart as last sent to Iterable."""
+class _ByPerson(Generic[V]):
+    """A table of person key -> one value, with the value's byte format given."""
 
-    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+    def __init__(self, table: MutableMapping[bytes, bytes], to_bytes: Callable[[V], bytes],
+                 from_bytes: Callable[[bytes], V]) -> None:
         self.table = table
+        self._to_bytes = to_bytes
+        self._from_bytes = from_bytes
 
-    def get(self, person_key: str, /) -> Cart | None:
+    def get(self, person_key: str, /) -> V | None:
         stored = self.table.get(person_key.encode())
-        return cart_from_bytes(stored) if stored else None
+        return self._from_bytes(stored) if stored else None
 
-    def __setitem__(self, person_key: str, cart: Cart, /) -> None:
-        self.table[person_key.encode()] = cart_to_bytes(cart)
+    def __setitem__(self, person_key: str, value: V, /) -> None:
+        self.table[person_key.encode()] = self._to_bytes(value)
 
     def delete(self, person_key: str, /) -> None:
-        """Remove the person's cart: a tombstone in the changelog (``forget``)."""
+        """Remove the person's entry: a tombstone in the changelog (``forget``)."""
         key = person_key.encode()
         if key in self.table:
             del self.table[key]
+
+
+class CartTable(_ByPerson[Cart]):
+    """``carts``: person key -> ``Cart``, the person's shopping cart as last sent to Iterable."""
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        super().__init__(table, cart_to_bytes, cart_from_bytes)
+
+
+def registered_to_bytes(registered: Registered) -> bytes:
+    """The ``devices`` table's value: a version byte, then the JSON list of registration digests (no token)."""
+    return _DEVICES_VERSION + orjson.dumps(list(registered.digests))
+
+
+def registered_from_bytes(data: bytes) -> Registered:
+    """Raises ``ValueError`` for a value of another format version."""
+    if data[:1] != _DEVICES_VERSION:
+        raise ValueError(f"unknown devices-table format {data[:1]!r}")
+    return Registered(tuple(orjson.loads(data[1:])))
+
+
+class DeviceTable(_ByPerson[Registered]):
+    """``devices``: person key -> ``Registered``, the push devices registered with Iterable for the person."""
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        super().__init__(table, registered_to_bytes, registered_from_bytes)

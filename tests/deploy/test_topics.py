@@ -100,3 +100,12 @@ class TestCartsChangelog:
         assert "a-carts-changelog" not in off
         [carts] = [spec for spec in on if spec.name == "a-carts-changelog"]
         assert (carts.cleanup_policy, carts.partitions, carts.exact) == ("compact", 6, True)
+
+
+class TestDevicesChangelog:
+    def test_listed_compacted_only_when_push_tokens_are_registered(self) -> None:
+        off = {spec.name for spec in worker_topics(Settings(app_id="a", topic_partitions=6))}
+        on = worker_topics(Settings(app_id="a", topic_partitions=6, push_app_name="com.example"))
+        assert "a-devices-changelog" not in off
+        [devices] = [spec for spec in on if spec.name == "a-devices-changelog"]
+        assert (devices.cleanup_policy, devices.partitions, devices.exact) == ("compact", 6, True)

@@ -274,6 +274,33 @@ class TestCommerce:
         assert p.get_user(email="a@x.com") == (200, {}), "a refused body created the user"
 
 
+class TestRegisterDeviceToken:
+    DEVICE = {"token": "t-1", "platform": "APNS", "applicationName": "com.example"}
+
+    def test_registers_once_per_token(self) -> None:
+        p = project()
+        p.users_update({"email": "a@x.com", "dataFields": {}})
+        assert p.register_device_token({"email": "a@x.com", "device": self.DEVICE})[0] == 200
+        assert p.register_device_token({"email": "a@x.com", "device": {**self.DEVICE, "platform": "APNS_SANDBOX"}})[
+            0] == 200
+        devices = p.get_user(email="a@x.com")[1]["user"]["dataFields"]["devices"]
+        assert [(d["token"], d["platform"]) for d in devices] == [("t-1", "APNS_SANDBOX")]
+
+    @pytest.mark.parametrize(("body", "code"), [
+        ({"email": "a@x.com"}, "BadJsonBody"),
+        ({"email": "a@x.com", "device": {**DEVICE, "platform": "WNS"}}, "BadJsonBody"),
+        ({"email": "a@x.com", "device": {**DEVICE, "token": ""}}, "BadJsonBody"),
+        ({"email": "a@x.com", "userId": "u", "device": DEVICE}, "BadParams"),
+        ({"email": "nobody@x.com", "device": DEVICE}, "UnknownEmailError"),
+    ])
+    def test_refuses_bad_bodies_and_unknown_users(self, body: dict[str, Any], code: str) -> None:
+        p = project()
+        p.users_update({"email": "a@x.com", "dataFields": {}})
+        status, answer = p.register_device_token(body)
+        assert (status, answer["code"]) == (400, code)
+        assert "devices" not in p.get_user(email="a@x.com")[1]["user"]["dataFields"]
+
+
 class TestForget:
     """users/forget, users/unforget, users/forgotten: Iterable's answers for a GDPR-forgotten user."""
 

@@ -1,5 +1,6 @@
 """The apply stage keeps carts (issue 21 part 1): written only once the batch's requests are in Kafka,
-a redelivered batch changes no cart twice, ``forget`` deletes the cart (broker-free)."""
+a redelivered batch changes no cart twice, ``forget`` deletes the cart; and the ``devices`` table of push
+registrations (part 2) the same way (broker-free)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from streams.codecs import FrameItem, decode_request, encode_event_internal, encode_frame
-from streams.mapping import Cart, MappingConfig
+from streams.mapping import Cart, MappingConfig, Registered
 from streams.model import Endpoint
 from streams.outbox import Outbox, Partitioner
 from streams.stages import (
@@ -17,10 +18,13 @@ from streams.stages import (
     CartTable,
     Control,
     DeadLetterSink,
+    DeviceTable,
     IdentityTable,
     cart_from_bytes,
     cart_to_bytes,
     control_to_bytes,
+    registered_from_bytes,
+    registered_to_bytes,
 )
 from tests.unit.stages.test_stages import PARTITIONS, At, DeadLetterTopic, Record, Topic, _event
 
@@ -50,11 +54,12 @@ class Stage:
     def __init__(self, on_send: Any = None) -> None:
         self.identities: dict[bytes, bytes] = {}
         self.carts: dict[bytes, bytes] = {}
+        self.devices: dict[bytes, bytes] = {}
         self.requests = Topic(on_send=on_send)
         self.dead = DeadLetterTopic()
-        self.stage = ApplyStage(IdentityTable(self.identities), MappingConfig(carts=True),
+        self.stage = ApplyStage(IdentityTable(self.identities), MappingConfig(carts=True, push_app_name="app"),
                                 DeadLetterSink(self.dead.send), Outbox(self.requests, Partitioner(PARTITIONS), 900_000),
-                                carts=CartTable(self.carts))
+                                carts=CartTable(self.carts), devices=DeviceTable(self.devices))
 
     def cart(self) -> list[tuple[str, int]]:
         stored = CartTable(self.carts).get(EMAIL)
@@ -68,6 +73,12 @@ class Stage:
 
 
 class TestCartTable:
+    def test_devices_round_trip_and_version(self) -> None:
+        registered = Registered(("0123456789abcdef",))
+        assert registered_from_bytes(registered_to_bytes(registered)) == registered
+        with pytest.raises(ValueError, match="format"):
+            registered_from_bytes(b"\x09[]")
+
     def test_round_trip_and_version(self) -> None:
         cart = Cart(({"id": "a", "name": "A", "price": 1.5, "quantity": 2},), ("m-1",))
         assert cart_from_bytes(cart_to_bytes(cart)) == cart
@@ -126,3 +137,27 @@ class TestApplyKeepsCarts:
         forget = FrameItem(EMAIL.encode(), control_to_bytes(Control.FORGET), ("forget", None, None))
         await stage.stage.handle([Record(encode_frame([forget]), message=At("by-person", 0, 1))])
         assert EMAIL.encode() not in stage.carts
+
+
+PUSH = _line("p-1", type="track", event="Opened App", context={"traits": {"email": EMAIL},
+                                                             "device": {"token": "tok", "type": "android"}})
+
+
+class TestApplyKeepsDevices:
+    async def test_registered_once_written_after_kafka_and_forgotten(self) -> None:
+        stage: Stage
+
+        def check_unwritten() -> None:
+            assert stage.devices == {}, "the registration was stored before its request was sent"
+
+        stage = Stage(on_send=check_unwritten)
+        await stage.stage.handle([_frame([IDENTIFY, PUSH], 0)])
+        stage.requests.on_send = None
+        await stage.stage.handle([_frame([PUSH.replace("p-1", "p-2")], 1)])
+        registrations = [r for r in (decode_request(i.value) for i in stage.requests.items())
+                         if r.endpoint is Endpoint.USERS_REGISTER_DEVICE_TOKEN]
+        assert len(registrations) == 1
+        assert EMAIL.encode() in stage.devices
+        forget = FrameItem(EMAIL.encode(), control_to_bytes(Control.FORGET), ("forget", None, None))
+        await stage.stage.handle([Record(encode_frame([forget]), message=At("by-person", 0, 2))])
+        assert EMAIL.encode() not in stage.devices
