@@ -501,40 +501,7 @@ class Sender:
             if not call.bulk:
                 outcomes[items[0]] = Outcome(requests[items[0]], True, attempts=tries[items[0]])
                 return
-            failures, ambiguous = _bulk_failures(endpoint, result, [requests[i].body for i in items])
-            again: list[int] = []
-            single: list[int] = []
-            for pos, i in enumerate(items):
-                failure = failures.get(pos)
-                if failure is None:
-                    outcomes[i] = Outcome(requests[i], True, attempts=tries[i])
-                elif pos in ambiguous:
-                    single.append(i)
-                elif failure in _FORGOTTEN:
-                    outcomes[i] = self._dead(
-                        requests[i],
-                        None,
-                        tries[i],
-                        reason=Reason.FORGOTTEN.value,
-                        detail=f"{endpoint.value}: the user is GDPR-forgotten in Iterable ({failure})",
-                    )
-                elif failure in _NOT_FOUND:
-                    if not_found[i] >= policy.user_not_visible_attempts:
-                        outcomes[i] = self._dead(
-                            requests[i],
-                            None,
-                            tries[i],
-                            reason=Reason.USER_NOT_FOUND.value,
-                            detail=f"{endpoint.value}: user not found ({failure})",
-                            response=result,
-                        )
-                    else:
-                        not_found[i] += 1
-                        again.append(i)
-                else:
-                    outcomes[i] = self._dead(
-                        requests[i], None, tries[i], detail=f"{endpoint.value}: {failure}", response=result
-                    )
+            again, single = self._settle_bulk(endpoint, result, items, requests, outcomes, tries, not_found)
             if single:
                 await self._isolate(endpoint, single, requests, outcomes)
             if again:
@@ -543,6 +510,58 @@ class Sender:
                 self._retried(endpoint, probe)
                 await self._sleep(delay if delay is not None else policy.user_not_visible_delay)
             items = again
+
+    def _settle_bulk(
+        self,
+        endpoint: Endpoint,
+        result: dict[str, Any],
+        items: list[int],
+        requests: Sequence[IterableRequest],
+        outcomes: list[Outcome | None],
+        tries: Counter[int],
+        not_found: Counter[int],
+    ) -> tuple[list[int], list[int]]:
+        """Give each item of an accepted bulk call its outcome from Iterable's per-item answer.
+
+        Returns the items to send again in the same call (users not visible yet) and those to resend
+        one by one (the answer does not say which of them failed).
+        """
+        policy = self.config.retry
+        failures, ambiguous = _bulk_failures(endpoint, result, [requests[i].body for i in items])
+        again: list[int] = []
+        single: list[int] = []
+        for pos, i in enumerate(items):
+            failure = failures.get(pos)
+            if failure is None:
+                outcomes[i] = Outcome(requests[i], True, attempts=tries[i])
+            elif pos in ambiguous:
+                single.append(i)
+            elif failure in _FORGOTTEN:
+                outcomes[i] = self._dead(
+                    requests[i],
+                    None,
+                    tries[i],
+                    reason=Reason.FORGOTTEN.value,
+                    detail=f"{endpoint.value}: the user is GDPR-forgotten in Iterable ({failure})",
+                )
+            elif failure in _NOT_FOUND:
+                if not_found[i] >= policy.user_not_visible_attempts:
+                    outcomes[i] = self._dead(
+                        requests[i],
+                        None,
+                        tries[i],
+                        reason=Reason.USER_NOT_FOUND.value,
+                        detail=f"{endpoint.value}: user not found ({failure})",
+                        response=result,
+                    )
+                else:
+                    not_found[i] += 1
+                    again.append(i)
+            else:
+                outcomes[i] = self._dead(
+                    requests[i], None, tries[i], detail=f"{endpoint.value}: {failure}", response=result
+                )
+        return again, single
 
     async def _isolate(
         self,
