@@ -521,7 +521,12 @@ class _Rule:
             request = self.request(
                 Endpoint.USERS_UPDATE, {"userId": identity.user_id, "dataFields": {"email": new_email}}
             )
-        return Applied(Decision.send(request), identity=dataclasses.replace(identity, email=new_email))
+        # The change counts as the person's latest identification: an identify older than it (a partial
+        # replay, a late arrival) is stale and must not move the profile back to the old address.
+        last = identity.last_identified_at
+        changed_at = max(last, self.event.timestamp) if last else self.event.timestamp
+        return Applied(Decision.send(request),
+                       identity=dataclasses.replace(identity, email=new_email, last_identified_at=changed_at))
 
     def update_email(self, identity: Identity, new_email: str) -> IterableRequest:
         """``users/updateEmail`` from the person's current email (else userId) to ``new_email``: it

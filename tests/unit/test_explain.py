@@ -183,3 +183,20 @@ class TestExplainCarts:
     def test_without_carts_only_the_event_is_tracked(self) -> None:
         records = list(explain_lines(self.LINES, MappingConfig()))
         assert [[r["path"] for r in record["requests"]] for record in records[1:]] == [["/api/events/track"]] * 2
+
+
+class TestPartialReplay:
+    def test_an_identify_replayed_after_a_later_email_change_does_not_move_the_profile_back(self) -> None:
+        lines = [
+            json.dumps({"type": "identify", "userId": "u-1", "messageId": "i-1", "timestamp": "2026-05-01T10:00:00Z",
+                        "traits": {"email": "old@example.com", "plan": "free"}}),
+            json.dumps({"type": "alias", "userId": "new@example.com", "previousId": "u-1", "messageId": "a-1",
+                        "timestamp": "2026-05-01T11:00:00Z"}),
+        ]
+        state = ExplainState()
+        decided = list(explain_lines(lines, MappingConfig(), state=state))
+        assert [record["decision"] for record in decided] == ["send", "send"]
+        # `replay --type identify` over the same range: only the older identify comes again
+        [again] = explain_lines(lines[:1], MappingConfig(), state=state)
+        assert (again["decision"], again["reason"]) == ("drop", "stale_identify")
+        assert state.identities["u-1"].email == "new@example.com"
