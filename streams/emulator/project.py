@@ -265,26 +265,25 @@ class Project:
         return user
 
     def _set_email(self, user: _User, email: str) -> None:
-        if user.email == email:
-            return
-        other = self.by_email.get(email)
-        if other is not None and other is not user and self.project_type is not ProjectType.USER_ID:
-            raise _Fail(409, "Conflict", "Email/userId conflict", "conflictEmails", email)
-        if user.email is not None and self.by_email.get(user.email) is user:
-            del self.by_email[user.email]
-        user.email = email
-        self.by_email.setdefault(email, user)
+        self._set_identifier(user, "email", email, self.by_email, ProjectType.USER_ID, "conflictEmails")
 
     def _set_user_id(self, user: _User, user_id: str) -> None:
-        if user.user_id == user_id:
+        self._set_identifier(user, "user_id", user_id, self.by_user_id, ProjectType.EMAIL, "conflictUserIds")
+
+    def _set_identifier(self, user: _User, attribute: str, value: str, index: dict[str, _User],
+                        lenient: ProjectType, conflict_kind: str) -> None:
+        """Give ``user`` the identifier ``value`` (its ``email`` or ``user_id``, indexed in ``index``); 409 when
+        another user has it, unless the project is keyed by the other identifier (``lenient``)."""
+        current = getattr(user, attribute)
+        if current == value:
             return
-        other = self.by_user_id.get(user_id)
-        if other is not None and other is not user and self.project_type is not ProjectType.EMAIL:
-            raise _Fail(409, "Conflict", "Email/userId conflict", "conflictUserIds", user_id)
-        if user.user_id is not None and self.by_user_id.get(user.user_id) is user:
-            del self.by_user_id[user.user_id]
-        user.user_id = user_id
-        self.by_user_id.setdefault(user_id, user)
+        other = index.get(value)
+        if other is not None and other is not user and self.project_type is not lenient:
+            raise _Fail(409, "Conflict", "Email/userId conflict", conflict_kind, value)
+        if current is not None and index.get(current) is user:
+            del index[current]
+        setattr(user, attribute, value)
+        index.setdefault(value, user)
 
     def _refuse_forgotten(self, email: Any, user_id: Any) -> None:
         """409 ``ForgottenUserError`` for a GDPR-forgotten identifier (iterable-api.md §2.1 "Contact is
