@@ -6,17 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from streams import replay
 from streams.model import EventType
-from streams.replay import (
-    DEFAULT_REPLAY_RATE,
-    EventFilter,
-    Pacer,
-    PartitionRange,
-    parse_offsets,
-    parse_time,
-    parse_types,
-    plan_ranges,
-)
 from tests.unit.builders import event
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -39,52 +30,52 @@ class TestParseTime:
         ],
     )
     def test_accepted_forms(self, text: str, expected: datetime) -> None:
-        assert parse_time(text, NOW) == expected
+        assert replay.parse_time(text, NOW) == expected
 
     @pytest.mark.parametrize("text", ["yesterday", "2h ago", "-5m", "12345", ""])
     def test_rejects_anything_else(self, text: str) -> None:
         with pytest.raises(ValueError):
-            parse_time(text, NOW)
+            replay.parse_time(text, NOW)
 
 
 class TestParseOffsets:
     def test_pairs(self) -> None:
-        assert parse_offsets("0:120, 3:4000,") == {0: 120, 3: 4000}
+        assert replay.parse_offsets("0:120, 3:4000,") == {0: 120, 3: 4000}
 
     @pytest.mark.parametrize("text", ["", "0", "0:-1", "a:1", "0:1,0:2", "1:2:3"])
     def test_rejects_malformed(self, text: str) -> None:
         with pytest.raises(ValueError):
-            parse_offsets(text)
+            replay.parse_offsets(text)
 
 
 class TestParseTypes:
     def test_known_types_any_case(self) -> None:
-        assert parse_types("identify, Track,") == {EventType.IDENTIFY, EventType.TRACK}
+        assert replay.parse_types("identify, Track,") == {EventType.IDENTIFY, EventType.TRACK}
 
     def test_unknown_type_is_named(self) -> None:
         with pytest.raises(ValueError, match="'purchase'"):
-            parse_types("track,purchase")
+            replay.parse_types("track,purchase")
 
 
 class TestEventFilter:
     def test_empty_filter_keeps_everything_and_is_inactive(self) -> None:
-        f = EventFilter()
+        f = replay.EventFilter()
         assert not f.active
         assert f.matches(event(EventType.PAGE))
 
     @pytest.mark.parametrize(
         ("f", "kept"),
         [
-            (EventFilter(types=frozenset({EventType.IDENTIFY})), False),
-            (EventFilter(types=frozenset({EventType.TRACK})), True),
-            (EventFilter(user="u-1"), True),
-            (EventFilter(user="jane@example.com"), True),
-            (EventFilter(user="dev-1"), True),
-            (EventFilter(user="u-2"), False),
-            (EventFilter(types=frozenset({EventType.TRACK}), user="u-2"), False),
+            (replay.EventFilter(types=frozenset({EventType.IDENTIFY})), False),
+            (replay.EventFilter(types=frozenset({EventType.TRACK})), True),
+            (replay.EventFilter(user="u-1"), True),
+            (replay.EventFilter(user="jane@example.com"), True),
+            (replay.EventFilter(user="dev-1"), True),
+            (replay.EventFilter(user="u-2"), False),
+            (replay.EventFilter(types=frozenset({EventType.TRACK}), user="u-2"), False),
         ],
     )
-    def test_types_and_user(self, f: EventFilter, kept: bool) -> None:
+    def test_types_and_user(self, f: replay.EventFilter, kept: bool) -> None:
         ev = event(user_id="u-1", email="jane@example.com", anonymous_id="dev-1")
         assert f.active
         assert f.matches(ev) is kept
@@ -92,52 +83,52 @@ class TestEventFilter:
 
 class TestPlanRanges:
     def test_time_range_per_partition(self) -> None:
-        planned = plan_ranges(
+        planned = replay.plan_ranges(
             [0, 1, 2],
             beginnings={0: 0, 1: 0, 2: 0},
             ends={0: 100, 1: 50, 2: 10},
             starts={0: 40, 1: None, 2: 3},  # partition 1: nothing at or after the time
             stops={0: 70, 1: None, 2: None},  # partitions 1 and 2: up to the end offset
         )
-        assert planned == (PartitionRange(0, 40, 70), PartitionRange(2, 3, 10))
+        assert planned == (replay.PartitionRange(0, 40, 70), replay.PartitionRange(2, 3, 10))
 
     def test_partitions_without_a_start_are_not_replayed(self) -> None:
-        planned = plan_ranges([0, 1], {0: 0, 1: 0}, {0: 5, 1: 5}, {1: 2})
-        assert planned == (PartitionRange(1, 2, 5),)
+        planned = replay.plan_ranges([0, 1], {0: 0, 1: 0}, {0: 5, 1: 5}, {1: 2})
+        assert planned == (replay.PartitionRange(1, 2, 5),)
 
     def test_start_before_retention_moves_up_and_empty_ranges_vanish(self) -> None:
-        planned = plan_ranges([0, 1], {0: 30, 1: 9}, {0: 40, 1: 9}, {0: 0, 1: 0})
-        assert planned == (PartitionRange(0, 30, 40),)
+        planned = replay.plan_ranges([0, 1], {0: 30, 1: 9}, {0: 40, 1: 9}, {0: 0, 1: 0})
+        assert planned == (replay.PartitionRange(0, 30, 40),)
 
     def test_stop_beyond_the_end_offset_is_clamped(self) -> None:
         # Records produced after the replay started are live traffic, not part of the range.
-        assert plan_ranges([0], {0: 0}, {0: 10}, {0: 0}, {0: 99}) == (PartitionRange(0, 0, 10),)
+        assert replay.plan_ranges([0], {0: 0}, {0: 10}, {0: 0}, {0: 99}) == (replay.PartitionRange(0, 0, 10),)
 
     def test_size(self) -> None:
-        assert PartitionRange(0, 5, 12).size == 7
-        assert PartitionRange(0, 12, 5).size == 0
+        assert replay.PartitionRange(0, 5, 12).size == 7
+        assert replay.PartitionRange(0, 12, 5).size == 0
 
 
 class TestPacer:
     def test_spaces_records_at_the_rate(self) -> None:
         now = [100.0]
-        pacer = Pacer(10.0, lambda: now[0])
+        pacer = replay.Pacer(10.0, lambda: now[0])
         delays = [pacer.delay() for _ in range(4)]
         assert delays == pytest.approx([0.0, 0.1, 0.2, 0.3])
         now[0] += 1.0  # time passed: the next record is already late, no wait
         assert pacer.delay() == 0.0
 
     def test_unbounded(self) -> None:
-        pacer = Pacer(None, lambda: 0.0)
+        pacer = replay.Pacer(None, lambda: 0.0)
         assert [pacer.delay() for _ in range(3)] == [0.0, 0.0, 0.0]
 
     def test_rejects_non_positive_rate(self) -> None:
         with pytest.raises(ValueError):
-            Pacer(0, lambda: 0.0)
+            replay.Pacer(0, lambda: 0.0)
 
 
 def test_default_rate_leaves_live_traffic_half_of_the_bulk_event_ceiling() -> None:
     from streams.emulator.config import DEFAULT_RATE_LIMITS
 
     event_ceiling = DEFAULT_RATE_LIMITS["/api/events/trackBulk"] * 1000
-    assert event_ceiling / 2 >= DEFAULT_REPLAY_RATE
+    assert event_ceiling / 2 >= replay.DEFAULT_REPLAY_RATE

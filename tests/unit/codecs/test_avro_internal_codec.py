@@ -12,15 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.codecs import (
-    dead_letter_for_undecodable,
-    decode_dead_letter,
-    decode_event_internal,
-    decode_request,
-    encode_dead_letter,
-    encode_event_internal,
-    encode_request,
-)
+from streams import codecs
 from streams.codecs._event import encode_event
 from streams.errors import (
     DecodeError,
@@ -62,7 +54,7 @@ def exact(value: Any) -> Any:
 
 
 def assert_round_trips(event: Event) -> None:
-    decoded = decode_event_internal(encode_event_internal(event))
+    decoded = codecs.decode_event_internal(codecs.encode_event_internal(event))
     assert decoded == event
     assert exact(decoded) == exact(event)
 
@@ -141,22 +133,22 @@ class TestInternalEventCodec:
         assert_round_trips(event)
 
     def test_starts_with_version_byte(self) -> None:
-        raw = encode_event_internal(ORDER_COMPLETED)
+        raw = codecs.encode_event_internal(ORDER_COMPLETED)
         assert raw[:2] == b"\x01\x00" and raw[2:3] == b"["
 
     def test_big_integers_are_flagged_for_the_standard_library(self) -> None:
-        raw = encode_event_internal(TRICKY["numbers"])
+        raw = codecs.encode_event_internal(TRICKY["numbers"])
         assert raw[:2] == b"\x01\x01"
-        assert type(decode_event_internal(raw).properties["big"]) is int
+        assert type(codecs.decode_event_internal(raw).properties["big"]) is int
 
     def test_other_mappings_and_sequences_become_json(self) -> None:
         event = Event(EventType.TRACK, "m", T1, properties=MappingProxyType({"t": (1, 2), "m": MappingProxyType({})}))
-        decoded = decode_event_internal(encode_event_internal(event))
+        decoded = codecs.decode_event_internal(codecs.encode_event_internal(event))
         assert decoded.properties == {"t": [1, 2], "m": {}} and type(decoded.properties) is dict
 
     def test_nan_becomes_null(self) -> None:
         event = Event(EventType.TRACK, "m", T1, properties={"x": math.nan})
-        assert decode_event_internal(encode_event_internal(event)).properties == {"x": None}
+        assert codecs.decode_event_internal(codecs.encode_event_internal(event)).properties == {"x": None}
 
     @pytest.mark.parametrize(
         ("event", "field"),
@@ -170,7 +162,7 @@ class TestInternalEventCodec:
     )
     def test_unwritable_event(self, event: Event, field: str) -> None:
         with pytest.raises(InvalidEvent) as info:
-            encode_event_internal(event)
+            codecs.encode_event_internal(event)
         assert info.value.field == field
 
     @pytest.mark.parametrize(
@@ -181,14 +173,14 @@ class TestInternalEventCodec:
             (b"\x02\x00[]", "not format version 1"),
             (b"\x01\x00" + b"\xff" * 10, "not JSON"),
             (b"\x01\x01" + b"\xff" * 10, "not JSON"),
-            (encode_event_internal(ORDER_COMPLETED)[:-1], "not JSON"),
+            (codecs.encode_event_internal(ORDER_COMPLETED)[:-1], "not JSON"),
             (b'\x01\x00{"type":"track"}', "not the array of event fields"),
             (b"\x01\x00[1,2,3]", "not the array of event fields"),
         ],
     )
     def test_garbled_payload(self, raw: bytes, message: str) -> None:
         with pytest.raises(DecodeError, match=message):
-            decode_event_internal(raw)
+            codecs.decode_event_internal(raw)
 
     @pytest.mark.parametrize(
         ("index", "value", "message"),
@@ -212,10 +204,10 @@ class TestInternalEventCodec:
     def test_wrong_field(self, index: int, value: Any, message: str) -> None:
         import orjson
 
-        fields = orjson.loads(encode_event_internal(ORDER_COMPLETED)[2:])
+        fields = orjson.loads(codecs.encode_event_internal(ORDER_COMPLETED)[2:])
         fields[index] = value
         with pytest.raises(DecodeError, match=message):
-            decode_event_internal(b"\x01\x00" + orjson.dumps(fields))
+            codecs.decode_event_internal(b"\x01\x00" + orjson.dumps(fields))
 
 
 REQUESTS = {
@@ -233,7 +225,7 @@ REQUESTS = {
 class TestRequestCodec:
     @pytest.mark.parametrize("name", sorted(REQUESTS))
     def test_round_trip(self, name: str) -> None:
-        decoded = decode_request(encode_request(REQUESTS[name]))
+        decoded = codecs.decode_request(codecs.encode_request(REQUESTS[name]))
         assert decoded == REQUESTS[name]
         assert exact(decoded.body) == exact(REQUESTS[name].body)
         assert exact(decoded.first_seen_at) == exact(REQUESTS[name].first_seen_at)
@@ -242,33 +234,33 @@ class TestRequestCodec:
     @given(st.builds(IterableRequest, st.sampled_from(Endpoint), json_objects, st.text(), st.text(),
                      st.integers(0, 2**63), st.none() | st.datetimes(timezones=offsets)))
     def test_any_request_round_trips_exactly(self, request_: IterableRequest) -> None:
-        decoded = decode_request(encode_request(request_))
+        decoded = codecs.decode_request(codecs.encode_request(request_))
         assert decoded == request_ and exact(decoded.body) == exact(request_.body)
 
     def test_body_number_types_survive(self) -> None:
-        body = decode_request(encode_request(REQUEST)).body
+        body = codecs.decode_request(codecs.encode_request(REQUEST)).body
         assert type(body["total"]) is float and type(body["createdAt"]) is int
 
     def test_naive_time_is_read_as_utc(self) -> None:
         naive = IterableRequest(Endpoint.USERS_UPDATE, {}, "k", "e", first_seen_at=datetime(2024, 1, 1))
-        assert decode_request(encode_request(naive)).first_seen_at == datetime(2024, 1, 1, tzinfo=UTC)
+        assert codecs.decode_request(codecs.encode_request(naive)).first_seen_at == datetime(2024, 1, 1, tzinfo=UTC)
 
     def test_unserializable_body(self) -> None:
         with pytest.raises(TypeError):
-            encode_request(IterableRequest(Endpoint.USERS_UPDATE, {"x": object()}, "k", "e"))
+            codecs.encode_request(IterableRequest(Endpoint.USERS_UPDATE, {"x": object()}, "k", "e"))
 
     def test_unknown_endpoint(self) -> None:
-        raw = encode_request(REQUEST).replace(b"/api/commerce/trackPurchase", b"/api/commerce/trackPurchasX")
+        raw = codecs.encode_request(REQUEST).replace(b"/api/commerce/trackPurchase", b"/api/commerce/trackPurchasX")
         with pytest.raises(DecodeError, match="Iterable request"):
-            decode_request(raw)
+            codecs.decode_request(raw)
 
     @pytest.mark.parametrize(
         ("raw", "message"),
         [
             (b"", "empty"),
-            (encode_request(REQUEST)[:-4], "not JSON"),
-            (encode_event_internal(ORDER_COMPLETED), "not the array of request fields"),
-            (b"\x00" + encode_request(REQUEST)[1:], "not format version 1"),
+            (codecs.encode_request(REQUEST)[:-4], "not JSON"),
+            (codecs.encode_event_internal(ORDER_COMPLETED), "not the array of request fields"),
+            (b"\x00" + codecs.encode_request(REQUEST)[1:], "not format version 1"),
             (b'\x01\x00["/api/users/update",{},"k","e",0,"yesterday"]', "Iterable request"),
             (b'\x01\x00["/api/users/update",[],"k","e",0,null]', "wrong type"),
             (b'\x01\x00["/api/users/update",{},"k","e",true,null]', "wrong type"),
@@ -278,7 +270,7 @@ class TestRequestCodec:
     )
     def test_garbled_payload(self, raw: bytes, message: str) -> None:
         with pytest.raises(DecodeError, match=message):
-            decode_request(raw)
+            codecs.decode_request(raw)
 
 
 LETTERS = {
@@ -300,11 +292,11 @@ LETTERS = {
 class TestDeadLetterCodec:
     @pytest.mark.parametrize("name", sorted(LETTERS))
     def test_round_trip(self, name: str) -> None:
-        assert decode_dead_letter(encode_dead_letter(LETTERS[name])) == LETTERS[name]
+        assert codecs.decode_dead_letter(codecs.encode_dead_letter(LETTERS[name])) == LETTERS[name]
 
     def test_not_a_dead_letter(self) -> None:
         with pytest.raises(DecodeError):
-            decode_dead_letter(b"\x02")
+            codecs.decode_dead_letter(b"\x02")
 
 
 class TestDeadLetterForUndecodable:
@@ -319,9 +311,9 @@ class TestDeadLetterForUndecodable:
         ],
     )
     def test_reason_and_provenance(self, error: Exception, reason: Reason) -> None:
-        letter = dead_letter_for_undecodable(b"\x01raw", error, "src", 1, 42, NOW)
+        letter = codecs.dead_letter_for_undecodable(b"\x01raw", error, "src", 1, 42, NOW)
         assert letter.reason == reason.value
         assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("src", 1, 42)
         assert letter.original_bytes == b"\x01raw" and letter.failed_at == NOW
         assert type(error).__name__ in letter.detail
-        assert decode_dead_letter(encode_dead_letter(letter)) == letter
+        assert codecs.decode_dead_letter(codecs.encode_dead_letter(letter)) == letter
