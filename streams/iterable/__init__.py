@@ -1,11 +1,11 @@
 """Delivery to Iterable: HTTP client, request batching, rate limits, retry policy and the sender.
 
-``IterableClient`` is the only place that imports aiohttp; ``Sender`` is what the worker uses.
+``IterableClient`` makes every HTTP call to Iterable; ``Sender`` is what the worker uses.
 """
 
 from __future__ import annotations
 
-from streams.iterable.batcher import Batcher, Call, call_body, plan
+from streams.iterable.batcher import Call, call_body, plan
 from streams.iterable.client import IterableClient, classify, new_http_client
 from streams.iterable.ratelimit import DEFAULT_LIMITS, ProbingBucket, RateLimiter, TokenBucket
 from streams.iterable.retry import DEFAULT_POLICY, RetryPolicy, next_delay
@@ -15,7 +15,6 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_POLICY",
     "Abandoned",
-    "Batcher",
     "Call",
     "IterableClient",
     "Outcome",

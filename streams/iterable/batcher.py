@@ -3,21 +3,19 @@
 Pure functions, no I/O. ``plan`` splits requests into *waves*: within a wave no person appears in
 two calls of different kinds, nor twice with a request whose order matters (a profile update), and
 a person's requests keep their order across waves, so an identify is accepted before the same
-person's later events are sent (design.md "Delivery semantics"). ``Batcher`` is the accumulating
-front half (quix sink shape: ``add`` / ``take``).
+person's later events are sent (design.md "Delivery semantics").
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 import orjson
 
 from streams.model import Endpoint, IterableRequest, JSONValue
 
-__all__ = ["BULK_OF", "SINGLE_OF", "Batcher", "Call", "call_body", "item_size", "plan"]
+__all__ = ["BULK_OF", "SINGLE_OF", "Call", "call_body", "item_size", "plan"]
 
 BULK_OF: Mapping[Endpoint, Endpoint] = {
     Endpoint.USERS_UPDATE: Endpoint.USERS_BULK_UPDATE,
@@ -118,40 +116,3 @@ def plan(
         out.append(calls)
     return out
 
-
-T = TypeVar("T")
-
-
-class Batcher(Generic[T]):
-    """Accumulates requests (each with a caller's token, e.g. a future) until taken.
-
-    ``add`` never blocks; the owner checks ``full`` / ``len`` for back-pressure and calls ``take``
-    to remove up to ``max_items`` requests in arrival order.
-    """
-
-    def __init__(self, max_items: int = 1000, max_bytes: int = 4_000_000) -> None:
-        self.max_items = max_items
-        self.max_bytes = max_bytes
-        self._items: list[tuple[IterableRequest, T]] = []
-        self._bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @property
-    def full(self) -> bool:
-        return len(self._items) >= self.max_items or self._bytes >= self.max_bytes
-
-    @property
-    def endpoints(self) -> set[Endpoint]:
-        return {r.endpoint for r, _ in self._items}
-
-    def add(self, request: IterableRequest, token: T) -> None:
-        self._items.append((request, token))
-        self._bytes += item_size(request.body)
-
-    def take(self) -> list[tuple[IterableRequest, T]]:
-        """Remove and return the oldest requests, at most ``max_items`` of them."""
-        taken, self._items = self._items[: self.max_items], self._items[self.max_items :]
-        self._bytes = sum(item_size(r.body) for r, _ in self._items)
-        return taken

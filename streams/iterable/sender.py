@@ -7,15 +7,8 @@ retried without limit by default: ``deliver`` blocks, consumption stops, lag gro
 bounded (back-pressure). A bad API key pauses the whole sender (``paused``) until a probe call
 succeeds or ``resume()`` is called.
 
-Batching front ends (design call):
-
-* ``deliver`` takes what the agent already batched (``stream.take_events(n, within)``), which is
-  the primary path: Faust's ``within`` is the linger and acks stay in order.
-* ``submit(request)`` queues one request and returns a future of its ``Outcome``. A flusher
-  delivers the queue one batch at a time: a batch goes as soon as ``linger`` has passed and a
-  rate token of its bulk endpoint is free, so under light load it leaves at once, and under load
-  requests pile up while the previous batch is in flight and batches grow (up to 1000 items).
-  One batch in flight at a time keeps each person's requests in order.
+``deliver`` takes what the send stage already batched (``streams.stages.SendStage``) and folds it
+into bulk calls (``streams.iterable.batcher.plan``).
 
 ``abandon()`` ends every delivery in progress at once, with ``Abandoned``: the worker calls it when
 it gives up the records in flight (``streams.faust_patches.bound_wait_for_acks``, at a rebalance or
@@ -40,16 +33,8 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-from streams.errors import (
-    BadApiKey,
-    DeliveryError,
-    RateLimited,
-    Reason,
-    Rejected,
-    RetriableDelivery,
-    UserNotYetVisible,
-)
-from streams.iterable.batcher import BULK_OF, SINGLE_OF, Batcher, Call, call_body, plan
+from streams.errors import BadApiKey, DeliveryError, RateLimited, Reason, Rejected, RetriableDelivery, UserNotYetVisible
+from streams.iterable.batcher import SINGLE_OF, Call, call_body, plan
 from streams.iterable.client import IterableClient
 from streams.iterable.email_change import RECHECKED_CODES, EmailChange, judge
 from streams.iterable.ratelimit import DEFAULT_LIMITS, RateLimiter, Sleep
@@ -101,12 +86,6 @@ class SenderConfig:
     """Fold users/update and events/track into their bulk endpoints."""
     max_batch_items: int = 1000
     max_batch_bytes: int = 4_000_000
-    linger: float = 0.0
-    """``submit`` only: minimum seconds a batch waits for more requests (and for a free rate token)."""
-    max_linger: float = 1.0
-    """``submit`` only: a batch never waits longer than this for a rate token before it is delivered."""
-    max_pending: int = 10_000
-    """``submit`` only: queued requests before ``submit`` blocks (bounded memory)."""
     max_concurrency: int = 8
     """HTTP calls in flight at once."""
     retry: RetryPolicy = DEFAULT_POLICY
@@ -222,12 +201,6 @@ class Sender:
         self._running.set()
         self._sem = asyncio.Semaphore(config.max_concurrency)
         self._probe_task: asyncio.Task[None] | None = None
-        self._batcher: Batcher[asyncio.Future[Outcome]] = Batcher(
-            config.max_batch_items, config.max_batch_bytes
-        )
-        self._wake = asyncio.Event()
-        self._space = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
         self._deliveries: dict[asyncio.Task[list[Outcome]], int] = {}
         """Deliveries in progress, with their number of requests."""
         self._abandoned: set[asyncio.Task[list[Outcome]]] = set()
@@ -238,10 +211,6 @@ class Sender:
     def paused(self) -> bool:
         """True while a bad API key holds every call back."""
         return not self._running.is_set()
-
-    @property
-    def healthy(self) -> bool:
-        return not self.paused
 
     def resume(self) -> None:
         """Let calls through again (after a key rotation, or when a probe succeeded)."""
@@ -379,7 +348,7 @@ class Sender:
             BATCH_SIZE.labels(endpoint.value).observe(items)
             self.stats.calls[endpoint.value] += 1
             self.stats.items_sent[endpoint.value] += items
-            return await self.client.post(endpoint, body)
+            return await self.client.call(endpoint, body)
 
     async def _call(self, endpoint: Endpoint, body: Mapping[str, JSONValue], items: int) -> dict[str, Any]:
         """``_send``, except that a refused users/updateEmail is judged against Iterable's profiles
@@ -577,65 +546,13 @@ class Sender:
         self.stats.retries += 1
         ITERABLE_RETRIES.labels(endpoint.value, error.reason.value).inc()
 
-    # --- submit front end ---------------------------------------------------------------------
-    async def submit(self, request: IterableRequest) -> asyncio.Future[Outcome]:
-        """Queue ``request``; the returned future resolves to its ``Outcome``.
-
-        Waits (back-pressure) while ``max_pending`` requests are already queued.
-        """
-        while len(self._batcher) >= self.config.max_pending:
-            self._space.clear()
-            await self._space.wait()
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._batcher.add(request, future)
-        self._wake.set()
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
-        return future
-
-    def _token_wait(self) -> float:
-        endpoints = {BULK_OF.get(e, e) if self.config.batching else e for e in self._batcher.endpoints}
-        return max((self.limiter.time_until_token(e) for e in endpoints), default=0.0)
-
-    async def _flush_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not len(self._batcher):
-                self._wake.clear()
-                await self._wake.wait()
-            first = loop.time()
-            while not self._batcher.full:
-                waited = loop.time() - first
-                remaining = min(
-                    max(self.config.linger - waited, self._token_wait()), self.config.max_linger - waited
-                )
-                if remaining <= 0:
-                    break
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), remaining)
-            batch = self._batcher.take()
-            self._space.set()
-            try:
-                outcomes = await self.deliver([r for r, _ in batch])
-            except Exception as exc:  # a bug: hand it to every waiter rather than lose it
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if not future.done():
-                    future.set_result(outcome)
-
     async def aclose(self) -> None:
-        """Stop the flusher and the key probe; queued ``submit`` futures are cancelled."""
-        for task in (self._flusher, self._probe_task):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        for _, future in self._batcher.take():
-            future.cancel()
+        """Stop the key probe."""
+        task = self._probe_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def _bulk_failures(
@@ -663,19 +580,10 @@ def _bulk_failures(
     blocked = {str(v) for v in disallowed} if isinstance(disallowed, list) else set()
     failures: dict[int, str] = {}
     for pos, body in enumerate(bodies):
-        email, user_id = body.get("email"), body.get("userId")
         if blocked and body.get("eventName") in blocked:
             failures[pos] = "disallowedEventNames"
-            continue
-        for name in _EMAIL_LISTS:
-            if email is not None and str(email) in lists.get(name, ()):
-                failures[pos] = name
-                break
-        else:
-            for name in _USER_ID_LISTS:
-                if user_id is not None and str(user_id) in lists.get(name, ()):
-                    failures[pos] = name
-                    break
+        elif (listed := _listed_in(lists, body)) is not None:
+            failures[pos] = listed
     ambiguous: set[int] = set()
     if endpoint is Endpoint.USERS_BULK_UPDATE:
         keys: Counter[tuple[Any, Any]] = Counter((b.get("email"), b.get("userId")) for b in bodies)
@@ -692,3 +600,14 @@ def _bulk_failures(
             len(failures),
         )
     return failures, ambiguous
+
+
+def _listed_in(lists: Mapping[str, set[str]], body: Mapping[str, JSONValue]) -> str | None:
+    """The first failure list naming ``body``'s email, else the first naming its userId, else None."""
+    for field_name, names in (("email", _EMAIL_LISTS), ("userId", _USER_ID_LISTS)):
+        value = body.get(field_name)
+        if value is not None:
+            for name in names:
+                if str(value) in lists.get(name, ()):
+                    return name
+    return None

@@ -20,7 +20,6 @@ from starlette.applications import Starlette
 from streams.emulator import EmulatorConfig, EmulatorState, create_emulator
 from streams.iterable import RetryPolicy, Sender, SenderConfig, new_http_client
 from streams.iterable.ratelimit import Sleep
-from streams.model import Endpoint, IterableRequest
 
 KEY = "test-key"
 
@@ -44,26 +43,6 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-def identify(person: str, **fields: Any) -> IterableRequest:
-    return IterableRequest(
-        Endpoint.USERS_UPDATE,
-        {"email": f"{person}@example.com", "dataFields": fields},
-        person,
-        f"src-{person}-id",
-    )
-
-
-def track(person: str, event_id: str, name: str = "Viewed", **fields: Any) -> IterableRequest:
-    body = {
-        "email": f"{person}@example.com",
-        "eventName": name,
-        "id": event_id,
-        "createdAt": 1717171717,
-        "dataFields": fields,
-    }
-    return IterableRequest(Endpoint.EVENTS_TRACK, body, person, f"src-{event_id}")
 
 
 class Loopback:

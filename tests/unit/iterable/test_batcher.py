@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from streams.iterable import Batcher, Call, call_body, plan
+from streams.iterable import Call, call_body, plan
 from streams.model import Endpoint, IterableRequest
-from tests.unit.iterable.conftest import identify, track
+from tests.unit.iterable.builders import identify, track
 
 
 def email_change(person: str) -> IterableRequest:
@@ -84,13 +84,3 @@ class TestCallBody:
         with pytest.raises(ValueError):
             call_body(Endpoint.EVENTS_TRACK, [{"a": 1}, {"b": 2}])
 
-
-class TestBatcher:
-    def test_add_and_take_in_order_up_to_max(self) -> None:
-        batcher: Batcher[int] = Batcher(max_items=2)
-        for n in range(3):
-            batcher.add(track("a", str(n)), n)
-        assert batcher.full
-        assert [t for _, t in batcher.take()] == [0, 1]
-        assert len(batcher) == 1 and not batcher.full
-        assert batcher.endpoints == {Endpoint.EVENTS_TRACK}

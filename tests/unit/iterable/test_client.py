@@ -95,7 +95,7 @@ class TestIterableClient:
             return web.json_response({"msg": "ok", "code": "Success", "params": None})
 
         client = await client_for(handler)
-        assert (await client.users_update({"email": "a@x.com"}))["code"] == "Success"
+        assert (await client.post(Endpoint.USERS_UPDATE, {"email": "a@x.com"}))["code"] == "Success"
         method, path, headers, body = seen[0]
         assert headers["Api-Key"] == KEY
         assert (method, path) == ("POST", "/api/users/update")
@@ -120,7 +120,7 @@ class TestIterableClient:
 
         client = await client_for(handler)
         with pytest.raises(RateLimited) as info:
-            await client.events_track_bulk([])
+            await client.post(Endpoint.EVENTS_TRACK_BULK, {"events": []})
         assert info.value.retry_after == 2.0 and info.value.response == "Too Many Requests"
 
     async def test_a_200_with_an_html_body_is_retriable(self, client_for: ClientFor) -> None:
@@ -129,7 +129,7 @@ class TestIterableClient:
 
         client = await client_for(handler)
         with pytest.raises(RetriableDelivery) as info:
-            await client.users_update({"email": "a@x.com"})
+            await client.post(Endpoint.USERS_UPDATE, {"email": "a@x.com"})
         assert not isinstance(info.value, RateLimited)
         assert info.value.status == 200 and info.value.response == "<html><body>gateway</body></html>"
 
@@ -142,13 +142,13 @@ class TestIterableClient:
 
         client = await client_for(handler)
         with pytest.raises(Rejected) as info:
-            await client.users_update({"email": "a@x.com"})
+            await client.post(Endpoint.USERS_UPDATE, {"email": "a@x.com"})
         assert info.value.status == 302 and calls == ["/api/users/update"]
 
     async def test_refused_connection_is_retriable(self, client_for: ClientFor) -> None:
         client = await client_for(url=f"http://127.0.0.1:{free_port()}")
         with pytest.raises(RetriableDelivery) as info:
-            await client.users_bulk_update([])
+            await client.post(Endpoint.USERS_BULK_UPDATE, {"users": []})
         assert not isinstance(info.value, RateLimited)
         assert "failed" in str(info.value)
         assert isinstance(info.value.__cause__, aiohttp.ClientError)
@@ -163,7 +163,7 @@ class TestIterableClient:
         client = await client_for(handler, timeout=0.1)
         try:
             with pytest.raises(RetriableDelivery) as info:
-                await client.users_bulk_update([])
+                await client.post(Endpoint.USERS_BULK_UPDATE, {"users": []})
         finally:
             release.set()
         assert "timed out" in str(info.value)
@@ -179,7 +179,7 @@ class TestIterableClient:
         try:
             client = await client_for(url=f"http://127.0.0.1:{port}")
             with pytest.raises(RetriableDelivery) as info:
-                await client.users_bulk_update([])
+                await client.post(Endpoint.USERS_BULK_UPDATE, {"users": []})
         finally:
             listener.close()
             await listener.wait_closed()
@@ -191,7 +191,7 @@ class TestIterableClient:
             json_answer(200, {"msg": "Event name X is disallowed from tracking", "code": "Success"})
         )
         with pytest.raises(Rejected) as info:
-            await client.events_track({"eventName": "X"})
+            await client.post(Endpoint.EVENTS_TRACK, {"eventName": "X"})
         assert info.value.code == "DisallowedEventName"
 
     async def test_user_lookup_returns_none_for_unknown_user(self, client_for: ClientFor) -> None:
@@ -223,7 +223,7 @@ class TestProxy:
         try:
             async with new_http_client(connect_timeout=1.0, request_timeout=5.0) as http:
                 client = IterableClient(http, "http://iterable.test", KEY)
-                assert (await client.users_update({"email": "a@x.com"}))["code"] == "Success"
+                assert (await client.post(Endpoint.USERS_UPDATE, {"email": "a@x.com"}))["code"] == "Success"
                 monkeypatch.setenv("no_proxy", "iterable.test")
                 assert IterableClient(http, "http://iterable.test", KEY)._proxy is None
         finally:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from streams.errors import Reason
 from streams.iterable import IterableClient
 from streams.model import Endpoint, IterableRequest
-from tests.unit.iterable.conftest import KEY, Rig, identify, track
+from tests.unit.iterable.builders import identify, track
+from tests.unit.iterable.conftest import KEY, Rig
 
 
 def purchase(person: str, order: str) -> IterableRequest:
