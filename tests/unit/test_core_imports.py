@@ -1,6 +1,7 @@
 """The layers point one way (style.md "For our project" 1; README "How it works"): the pure core imports only
 the standard library and itself; nothing outside the shell imports the shell (the app, services, the command
-line); and only the faust boundary modules reach into faust's and mode's internals."""
+line); and only the faust boundary modules reach into faust's and mode's internals: their submodules, and
+private attributes of objects not the module's own."""
 
 from __future__ import annotations
 
@@ -118,6 +119,17 @@ def test_only_the_shell_imports_the_shell(path: Path) -> None:
     assert not shell_imports(path), f"{module_name(path)} imports the shell: {shell_imports(path)}"
 
 
+STAGES = sorted((STREAMS / "stages").glob("*.py"))
+BROKER_LIBRARIES = {"faust", "mode", "aiokafka"}
+
+
+@pytest.mark.parametrize("path", STAGES, ids=module_name)
+def test_the_stages_know_nothing_of_faust_or_kafka(path: Path) -> None:
+    """The stages take a batch and tables and hand back what to write (issue 18 item 1): broker-free."""
+    found = sorted(name for name in imported_modules(path) if name.split(".")[0] in BROKER_LIBRARIES)
+    assert not found, f"{module_name(path)} imports {found}"
+
+
 def faust_internals(path: Path) -> set[str]:
     """What ``path`` reaches inside faust or mode for: submodules imported or named as attributes
     (``faust.streams``), and private names (``faust._x``)."""
@@ -150,6 +162,83 @@ def test_the_faust_check_sees_internals(tmp_path: Path, source: str, found: set[
     module = tmp_path / "module.py"
     module.write_text(source)
     assert faust_internals(module) == found
+
+
+PRIVATE_ELSEWHERE = {
+    "streams.brokers": {"_client", "_security_protocol", "_sasl_mechanism", "_bootstrap_servers", "_ssl_context",
+                        "_sasl_plain_username", "_sasl_plain_password"},
+}
+"""Private attributes read outside the faust boundary, all of them not faust's: ``brokers._diagnose`` reads the
+connection options of an aiokafka client (aiokafka is pinned exactly) to name the cause of a failed connect."""
+NOT_PRIVATE = {"_replace", "_asdict", "_fields", "_value2member_map_"}
+"""Underscore names that are public API: a namedtuple's methods, an Enum's value index."""
+_BY_NAME = {"getattr", "setattr", "hasattr", "delattr"}
+
+
+def private_reaches(path: Path, source: str | None = None) -> set[str]:
+    """The private attributes (``x._name``, also by ``getattr(x, "_name")``) that ``path`` reaches on objects
+    that are not its own: anything but ``self``/``cls`` and the standard library's modules; and on ``self``
+    in a class built on a faust or mode class, a private name the class never assigns (the base's)."""
+    tree = parse_python(path.read_text() if source is None else source)
+    modules: set[str] = set()
+    framework: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in {"faust", "mode"}:
+            framework.update(alias.asname or alias.name for alias in node.names)
+    mine = (modules - {"faust", "mode"}) | {"self", "cls"}
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            if not (isinstance(node.value, ast.Name) and node.value.id in mine):
+                found.add(ast.unparse(node))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _BY_NAME
+              and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)
+              and isinstance(node.args[1].value, str) and _private(node.args[1].value)):
+            found.add(f"{ast.unparse(node.args[0])}.{node.args[1].value}")
+        elif isinstance(node, ast.ClassDef) and any(
+                ast.unparse(base).split(".")[0] in framework | {"faust", "mode"} for base in node.bases):
+            found |= _inherited_privates(node)
+    return found
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__") and name not in NOT_PRIVATE
+
+
+def _inherited_privates(cls: ast.ClassDef) -> set[str]:
+    """``self._name`` read in ``cls`` although ``cls`` never assigns it: a faust or mode base class's internals."""
+    nodes = [node for node in ast.walk(cls) if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+             and node.value.id == "self" and _private(node.attr)]
+    assigned = {node.attr for node in nodes if isinstance(node.ctx, ast.Store)}
+    defined = {node.name for node in cls.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+    return {f"self.{node.attr}" for node in nodes if node.attr not in assigned | defined}
+
+
+@pytest.mark.parametrize("path", EVERY_MODULE, ids=module_name)
+def test_only_the_faust_boundary_reaches_private_attributes(path: Path) -> None:
+    name = module_name(path)
+    if name in FAUST_BOUNDARY:
+        return
+    allowed = PRIVATE_ELSEWHERE.get(name, set())
+    reached = sorted(r for r in private_reaches(path) if r.rpartition(".")[2] not in allowed)
+    assert not reached, f"{name} reaches private attributes of objects not its own (faust's?): {reached}"
+
+
+@pytest.mark.parametrize(("source", "found"), [
+    ("def f(consumer):\n    return consumer._committed_offset\n", {"consumer._committed_offset"}),
+    ("def f(app):\n    app.topic._maxsize = 5\n", {"app.topic._maxsize"}),
+    ("def f(consumer):\n    return getattr(consumer, '_thread', None)\n", {"consumer._thread"}),
+    ("from mode import Service\nclass S(Service):\n    def f(self):\n        return self._crash_reason\n",
+     {"self._crash_reason"}),
+    ("from mode import Service\nclass S(Service):\n    def __init__(self):\n        self._own = 1\n"
+     "    def _helper(self):\n        return self._own\n    def f(self):\n        return self._helper()\n", set()),
+    ("import os\nclass C:\n    def f(self):\n        os._exit(self._code)\n", set()),
+    ("def f(parts, kind):\n    return parts._replace(x=1), kind._value2member_map_\n", set()),
+])
+def test_the_private_attribute_check_sees_reaches(source: str, found: set[str]) -> None:
+    assert private_reaches(STREAMS / "module.py", source) == found
 
 
 @pytest.mark.parametrize(("source", "found"), [
