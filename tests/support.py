@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,19 @@ class WorkerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextmanager
+def running(worker: WorkerProcess, log_tail: int = 6000) -> Iterator[WorkerProcess]:
+    """Start ``worker`` for the block; when the block fails, print the end of its log; stop it in every case."""
+    worker.start()
+    try:
+        yield worker
+    except BaseException:
+        print(worker.log_text()[-log_tail:])
+        raise
+    finally:
+        worker.stop()
 
 
 # The partition count the end-to-end and reliability tests run at: production's (k8s/overlays/prod

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorServer
 from tests.e2e.test_sample_pipeline import assert_no_secrets_or_emails
-from tests.support import REPO, WorkerProcess, wait_for, worker_env
+from tests.support import REPO, WorkerProcess, running, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -74,8 +74,8 @@ async def test_forget_deletes_the_identity_and_stops_the_persons_events(
     project = emulator.state.project
     env = worker_env(kafka_bootstrap, emulator.url, tmp_path / "data")
     changelog = f"{env['FPI_APP_ID']}-identities-changelog"
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
-    try:
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    with running(worker):
         await produce_lines(BEFORE, bootstrap=kafka_bootstrap, topic=env["FPI_SOURCE_TOPIC"])
         await asyncio.to_thread(wait_for, lambda: EMAIL in project.by_email and "f-2" in project.events, 120,
                                 what="the person's identify and event in Iterable")
@@ -102,11 +102,6 @@ async def test_forget_deletes_the_identity_and_stops_the_persons_events(
                                 dropped_forgotten(env["FPI_WEB_PORT"]) >= 2, 120,
                                 what="the other person's event and the forgotten person's two drops")
         await asyncio.sleep(1)
-    except BaseException:
-        print(worker.log_text()[-6000:])
-        raise
-    finally:
-        worker.stop()
     assert "f-3" not in project.events and EMAIL not in project.by_email
     forgotten_answers = {k: n for k, n in project.counters.responses.items() if k.endswith(" 409")}
     assert forgotten_answers == {}, "a request for the forgotten person was sent after forget"

@@ -14,7 +14,7 @@ import pytest
 
 from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorServer
-from tests.support import WorkerProcess, wait_for, worker_env
+from tests.support import WorkerProcess, running, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -33,9 +33,8 @@ async def test_a_token_on_a_thousand_events_is_registered_once(
 ) -> None:
     project = emulator.state.project
     env = worker_env(kafka_bootstrap, emulator.url, tmp_path / "data", FPI_PUSH_APP_NAME="com.example.shop")
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
     path = "/api/users/registerDeviceToken"
-    try:
+    with running(WorkerProcess(env, tmp_path / "worker.log")):
         await produce_lines([line("p-0", type="identify", traits={"email": EMAIL})],
                             bootstrap=kafka_bootstrap, topic=env["FPI_SOURCE_TOPIC"])
         await asyncio.to_thread(wait_for, lambda: EMAIL in project.by_email, 120, what="the identified user")
@@ -45,11 +44,6 @@ async def test_a_token_on_a_thousand_events_is_registered_once(
                                 sum(f"p-{n}" in project.events for n in range(1, EVENTS + 1)) == EVENTS, 180,
                                 what="the 1,000 events")
         await asyncio.sleep(1)
-    except BaseException:
-        print(worker.log_text()[-6000:])
-        raise
-    finally:
-        worker.stop()
     calls = {key: n for key, n in project.counters.responses.items() if key.startswith(path)}
     assert calls == {f"{path} 200": 1}
     devices = project.by_email[EMAIL].data_fields["devices"]
