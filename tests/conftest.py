@@ -2,7 +2,8 @@
 
 The real Kafka broker is found through ``KAFKA_BOOTSTRAP`` (``.ci/run`` starts one with
 ``dev/kafka/broker.sh`` and exports it). When the variable is unset, the first test that needs
-Kafka starts a private broker on free ports and stops it at the end of the session.
+Kafka starts a private broker on free ports and stops it at the end of the session. ``emulator`` is
+a fresh Iterable emulator per test, served over HTTP on a free loopback port.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import REPO, free_port
+from streams.emulator import EmulatorConfig, EmulatorServer
+from tests.support import EMULATOR_KEY, REPO, free_port
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +37,9 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run(["bash", script, "stop"], env=env, check=False)
+
+
+@pytest.fixture()
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorConfig(api_keys=(EMULATOR_KEY,))) as server:
+        yield server

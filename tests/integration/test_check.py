@@ -8,7 +8,6 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,18 +15,12 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.commands.check import Check, run_checks
-from streams.emulator import EmulatorConfig, EmulatorServer
+from streams.emulator import EmulatorServer
 from streams.settings import Settings
 from streams.topics import worker_topics
 from tests.support import EMULATOR_KEY, REPO, WorkerProcess, free_port, settings_of, unique, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(EmulatorConfig(api_keys=(EMULATOR_KEY,))) as server:
-        yield server
 
 
 def by_name(results: list[Check]) -> dict[str, Check]:
