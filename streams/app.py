@@ -54,7 +54,14 @@ from streams.stages import (
     RouteStage,
     SendStage,
 )
-from streams.wiring import broker_credentials, build_event_decoder, build_mapping_config, build_sender_config
+from streams.wiring import (
+    broker_credentials,
+    build_event_decoder,
+    build_mapping_config,
+    build_project_sender_configs,
+    build_routing,
+    build_sender_config,
+)
 
 __all__ = ["build_app"]
 
@@ -105,11 +112,14 @@ def build_app(settings: Settings) -> faust.App:
     Raises ``ConfigError`` (from the transformation rules) before anything connects.
     """
     mapping_config = build_mapping_config(settings)
+    routing = build_routing(settings, mapping_config)  # several Iterable projects (FPI_PROJECTS_FILE)
     app = _new_app(settings)
     topics = _declare_topics(app, settings)
     decoder = DecoderService(build_event_decoder(settings), settings, loop=app.loop)
     sender = SenderService(build_sender_config(settings),
-                           verify_tls=not settings.iterable_insecure_skip_tls_verify, loop=app.loop)
+                           verify_tls=not settings.iterable_insecure_skip_tls_verify, loop=app.loop,
+                           projects=build_project_sender_configs(settings, routing) if routing else None,
+                           stall_seconds=settings.project_stall_seconds)
     app.add_dependency(decoder)
     app.add_dependency(sender)
     # Records given up at a rebalance or stop must not be sent by this worker any more.
@@ -143,6 +153,7 @@ def build_app(settings: Settings) -> faust.App:
                          devices=DeviceTable(devices) if devices is not None else None),
         send=SendStage(sender, dead_letter, settings.send_batch_items, given_up=faust_patches.was_given_up),
     )
+    stages.apply.routing = routing
     _add_agents(app, settings, topics, stages)
 
     if held is not None:
@@ -312,5 +323,6 @@ def _add_web_pages(app: faust.App, sender: SenderService) -> None:
         if not app.consumer.assignment():
             problems.append("no partitions assigned")
         if sender.paused:
-            problems.append("sender paused: Iterable rejected the API key (401)")
+            problems.append("sender paused: Iterable rejected the API key (401)"
+                            + (" of every project" if sender.projects else ""))
         return web.json({"ready": not problems, "problems": problems}, status=503 if problems else 200)

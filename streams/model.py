@@ -79,6 +79,9 @@ class DropReason(StrEnum):
     FORGOTTEN = "forgotten"
     """An event of a person forgotten by ``freshpaint-iterable forget`` (until ``unforget``): counted, never
     dead-lettered, since a dead letter would keep the event's personal data."""
+    NO_PROJECT = "no_project"
+    """With a routing file (``FPI_PROJECTS_FILE``): the event's token (or routing property) names no project and
+    no default project is configured (dead-lettered, re-drivable once a project takes it)."""
     CART_FULL = "cart_full"
     """A cart event that would leave the person's cart with more items than ``FPI_CART_MAX_ITEMS``: the cart
     stays as it was (dead-lettered, so the event can be re-driven once the bound is raised)."""
@@ -146,6 +149,9 @@ class IterableRequest:
     source_event_id: str
     attempt: int = 0
     first_seen_at: datetime | None = None
+    project: str = ""
+    """The Iterable project it goes to (a name in the routing file, ``FPI_PROJECTS_FILE``); ``""`` is the single
+    project of ``FPI_ITERABLE_API_KEY`` (no routing file)."""
 
 
 @dataclass(frozen=True, slots=True)

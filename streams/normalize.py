@@ -271,7 +271,8 @@ def _raw(raw: Mapping[str, Any]) -> Event:
         event_name=event_name,
         properties=data,
         traits=dict(traits),
-        context={},
+        # The environment token selects the Iterable project when a routing file is used (streams.projects).
+        context={"token": token} if isinstance(token := props.get("token"), str) else {},
         page=page,
         previous_id=previous_id,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -16,6 +16,7 @@ from mode import Service
 from streams.codecs import EventDecoder, SchemaRegistryClient, SourceCodec
 from streams.errors import RegistryUnavailable
 from streams.iterable import Outcome, Sender, SenderConfig, new_http_client
+from streams.iterable.projects import ProjectSenders, key_probe
 from streams.model import DeadLetter, Event, IterableRequest
 from streams.settings import Settings
 
@@ -25,14 +26,23 @@ log = logging.getLogger("streams.services")
 
 
 class SenderService(Service):
-    """Owns the aiohttp session and the ``Sender``; the send agent calls ``deliver``."""
+    """Owns the aiohttp session and the ``Sender``; the send agent calls ``deliver``.
 
-    def __init__(self, config: SenderConfig, *, verify_tls: bool = True, **kwargs: Any) -> None:
+    With ``projects`` (a routing file: project name -> its config) it owns a ``ProjectSenders`` instead, one
+    ``Sender`` per project, and ``deliver`` goes through it.
+    """
+
+    def __init__(self, config: SenderConfig, *, verify_tls: bool = True,
+                 projects: Mapping[str, SenderConfig] | None = None, stall_seconds: float = 60.0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
         self.verify_tls = verify_tls
+        self.projects = dict(projects or {})
+        self.stall_seconds = stall_seconds
         self._http: aiohttp.ClientSession | None = None
         self._sender: Sender | None = None
+        self._projects: ProjectSenders | None = None
 
     async def on_start(self) -> None:
         self._http = new_http_client(
@@ -41,11 +51,19 @@ class SenderService(Service):
             max_connections=self.config.max_concurrency * 2,
             verify=self.verify_tls,
         )
-        self._sender = Sender(self._http, self.config)
+        if self.projects:
+            self._projects = ProjectSenders(
+                {name: Sender(self._http, config) for name, config in self.projects.items()},
+                {name: key_probe(self._http, config) for name, config in self.projects.items()},
+                stall_seconds=self.stall_seconds)
+        else:
+            self._sender = Sender(self._http, self.config)
 
     async def on_stop(self) -> None:
         if self._sender is not None:
             await self._sender.aclose()
+        if self._projects is not None:
+            await self._projects.aclose()
         if self._http is not None:
             await self._http.close()
 
@@ -57,16 +75,25 @@ class SenderService(Service):
 
     @property
     def paused(self) -> bool:
+        """The sender is paused by a rejected key; with several projects, every project's sender is."""
+        if self._projects is not None:
+            return self._projects.paused
         return self._sender is not None and self._sender.paused
 
     async def deliver(self, requests: Sequence[IterableRequest]) -> list[Outcome]:
-        """``Sender.deliver``: raises ``Abandoned`` when ``abandon()`` is called meanwhile."""
+        """``Sender.deliver`` (or ``ProjectSenders.deliver``): raises ``Abandoned`` when ``abandon()`` is
+        called meanwhile."""
+        if self._projects is not None:
+            return await self._projects.deliver(requests)
         return await self.sender.deliver(requests)
 
     def abandon(self) -> None:
         """Stop delivering what is in progress: its records were given up (``Sender.abandon``)."""
         if self._sender is not None:
             self._sender.abandon()
+        if self._projects is not None:
+            self._projects.abandon()
+
 
 
 class DecoderService(Service):

@@ -30,7 +30,8 @@ STORE_SCHEMES = ("memory", "rocksdb")
 _SECRETS = frozenset({"iterable_api_key", "kafka_sasl_password", "schema_registry_password",
                       "schema_registry_user_info", "schema_registry_token"})
 _OPTIONAL = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "schema_registry_cafile",
-             "schema_registry_username", "transformations_file", "avro_dir", "hold_anonymous_seconds")
+             "schema_registry_username", "transformations_file", "avro_dir", "hold_anonymous_seconds",
+             "projects_file")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 ITERABLE_BASE_URLS = {
@@ -129,6 +130,14 @@ class Settings(BaseSettings):
     """FPI_ITERABLE_INSECURE_SKIP_TLS_VERIFY: only for test rigs; logged loudly at start-up."""
     iterable_rate_limits_off: bool = False
     """FPI_ITERABLE_RATE_LIMITS_OFF: no client-side throttling (benchmarks against the emulator)."""
+    projects_file: Path | None = None
+    """FPI_PROJECTS_FILE: TOML routing file for several Iterable projects (``streams.projects``): each event's
+    token (or a property) picks the project, with its own key variable, region, type, mapping and rules.
+    Unset: one project, FPI_ITERABLE_API_KEY."""
+    project_stall_seconds: float = Field(default=60.0, gt=0)
+    """FPI_PROJECT_STALL_SECONDS: with a routing file, how long a project's undelivered requests may hold a
+    delivery round back before, if another project's key check passes meanwhile, they are dead-lettered so
+    the other projects' events go on."""
     stage_batch_items: int = Field(default=2000, ge=1)
     """FPI_STAGE_BATCH_ITEMS: source records the first agent takes at a time."""
     stage_batch_seconds: float = Field(default=0.1, gt=0)

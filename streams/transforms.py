@@ -50,7 +50,7 @@ from typing import Any
 from streams.errors import ConfigError
 from streams.model import Event, EventType
 
-__all__ = ["Rule", "Transformations", "load_transformations", "parse_transformations"]
+__all__ = ["Rule", "Transformations", "load_transformations", "parse_transformations", "read_toml"]
 
 _ACTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # action: (required keys, optional keys) besides action/event/type
@@ -132,16 +132,21 @@ class Transformations:
         return current
 
 
-def load_transformations(path: str | Path) -> Transformations:
-    """Read the ``transformations`` array of a TOML file. Raises ``ConfigError``."""
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """The TOML document at ``path``. Raises ``ConfigError`` naming ``what`` (e.g. "transformations file") and the
+    path when it cannot be read or is not TOML."""
     try:
         with Path(path).open("rb") as handle:
-            document = tomllib.load(handle)
+            return tomllib.load(handle)
     except OSError as exc:
-        raise ConfigError(f"cannot read transformations file {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"transformations file {path} is not valid TOML: {exc}") from exc
-    return parse_transformations(document.get("transformations", []))
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from exc
+
+
+def load_transformations(path: str | Path) -> Transformations:
+    """Read the ``transformations`` array of a TOML file. Raises ``ConfigError``."""
+    return parse_transformations(read_toml(path, "transformations file").get("transformations", []))
 
 
 def parse_transformations(rules: Any) -> Transformations:

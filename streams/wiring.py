@@ -4,14 +4,21 @@ credentials. The glue between settings and the layers below.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+from pydantic import SecretStr
+
 from streams.codecs import EventDecoder
+from streams.errors import ConfigError
 from streams.iterable import SenderConfig
 from streams.mapping import MappingConfig
-from streams.settings import Settings
+from streams.projects import Routing, load_routing
+from streams.settings import ITERABLE_BASE_URLS, Settings
 from streams.transforms import Transformations, load_transformations
 
 __all__ = [
@@ -19,6 +26,8 @@ __all__ = [
     "broker_credentials",
     "build_event_decoder",
     "build_mapping_config",
+    "build_project_sender_configs",
+    "build_routing",
     "build_sender_config",
 ]
 
@@ -79,6 +88,40 @@ def build_event_decoder(settings: Settings) -> EventDecoder:
 def build_sender_config(settings: Settings, **overrides: Any) -> SenderConfig:
     limits_off = settings.iterable_rate_limits_off
     return SenderConfig.from_settings(settings, **({"limits": {}} if limits_off else {}), **overrides)
+
+
+def build_routing(settings: Settings, mapping: MappingConfig,
+                  environ: Mapping[str, str] = os.environ) -> Routing | None:
+    """The routing file of ``FPI_PROJECTS_FILE`` over ``mapping`` (the FPI_* mapping), or ``None`` without one.
+
+    Raises ``ConfigError`` (one line naming FPI_PROJECTS_FILE and what to fix) for a file that is not valid,
+    or a project whose key variable is unset or empty.
+    """
+    path = settings.projects_file
+    if path is None:
+        return None
+    try:
+        routing = load_routing(path, mapping)
+    except ConfigError as exc:
+        raise ConfigError(f"FPI_PROJECTS_FILE={path}: {exc}; fix the routing file") from None
+    for project in routing.projects:
+        if not environ.get(project.api_key_env):
+            raise ConfigError(f"FPI_PROJECTS_FILE={path}: [projects.{project.name}] api_key_env = "
+                              f"{project.api_key_env!r}, but that variable is unset or empty: set it (from a "
+                              "secret) to the project's server-side key")
+    return routing
+
+
+def build_project_sender_configs(settings: Settings, routing: Routing, environ: Mapping[str, str] = os.environ,
+                                 **overrides: Any) -> dict[str, SenderConfig]:
+    """One ``SenderConfig`` per project of ``routing``: its own key (read from its variable) and URL."""
+    base = build_sender_config(settings, **overrides)
+    return {
+        project.name: dataclasses.replace(
+            base, api_key=SecretStr(environ.get(project.api_key_env, "")),
+            base_url=project.base_url or ITERABLE_BASE_URLS[project.region])
+        for project in routing.projects
+    }
 
 
 def aiokafka_security(settings: Settings) -> dict[str, Any]:

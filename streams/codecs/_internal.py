@@ -11,7 +11,8 @@ and the requests topic, so no schema registry. On those topics the values below 
 
   - event: ``[type, message_id, timestamp, anonymous_id, user_id, email, event_name, previous_id,
     page, properties, traits, context]``, ``page`` null or ``[url, path, title, referrer, search]``;
-  - request: ``[endpoint, body, person_key, source_event_id, attempt, first_seen_at]``.
+  - request: ``[endpoint, body, person_key, source_event_id, attempt, first_seen_at]``, then ``project``
+    only when the request has one (a routing file, ``streams.projects``).
 
   Times are ISO 8601 text with microseconds and UTC offset, so values round-trip exactly (an
   event keeps its microseconds, unlike the source schema's milliseconds; a naive request time is
@@ -109,8 +110,9 @@ def _dumps(fields: list[Any]) -> bytes:
     return _STDLIB + text.encode()
 
 
-def _loads(raw: bytes, what: str, count: int) -> list[Any]:
-    """The ``count`` fields ``_dumps`` wrote. Raises ``DecodeError`` naming ``what`` for anything else."""
+def _loads(raw: bytes, what: str, count: int, optional: int = 0) -> list[Any]:
+    """The ``count`` fields (and up to ``optional`` more) ``_dumps`` wrote. Raises ``DecodeError`` naming
+    ``what`` for anything else."""
     header = raw[:2]
     try:
         if header == _ORJSON:
@@ -121,7 +123,7 @@ def _loads(raw: bytes, what: str, count: int) -> list[Any]:
             raise DecodeError(_unknown_version(raw, what))
     except ValueError as exc:  # orjson.JSONDecodeError, UnicodeDecodeError are ValueErrors
         raise DecodeError(f"internal {what} payload is not JSON: {exc}") from exc
-    if type(fields) is not list or len(fields) != count:
+    if type(fields) is not list or not count <= len(fields) <= count + optional:
         raise DecodeError(f"internal {what} payload is not the array of {what} fields")
     return fields
 
@@ -228,7 +230,14 @@ def encode_request(request: IterableRequest) -> bytes:
         request.source_event_id,
         request.attempt,
         _time(request.first_seen_at),
+        *_project_field(request),
     ])
+
+
+def _project_field(request: IterableRequest) -> tuple[str, ...]:
+    """The optional seventh request field: the project, written only when there is one (routing file), so
+    a single project's records are the six fields they always were and old records still decode."""
+    return (request.project,) if request.project else ()
 
 
 def decode_request(raw: bytes) -> IterableRequest:
@@ -237,7 +246,9 @@ def decode_request(raw: bytes) -> IterableRequest:
     Raises ``DecodeError`` for anything else (another format version, not JSON, an unknown
     endpoint, a field of the wrong type).
     """
-    endpoint, body, person_key, source_event_id, attempt, first_seen_at = _loads(raw, "request", _REQUEST_FIELDS)
+    fields = _loads(raw, "request", _REQUEST_FIELDS, optional=1)
+    project = fields.pop() if len(fields) > _REQUEST_FIELDS else ""
+    endpoint, body, person_key, source_event_id, attempt, first_seen_at = fields
     try:
         endpoint = Endpoint(endpoint)
         first_seen = None if first_seen_at is None else datetime.fromisoformat(first_seen_at)
@@ -246,6 +257,7 @@ def decode_request(raw: bytes) -> IterableRequest:
     if (
         type(body) is not dict or type(person_key) is not str or type(source_event_id) is not str
         or type(attempt) is not int or (first_seen is not None and first_seen.tzinfo is None)
+        or type(project) is not str
     ):
         raise DecodeError("not an Iterable request: a field has the wrong type")
     return IterableRequest(
@@ -255,6 +267,7 @@ def decode_request(raw: bytes) -> IterableRequest:
         source_event_id=source_event_id,
         attempt=attempt,
         first_seen_at=first_seen,
+        project=project,
     )
 
 

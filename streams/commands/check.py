@@ -35,7 +35,7 @@ async def run_checks(settings: Any) -> list[Check]:
     """Every check, in order; never raises for what it checks (a failure is a ``Check``)."""
     from streams.codecs import avro_dir, load_schemas
     from streams.errors import ConfigError
-    from streams.wiring import build_mapping_config
+    from streams.wiring import build_mapping_config, build_project_sender_configs, build_routing
 
     problems = settings.problems()
     results = [Check("settings", "fail", problem, "see the README's Configuration table") for problem in problems]
@@ -53,9 +53,24 @@ async def run_checks(settings: Any) -> list[Check]:
         results.append(Check("transformations", "pass", f"rules load ({where})"))
     except ConfigError as exc:
         results.append(Check("transformations", "fail", str(exc), "correct the rule named above"))
+    routing = None
+    if settings.projects_file is not None:
+        try:
+            routing = build_routing(settings, build_mapping_config(settings))
+        except ConfigError as exc:
+            results.append(Check("projects", "fail", str(exc), "correct the routing file or set the variable"))
+    if routing is not None:
+        results.append(Check("projects", "pass", f"{len(routing.projects)} projects load "
+                                                 f"({', '.join(p.name for p in routing.projects)})"))
     results.extend(await kafka_checks(settings))
     if settings.schema_registry_url and not problems:
         results.append(await _registry_check(settings))
+    if routing is not None:  # several projects: every project's key (FPI_PROJECTS_FILE)
+        for name, config in build_project_sender_configs(settings, routing).items():
+            results.append(await _key_check(settings, f"iterable project {name}", config.base_url, config.api_key,
+                                            f"check the project's region / base_url in {settings.projects_file}",
+                                            f"put the project's server-side key in {routing.get(name).api_key_env}"))
+        return results
     results.append(await _iterable_check(settings))
     return results
 
@@ -137,29 +152,33 @@ async def _registry_check(settings: Any) -> Check:
 
 
 async def _iterable_check(settings: Any) -> Check:
-    from streams.errors import BadApiKey, DeliveryError
-    from streams.iterable.client import IterableClient, new_http_client
-
     if settings.iterable_api_key is None:
         return Check("iterable", "fail", "no API key configured",
                      "set FPI_ITERABLE_API_KEY (a server-side key) from a secret")
+    return await _key_check(settings, "iterable", settings.iterable_url, settings.iterable_api_key,
+                            "check FPI_ITERABLE_REGION / FPI_ITERABLE_BASE_URL and egress to Iterable",
+                            "create a server-side key in Iterable and update the secret")
+
+
+async def _key_check(settings: Any, name: str, url: str, key: Any, fix: str, key_fix: str) -> Check:
+    """One harmless authenticated read at ``url`` with ``key``: does Iterable accept it?"""
+    from streams.errors import BadApiKey, DeliveryError
+    from streams.iterable.client import IterableClient, new_http_client
     from streams.settings import redact_url
 
     verify = not settings.iterable_insecure_skip_tls_verify
-    shown = redact_url(settings.iterable_url)
-    fix = "check FPI_ITERABLE_REGION / FPI_ITERABLE_BASE_URL and egress to Iterable"
+    shown = redact_url(url)
     async with new_http_client(request_timeout=15, verify=verify) as http:
-        client = IterableClient(http, settings.iterable_url, settings.iterable_api_key)
+        client = IterableClient(http, url, key)
         try:
             await client.check_key()
         except BadApiKey:
-            return Check("iterable", "fail", f"{shown} rejected the API key (401)",
-                         "create a server-side key in Iterable and update the secret")
+            return Check(name, "fail", f"{shown} rejected the API key (401)", key_fix)
         except DeliveryError as exc:
-            return Check("iterable", "fail", f"{shown}: {exc.reason.value} ({exc.status})", fix)
+            return Check(name, "fail", f"{shown}: {exc.reason.value} ({exc.status})", fix)
         except ValueError:  # aiohttp's InvalidURL; the settings row names the variable
-            return Check("iterable", "fail", f"{shown} is not a URL", fix)
-    return Check("iterable", "pass", f"{shown} accepted the key")
+            return Check(name, "fail", f"{shown} is not a URL", fix)
+    return Check(name, "pass", f"{shown} accepted the key")
 
 
 @click.command()

@@ -69,10 +69,22 @@ class EmulatorState:
             blocked_event_names=lambda: self.faults.blocked_event_names,
             name=self.config.project_name,
         )
+        self.projects: dict[str, Project] = {
+            key: Project(kind, clock=self.clock, user_visible_after=lambda: self.faults.user_visible_after,
+                         blocked_event_names=lambda: self.faults.blocked_event_names, name=f"project-{n}")
+            for n, (key, kind) in enumerate(self.config.projects.items(), 2)
+        }
+        """The other projects hosted at once, by API key (``EmulatorConfig.projects``)."""
+        self.current = self.project
+        """The project of the call being answered (chosen by its key)."""
         self.buckets: dict[str, _Bucket] = {}
         self.timeline: dict[str, Counter[int]] = defaultdict(Counter)
         """Calls answered per path and whole second since start, 429s apart: how much of each
         endpoint's budget a run used, second by second (``GET /_emulator/timeline``)."""
+
+    def project_of(self, key: str | None) -> Project:
+        """The project ``key`` opens (an extra project's key), else the first project."""
+        return self.projects.get(key or "", self.project)
 
     def in_outage(self, now: float) -> bool:
         if now < self.faults.outage_until:
@@ -92,16 +104,18 @@ class EmulatorState:
             return "/api/events"
         return None
 
-    def allow(self, path: str, now: float) -> bool:
+    def allow(self, path: str, now: float, project: str = "") -> bool:
+        """Whether a call of ``path`` fits the limits now; each project (by name) has its own buckets."""
         if not self.rate_limits_enabled:
             return True
         key = self.rate_limit_key(path)
         if key is None:
             return True
-        bucket = self.buckets.get(key)
+        bucket = self.buckets.get(project + key)
         if bucket is None:
             rate = self.limit_of(key)
-            bucket = self.buckets[key] = _Bucket(rate, max(1.0, rate * self.config.rate_burst_seconds), now)
+            bucket = self.buckets[project + key] = _Bucket(rate, max(1.0, rate * self.config.rate_burst_seconds),
+                                                           now)
         return bucket.take(now)
 
 
@@ -112,7 +126,9 @@ def _api(handler: Handler, *, post: bool = True) -> Callable[[Request], Awaitabl
     async def endpoint(request: Request) -> Response:
         state: EmulatorState = request.app.state.emulator
         path = request.url.path
-        counters = state.project.counters
+        key = request.headers.get("api-key") or request.headers.get("api_key")
+        project = state.project_of(key)  # several projects at once: the key picks one
+        counters = project.counters
         counters.requests[path] += 1
 
         def answer(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
@@ -131,15 +147,15 @@ def _api(handler: Handler, *, post: bool = True) -> Callable[[Request], Awaitabl
         now = state.clock()
         if state.in_outage(now):
             return answer(503, envelope("Service unavailable", "GenericError"))
-        key = request.headers.get("api-key") or request.headers.get("api_key")
-        if key not in state.api_keys:
+        if key not in (state.api_keys if project is state.project else state.projects):
             return answer(401, envelope("Invalid API key", "BadApiKey", {"endpoint": path}))
         if faults.fail_next > 0:
             faults.fail_next -= 1
             return answer(faults.fail_status, envelope("Injected failure", "GenericError"))
         if faults.error_rate > 0 and state.rng.random() < faults.error_rate:
             return answer(faults.error_status, envelope("Injected failure", "GenericError"))
-        limited = faults.throttle_next > 0 or not state.allow(path, now)
+        limited = faults.throttle_next > 0 or not state.allow(path, now,
+                                                              "" if project is state.project else project.name)
         key_path = state.rate_limit_key(path) or path  # one key for every /api/events/{email} read
         state.timeline[f"{key_path} 429" if limited else key_path][int(now - state.started_at)] += 1
         if limited:
@@ -166,6 +182,7 @@ def _api(handler: Handler, *, post: bool = True) -> Callable[[Request], Awaitabl
                     break
             else:
                 counters.items[path] += 1
+        state.current = project  # what p() answers with: the handler runs at once, nothing awaited between
         status, out = handler(state, request, body)
         return answer(status, out)
 
@@ -174,7 +191,7 @@ def _api(handler: Handler, *, post: bool = True) -> Callable[[Request], Awaitabl
 
 def _routes() -> list[Route]:
     def p(state: EmulatorState) -> Project:
-        return state.project
+        return state.current
 
     def q(request: Request, key: str) -> str | None:
         return request.query_params.get(key)
@@ -230,9 +247,10 @@ def _routes() -> list[Route]:
 
 async def _counters(request: Request) -> Response:
     state: EmulatorState = request.app.state.emulator
-    body = state.project.counters.as_json()
-    body["users"] = len(state.project.users)
-    body["events_stored"] = len(state.project.events)
+    project = state.project_of(request.query_params.get("key"))  # ?key=: another project's counters
+    body = project.counters.as_json()
+    body["users"] = len(project.users)
+    body["events_stored"] = len(project.events)
     return _json(200, body)
 
 

@@ -101,6 +101,10 @@ class EmulatorConfig:
     seed: int = 0
     clock: Callable[[], float] = time.monotonic
     project_name: str = "emulated"
+    projects: Mapping[str, ProjectType] = field(default_factory=dict)
+    """More projects hosted at once (several Iterable projects, ``FPI_PROJECTS_FILE``): API key -> project type.
+    Each key has a project of its own (users, events, counters, rate limits), named ``project-<n>`` in
+    order, and is refused by the others; ``api_keys`` and ``project_type`` are the first project's."""
 
 
 def parse_limits(specs: tuple[str, ...] | list[str]) -> dict[str, float]:

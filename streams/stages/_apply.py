@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -15,8 +16,9 @@ from streams.codecs import decode_event_internal, encode_request
 from streams.errors import StreamsError
 from streams.identity import forgotten_key
 from streams.mapping import MappingConfig
-from streams.model import QUIET_DROPS, Event, Identity
+from streams.model import QUIET_DROPS, DropReason, Event, Identity
 from streams.outbox import Outbox
+from streams.projects import Routing, unrouted_detail
 from streams.steps import apply_step
 
 from ._control import Control, control_from_bytes, is_control
@@ -153,6 +155,10 @@ class ApplyStage:
         self.dead_letters = dead_letters
         self.to_send = to_send
         self.enter = enter
+        self.routing: Routing | None = None
+        """With a routing file (``FPI_PROJECTS_FILE``, set by the shell): each event is mapped with its project's
+        settings and its requests carry the project's name; an event no project claims is dead-lettered
+        ``no_project``."""
 
     async def handle(self, frames: Sequence[InputRecord]) -> None:
         """Apply a batch of by-person frames; returns once its requests are in Kafka and the table written."""
@@ -172,8 +178,17 @@ class ApplyStage:
                         carts.forget(item.key.decode())
                         devices.forget(item.key.decode())
                     continue
+                config, project = self.config, ""
+                if self.routing is not None:
+                    chosen = self.routing.choose(event)
+                    if chosen is None:
+                        drops[DropReason.NO_PROJECT.value] += 1
+                        await self.dead_letters.for_event(
+                            (DropReason.NO_PROJECT.value, unrouted_detail(event, self.routing)), event, item)
+                        continue
+                    config, project = chosen.mapping, chosen.name
                 try:
-                    decision = apply_step(event, item.key.decode(), held, self.config, datetime.now(UTC), held,
+                    decision = apply_step(event, item.key.decode(), held, config, datetime.now(UTC), held,
                                           carts if self.carts is not None else None,
                                           devices if self.devices is not None else None)
                 except StreamsError as exc:
@@ -187,6 +202,8 @@ class ApplyStage:
                     continue
                 for request in decision.requests:
                     endpoints[request.endpoint.value] += 1
+                    if project:
+                        request = dataclasses.replace(request, project=project)
                     self.to_send.add(item.key, encode_request(request), item.source)
         await asyncio.gather(*self.to_send.flush())
         held.write(self.enter)

@@ -31,6 +31,7 @@ CORE = sorted(
         STREAMS / "transforms.py",
         STREAMS / "explain.py",
         STREAMS / "steps.py",
+        STREAMS / "projects.py",
         *(STREAMS / "mapping").glob("*.py"),
     ]
 )
@@ -42,6 +43,7 @@ ALLOWED_INTERNAL = {
     "streams.transforms",
     "streams.mapping",
     "streams.steps",
+    "streams.projects",
 }
 FORBIDDEN = {"faust", "aiokafka", "aiohttp", "httpx", "fastavro", "pydantic", "pydantic_settings", "mode", "orjson"}
 

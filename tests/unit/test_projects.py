@@ -1,0 +1,187 @@
+"""Several Iterable projects (issue 20 part 3): the routing rules and the routing file's validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.errors import ConfigError
+from streams.mapping import MappingConfig
+from streams.model import EventType, ProjectType
+from streams.normalize import normalize
+from streams.projects import Routing, load_routing, parse_routing, project_for, unrouted_detail
+from streams.settings import Settings
+from streams.transforms import load_transformations, parse_transformations
+from streams.wiring import build_project_sender_configs, build_routing
+from tests.unit.builders import event
+
+BASE = MappingConfig()
+
+
+def routing(**extra: Any) -> Routing:
+    document: dict[str, Any] = {
+        "projects": {
+            "prod": {"values": ["env-prod"], "api_key_env": "KEY_PROD", "project_type": "email"},
+            "staging": {"values": ["env-staging", "env-qa"], "api_key_env": "KEY_STAGING", "region": "eu",
+                        "project_type": "userId", "mapping": {"page_event_name": "Page View"}},
+            "brand": {"values": "acme", "property": "brand", "api_key_env": "KEY_ACME", "project_type": "hybrid"},
+        },
+        **extra,
+    }
+    return parse_routing(document, BASE)
+
+
+class TestProjectFor:
+    def test_the_token_picks_the_project(self) -> None:
+        rules = routing()
+        assert project_for(event(properties={"token": "env-prod"}), rules) == "prod"
+        assert project_for(event(properties={"token": "env-qa"}), rules) == "staging"
+
+    def test_a_raw_events_token_is_kept_by_normalize_and_routes_it(self) -> None:
+        raw = {"event": "Clicked", "properties": {"token": "env-staging", "time": 1709647620,
+                                                   "distinct_id": "u-1", "$device_id": "d-1"}}
+        normalized = normalize(raw)
+        assert "token" not in normalized.properties
+        assert project_for(normalized, routing()) == "staging"
+
+    def test_another_property_can_route_a_project(self) -> None:
+        rules = routing()
+        assert project_for(event(properties={"token": "env-other", "brand": "acme"}), rules) == "brand"
+        assert project_for(event(EventType.IDENTIFY, traits={"brand": "acme"}), rules) == "brand"
+
+    def test_the_first_project_in_file_order_wins(self) -> None:
+        assert project_for(event(properties={"token": "env-prod", "brand": "acme"}), routing()) == "prod"
+
+    def test_no_match_is_none_or_the_default(self) -> None:
+        unmatched = event(properties={"token": "env-nobody"})
+        assert project_for(unmatched, routing()) is None
+        assert project_for(event(), routing()) is None
+        assert project_for(event(properties={"token": 5}), routing()) is None  # only a string matches
+        assert project_for(unmatched, routing(default="prod")) == "prod"
+
+    def test_the_unrouted_detail_names_what_the_event_had(self) -> None:
+        detail = unrouted_detail(event(properties={"token": "env-nobody"}), routing())
+        assert "token='env-nobody'" in detail and "no brand" in detail and "FPI_PROJECTS_FILE" in detail
+
+    def test_each_project_has_its_type_region_and_mapping(self) -> None:
+        rules = routing()
+        staging = rules.get("staging")
+        assert staging.mapping.project_type is ProjectType.USER_ID
+        assert staging.mapping.page_event_name == "Page View"
+        assert staging.region == "eu" and staging.api_key_env == "KEY_STAGING"
+        assert rules.get("prod").mapping.page_event_name == BASE.page_event_name
+        assert rules.choose(event(properties={"token": "env-qa"})) is staging
+
+
+class TestTransformations:
+    def test_a_project_without_rules_inherits_the_settings_rules(self) -> None:
+        base = MappingConfig(transformations=parse_transformations([{"action": "drop", "event": "Ping"}]))
+        document = {"projects": {"p": {"values": "t", "api_key_env": "K", "project_type": "email"}}}
+        assert parse_routing(document, base).get("p").mapping.transformations == base.transformations
+
+    def test_a_projects_rules_replace_them(self, tmp_path: Path) -> None:
+        (tmp_path / "rules.toml").write_text('[[transformations]]\naction = "drop"\nevent = "Debug"\n')
+        base = MappingConfig(transformations=parse_transformations([{"action": "drop", "event": "Ping"}]))
+        document = {"projects": {"p": {"values": "t", "api_key_env": "K", "project_type": "email",
+                                       "transformations_file": "rules.toml",
+                                       "transformations": [{"action": "rename_event", "to": "X"}]}}}
+        rules = parse_routing(document, base, tmp_path).get("p").mapping.transformations
+        expected = load_transformations(tmp_path / "rules.toml").rules + parse_transformations(
+            [{"action": "rename_event", "to": "X"}]).rules
+        assert rules.rules == expected
+
+
+def _project(**fields: Any) -> dict[str, Any]:
+    return {"projects": {"prod": {"values": ["env-1"], "api_key_env": "KEY_PROD", "project_type": "email",
+                                  **fields}}}
+
+
+@pytest.mark.parametrize(("document", "named"), [
+    ({}, "no projects"),
+    ({"projects": {}}, "no projects"),
+    ({"propery": "token", **_project()}, "unknown top-level key(s) propery"),
+    (_project(regoin="eu"), "[projects.prod]: unknown key(s) regoin"),
+    (_project(region="ap"), "[projects.prod] region = 'ap'"),
+    (_project(project_type="phone"), "[projects.prod] project_type = 'phone'"),
+    (_project(values=[]), "[projects.prod] values"),
+    (_project(api_key_env="sk_live 123"), "[projects.prod] api_key_env = 'sk_live 123' is not an environment"),
+    (_project(base_url="ftp://x"), "[projects.prod] base_url"),
+    (_project(mapping={"page_event_nam": "x"}), "[projects.prod].mapping: unknown key 'page_event_nam'"),
+    (_project(mapping={"merge_nested_objects": "yes"}), "[projects.prod].mapping merge_nested_objects must be"),
+    (_project(mapping={"carts": True}), "[projects.prod].mapping carts: deployment-wide"),
+    (_project(mapping={"project_type": "email"}), "project_type goes in the project table"),
+    (_project(transformations=[{"action": "explode"}]), "[projects.prod]: transformation rule #1"),
+    ({**_project(), "default": "nope"}, "default = 'nope' names no"),
+    ({"projects": {"a": {"values": "t", "api_key_env": "A", "project_type": "email"},
+                   "b": {"values": ["t"], "api_key_env": "B", "project_type": "email"}}},
+     "[projects.b] values: token 't' is already routed to project 'a'"),
+    ({"projects": {"bad name": {"values": "t", "api_key_env": "A", "project_type": "email"}}}, "[projects.bad name]"),
+    ({"projects": {"a": {"api_key_env": "A"}}}, "[projects.a]: missing values, project_type"),
+])
+def test_a_wrong_routing_file_names_the_key(document: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_routing(document, BASE)
+    assert named in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def settings_with(path: Path) -> Settings:
+    return Settings.load(projects_file=path)
+
+
+def test_a_bad_file_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    path = tmp_path / "projects.toml"
+    path.write_text('[projects.prod]\nvalues = ["env-1"]\napi_key_env = "KEY_PROD"\nproject_type = "email"\n'
+                    'regoin = "eu"\n')
+    with pytest.raises(ConfigError) as caught:
+        build_routing(settings_with(path), BASE, {"KEY_PROD": "k"})
+    message = str(caught.value)
+    assert message.startswith(f"FPI_PROJECTS_FILE={path}: [projects.prod]: unknown key(s) regoin")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("text", ["[projects.prod\n", ""])
+def test_not_toml_or_empty_is_one_line(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "projects.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"^FPI_PROJECTS_FILE=.*(not valid TOML|no projects)") as caught:
+        build_routing(settings_with(path), BASE, {})
+    assert "\n" not in str(caught.value)
+
+
+def test_a_missing_file_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^FPI_PROJECTS_FILE=.*cannot read routing file"):
+        build_routing(settings_with(tmp_path / "absent.toml"), BASE, {})
+
+
+def test_an_unset_key_variable_is_named_and_the_key_is_never_shown(tmp_path: Path) -> None:
+    path = tmp_path / "projects.toml"
+    path.write_text('[projects.prod]\nvalues = "env-1"\napi_key_env = "KEY_PROD"\nproject_type = "email"\n'
+                    '[projects.eu]\nvalues = "env-2"\napi_key_env = "KEY_EU"\nproject_type = "userId"\n'
+                    'region = "eu"\n')
+    with pytest.raises(ConfigError, match=r"\[projects.eu\] api_key_env = 'KEY_EU', but that variable is unset"):
+        build_routing(settings_with(path), BASE, {"KEY_PROD": "secret-prod"})
+    environ = {"KEY_PROD": "secret-prod", "KEY_EU": "secret-eu"}
+    rules = build_routing(settings_with(path), BASE, environ)
+    assert rules is not None and "secret" not in repr(rules)
+    configs = build_project_sender_configs(settings_with(path), rules, environ)
+    assert configs["prod"].api_key.get_secret_value() == "secret-prod"
+    assert configs["eu"].api_key.get_secret_value() == "secret-eu"
+    assert configs["eu"].base_url == "https://api.eu.iterable.com"
+    assert "secret" not in repr(configs)
+
+
+def test_without_a_routing_file_there_is_none() -> None:
+    assert build_routing(Settings.load(), BASE, {}) is None
+
+
+def test_load_routing_reads_the_example_of_the_docstring(tmp_path: Path) -> None:
+    import streams.projects
+
+    example = streams.projects.__doc__.split("::", 1)[1].split("A property value", 1)[0]  # type: ignore[union-attr]
+    path = tmp_path / "projects.toml"
+    path.write_text("\n".join(line[4:] for line in example.splitlines()))
+    rules = load_routing(path, BASE)
+    assert rules.default == "production" and rules.get("production").mapping.default_identify_transformations
