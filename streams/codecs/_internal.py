@@ -9,8 +9,13 @@ and the requests topic, so no schema registry. On those topics the values below 
   bits and must be read by the standard library: orjson would turn them into floats), then the
   orjson text of one array of the value's fields:
 
-  - event: ``[type, message_id, timestamp, anonymous_id, user_id, email, event_name, previous_id,
-    page, properties, traits, context]``, ``page`` null or ``[url, path, title, referrer, search]``;
+  - event (version ``2``): after the two header bytes, the length of the head (``u32``, little-endian),
+    the head ``[type, message_id, timestamp, anonymous_id, user_id, email, previous_id]`` (what routes
+    and resolves the event) and then the tail ``[event_name, page, properties, traits, context]``, each
+    an orjson array, ``page`` null or ``[url, path, title, referrer, search]``. The resolve stage reads
+    the head only (``decode_event_routing``) and hands the bytes on untouched; the apply stage reads
+    both. Version ``1`` (one array ``[type, message_id, timestamp, anonymous_id, user_id, email,
+    event_name, previous_id, page, properties, traits, context]``) is still read;
   - request: ``[endpoint, body, person_key, source_event_id, attempt, first_seen_at]``, then ``project``
     only when the request has one (a routing file, ``streams.projects``).
 
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +53,7 @@ __all__ = [
     "dead_letter_for_undecodable",
     "decode_dead_letter",
     "decode_event_internal",
+    "decode_event_routing",
     "decode_request",
     "encode_dead_letter",
     "encode_event_internal",
@@ -96,6 +103,13 @@ _ORJSON = bytes((_VERSION, 0))
 _STDLIB = bytes((_VERSION, 1))
 _EVENT_TYPES = {member.value: member for member in EventType}
 _EVENT_FIELDS = 12
+_EVENT_VERSION = 2
+_EVENT_ORJSON = bytes((_EVENT_VERSION, 0))
+_EVENT_STDLIB = bytes((_EVENT_VERSION, 1))
+_HEAD_LENGTH = struct.Struct("<I")
+_HEAD_START = 2 + _HEAD_LENGTH.size
+_HEAD_FIELDS = 7
+_TAIL_FIELDS = 5
 _REQUEST_FIELDS = 6
 
 
@@ -146,7 +160,7 @@ def _time(value: datetime | None) -> str | None:
 
 
 def encode_event_internal(event: Event) -> bytes:
-    """``event`` in the internal event format (module docstring), for the internal topics.
+    """``event`` in the internal event format (version 2, module docstring), for the internal topics.
 
     Raises ``InvalidEvent`` when the event cannot be written: a timestamp that is not a
     timezone-aware datetime, or JSON fields that JSON cannot hold.
@@ -155,34 +169,116 @@ def encode_event_internal(event: Event) -> bytes:
     if not isinstance(timestamp, datetime) or timestamp.tzinfo is None:
         raise InvalidEvent("must be a timezone-aware datetime", field="timestamp")
     page = event.page
+    head = [
+        event.type,  # a StrEnum: both JSON writers write its value, without the slow .value
+        event.message_id,
+        timestamp.isoformat(),
+        event.anonymous_id,
+        event.user_id,
+        event.email,
+        event.previous_id,
+    ]
+    tail = [
+        event.event_name,
+        None if page is None else [page.url, page.path, page.title, page.referrer, page.search],
+        event.properties,
+        event.traits,
+        event.context,
+    ]
     try:
-        return _dumps([
-            event.type,  # a StrEnum: both JSON writers write its value, without the slow .value
-            event.message_id,
-            timestamp.isoformat(),
-            event.anonymous_id,
-            event.user_id,
-            event.email,
-            event.event_name,
-            event.previous_id,
-            None if page is None else [page.url, page.path, page.title, page.referrer, page.search],
-            event.properties,
-            event.traits,
-            event.context,
-        ])
+        try:
+            head_text = orjson.dumps(head)
+            tail_text = orjson.dumps(tail, default=json_default)
+            header = _EVENT_ORJSON
+        except orjson.JSONEncodeError:
+            # integers beyond 64 bits (or values JSON cannot hold: the standard library says which)
+            head_text, tail_text = _stdlib_text(head), _stdlib_text(tail)
+            header = _EVENT_STDLIB
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"not JSON-serializable: {exc}", field="properties") from exc
+    return header + _HEAD_LENGTH.pack(len(head_text)) + head_text + tail_text
+
+
+def _stdlib_text(fields: list[Any]) -> bytes:
+    return json.dumps(fields, default=json_default, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()
 
 
 def decode_event_internal(raw: bytes) -> Event:
-    """The ``Event`` written by ``encode_event_internal``.
+    """The ``Event`` written by ``encode_event_internal`` (or by the version 1 writer of earlier releases).
 
     Raises ``DecodeError`` for anything else: empty, another format version (e.g. the schemaless
     Avro of earlier releases: drain the internal topics before upgrading), not JSON, or not the
-    array of an event.
+    arrays of an event.
     """
+    header = raw[:2]
+    if header != _EVENT_ORJSON and header != _EVENT_STDLIB:
+        if header in (_ORJSON, _STDLIB):
+            return _decode_event_v1(raw)
+        raise DecodeError(_unknown_event_version(raw))
+    loads = orjson.loads if header == _EVENT_ORJSON else json.loads
+    middle = _head_end(raw)
+    head, tail = _fields(loads, raw[_HEAD_START:middle], _HEAD_FIELDS), _fields(loads, raw[middle:], _TAIL_FIELDS)
+    kind, message_id, timestamp, anonymous_id, user_id, email, previous_id = head
+    event_name, page, properties, traits, context = tail
+    return _event(kind, message_id, timestamp, anonymous_id, user_id, email, event_name, previous_id, page,
+                  properties, traits, context)
+
+
+def decode_event_routing(raw: bytes) -> Event:
+    """The ``Event`` in ``raw`` as far as routing and resolving it needs: type, message id, timestamp,
+    anonymous id, user id, email and previous id; its event name, page, properties, traits and context are
+    not read (left empty). For a stage that hands ``raw`` on untouched (resolve). Raises ``DecodeError``
+    as ``decode_event_internal`` does (a version 1 record is read whole)."""
+    header = raw[:2]
+    if header != _EVENT_ORJSON and header != _EVENT_STDLIB:
+        return decode_event_internal(raw)
+    loads = orjson.loads if header == _EVENT_ORJSON else json.loads
+    kind, message_id, timestamp, anonymous_id, user_id, email, previous_id = _fields(
+        loads, raw[_HEAD_START:_head_end(raw)], _HEAD_FIELDS)
+    return _event(kind, message_id, timestamp, anonymous_id, user_id, email, None, previous_id, None, {}, {}, {})
+
+
+def _head_end(raw: bytes) -> int:
+    if len(raw) < _HEAD_START:
+        raise DecodeError("internal event payload is cut short in its header")
+    end: int = _HEAD_START + _HEAD_LENGTH.unpack_from(raw, 2)[0]
+    if end > len(raw):
+        raise DecodeError("internal event payload is cut short in its head")
+    return end
+
+
+def _fields(loads: Any, text: bytes, count: int) -> list[Any]:
+    try:
+        fields = loads(text)  # a bytes slice reads faster than a memoryview
+    except ValueError as exc:  # orjson.JSONDecodeError, UnicodeDecodeError are ValueErrors
+        raise DecodeError(f"internal event payload is not JSON: {exc}") from exc
+    if type(fields) is not list or len(fields) != count:
+        raise DecodeError("internal event payload is not the array of event fields")
+    return fields
+
+
+def _unknown_event_version(raw: bytes) -> str:
+    if not raw:
+        return "empty internal event payload (null or tombstone)"
+    return (
+        f"internal event payload starts with {bytes(raw[:2])!r}, not event format version {_EVENT_VERSION} "
+        f"({_EVENT_ORJSON!r} or {_EVENT_STDLIB!r}) or 1; written by another release? drain the internal topics "
+        "before changing the format"
+    )
+
+
+def _decode_event_v1(raw: bytes) -> Event:
+    """A version 1 event: one array of all twelve fields (module docstring)."""
     (kind, message_id, timestamp, anonymous_id, user_id, email, event_name, previous_id, page,
      properties, traits, context) = _loads(raw, "event", _EVENT_FIELDS)
+    return _event(kind, message_id, timestamp, anonymous_id, user_id, email, event_name, previous_id, page,
+                  properties, traits, context)
+
+
+def _event(kind: Any, message_id: Any, timestamp: Any, anonymous_id: Any, user_id: Any, email: Any,
+           event_name: Any, previous_id: Any, page: Any, properties: Any, traits: Any, context: Any) -> Event:
+    """The ``Event`` of decoded fields, each checked for its type."""
     try:
         event_type = _EVENT_TYPES[kind]
         when = datetime.fromisoformat(timestamp)

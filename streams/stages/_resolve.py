@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from streams import metrics
-from streams.codecs import Source, decode_event_internal
+from streams.codecs import Source, decode_event_routing
 from streams.identity import Held, HoldRule, expired
 from streams.model import DropReason, Event
 from streams.outbox import Outbox
@@ -97,7 +97,7 @@ class ResolveStage:
             self.enter(frame)
             if view is not None:
                 view.at(frame)
-            for item, event in await self.dead_letters.frame_items(frame, decode_event_internal):
+            for item, event in await self.dead_letters.frame_items(frame, decode_event_routing):
                 self._resolve(event, item.value, item.source, drops, view)
         await self._finish(view, drops)
 

@@ -3,7 +3,9 @@ dead letters (schemaless Avro, bundled schemas)."""
 
 from __future__ import annotations
 
+import json
 import math
+import struct
 from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from streams import codecs
 from streams.codecs._event import encode_event
+from streams.codecs._jsontext import json_default
 from streams.errors import (
     DecodeError,
     InvalidEvent,
@@ -53,10 +56,45 @@ def exact(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
+ROUTING_FIELDS = ("type", "message_id", "timestamp", "anonymous_id", "user_id", "email", "previous_id")
+
+
+def fields_v1(event: Event) -> list[Any]:
+    """The twelve fields of the version 1 event format, in its order."""
+    page = event.page
+    return [event.type.value, event.message_id, event.timestamp.isoformat(), event.anonymous_id, event.user_id,
+            event.email, event.event_name, event.previous_id,
+            None if page is None else [page.url, page.path, page.title, page.referrer, page.search],
+            event.properties, event.traits, event.context]
+
+
+def encode_v1(fields: list[Any]) -> bytes:
+    """A version 1 record as earlier releases wrote it (the standard library's flag: any integer fits)."""
+    return b"\x01\x01" + json.dumps(fields, default=json_default, separators=(",", ":")).encode()
+
+
+def encode_v2(fields: list[Any]) -> bytes:
+    """A version 2 record of the version 1 field list: head and tail arrays."""
+    kind, message_id, when, anonymous_id, user_id, email, event_name, previous_id, page, *rest = fields
+    head = json.dumps([kind, message_id, when, anonymous_id, user_id, email, previous_id]).encode()
+    tail = json.dumps([event_name, page, *rest], default=json_default).encode()
+    return b"\x02\x01" + struct.pack("<I", len(head)) + head + tail
+
+
 def assert_round_trips(event: Event) -> None:
-    decoded = codecs.decode_event_internal(codecs.encode_event_internal(event))
+    raw = codecs.encode_event_internal(event)
+    decoded = codecs.decode_event_internal(raw)
     assert decoded == event
     assert exact(decoded) == exact(event)
+    routed = codecs.decode_event_routing(raw)
+    assert [exact(getattr(routed, name)) for name in ROUTING_FIELDS] == [
+        exact(getattr(event, name)) for name in ROUTING_FIELDS]
+    unread = (routed.properties, routed.traits, routed.context, routed.page, routed.event_name)
+    assert unread == ({}, {}, {}, None, None)
+    # a record of the previous format version, still on a topic at an upgrade, reads the same
+    old = codecs.decode_event_internal(encode_v1(fields_v1(event)))
+    assert exact(old) == exact(event)
+    assert exact(codecs.decode_event_routing(encode_v1(fields_v1(event)))) == exact(event)
 
 
 json_values = st.recursive(
@@ -132,13 +170,26 @@ class TestInternalEventCodec:
     def test_any_event_round_trips_exactly(self, event: Event) -> None:
         assert_round_trips(event)
 
-    def test_starts_with_version_byte(self) -> None:
+    def test_starts_with_version_byte_and_head_length(self) -> None:
         raw = codecs.encode_event_internal(ORDER_COMPLETED)
-        assert raw[:2] == b"\x01\x00" and raw[2:3] == b"["
+        (head_length,) = struct.unpack_from("<I", raw, 2)
+        assert raw[:2] == b"\x02\x00" and raw[6:7] == b"["
+        assert json.loads(raw[6:6 + head_length])[1] == ORDER_COMPLETED.message_id
+        assert json.loads(raw[6 + head_length:])[2] == ORDER_COMPLETED.properties
+
+    def test_routing_reads_the_head_only(self) -> None:
+        raw = codecs.encode_event_internal(ORDER_COMPLETED)
+        (head_length,) = struct.unpack_from("<I", raw, 2)
+        damaged_tail = raw[:6 + head_length] + b"not json"
+        routed = codecs.decode_event_routing(damaged_tail)
+        assert (routed.message_id, routed.anonymous_id, routed.user_id) == (
+            ORDER_COMPLETED.message_id, ORDER_COMPLETED.anonymous_id, ORDER_COMPLETED.user_id)
+        with pytest.raises(DecodeError, match="not JSON"):
+            codecs.decode_event_internal(damaged_tail)
 
     def test_big_integers_are_flagged_for_the_standard_library(self) -> None:
         raw = codecs.encode_event_internal(TRICKY["numbers"])
-        assert raw[:2] == b"\x01\x01"
+        assert raw[:2] == b"\x02\x01"
         assert type(codecs.decode_event_internal(raw).properties["big"]) is int
 
     def test_other_mappings_and_sequences_become_json(self) -> None:
@@ -169,8 +220,12 @@ class TestInternalEventCodec:
         ("raw", "message"),
         [
             (b"", "empty"),
-            (encode_event(ORDER_COMPLETED, "schemaless"), "not format version 1"),  # the old Avro format
-            (b"\x02\x00[]", "not format version 1"),
+            (encode_event(ORDER_COMPLETED, "schemaless"), "not event format version 2"),  # the old Avro format
+            (b"\x03\x00[]", "not event format version 2"),
+            (b"\x02\x00\x01", "cut short in its header"),
+            (b"\x02\x00\x09\x00\x00\x00[]", "cut short in its head"),
+            (b"\x02\x00\x02\x00\x00\x00[][]", "not the array of event fields"),
+            (codecs.encode_event_internal(ORDER_COMPLETED)[:-1], "not JSON"),
             (b"\x01\x00" + b"\xff" * 10, "not JSON"),
             (b"\x01\x01" + b"\xff" * 10, "not JSON"),
             (codecs.encode_event_internal(ORDER_COMPLETED)[:-1], "not JSON"),
@@ -181,6 +236,9 @@ class TestInternalEventCodec:
     def test_garbled_payload(self, raw: bytes, message: str) -> None:
         with pytest.raises(DecodeError, match=message):
             codecs.decode_event_internal(raw)
+        if not raw.startswith(b"\x02") or "head" in message or "version" in message:
+            with pytest.raises(DecodeError, match=message):
+                codecs.decode_event_routing(raw)
 
     @pytest.mark.parametrize(
         ("index", "value", "message"),
@@ -201,13 +259,15 @@ class TestInternalEventCodec:
             (11, None, "wrong type"),
         ],
     )
-    def test_wrong_field(self, index: int, value: Any, message: str) -> None:
-        import orjson
-
-        fields = orjson.loads(codecs.encode_event_internal(ORDER_COMPLETED)[2:])
+    @pytest.mark.parametrize("encode", [encode_v1, encode_v2])
+    def test_wrong_field(self, index: int, value: Any, message: str, encode: Any) -> None:
+        fields = fields_v1(ORDER_COMPLETED)
         fields[index] = value
         with pytest.raises(DecodeError, match=message):
-            codecs.decode_event_internal(b"\x01\x00" + orjson.dumps(fields))
+            codecs.decode_event_internal(encode(fields))
+        if encode is encode_v1 or index in (0, 1, 2, 3, 7):  # the head: what routing reads
+            with pytest.raises(DecodeError, match=message):
+                codecs.decode_event_routing(encode(fields))
 
 
 REQUESTS = {
@@ -259,7 +319,7 @@ class TestRequestCodec:
         [
             (b"", "empty"),
             (codecs.encode_request(REQUEST)[:-4], "not JSON"),
-            (codecs.encode_event_internal(ORDER_COMPLETED), "not the array of request fields"),
+            (codecs.encode_event_internal(ORDER_COMPLETED), "not format version 1"),  # an event record
             (b"\x00" + codecs.encode_request(REQUEST)[1:], "not format version 1"),
             (b'\x01\x00["/api/users/update",{},"k","e",0,"yesterday"]', "Iterable request"),
             (b'\x01\x00["/api/users/update",[],"k","e",0,null]', "wrong type"),
