@@ -17,7 +17,6 @@ Rules and where they come from:
 
 from __future__ import annotations
 
-import calendar
 import math
 import re
 from collections.abc import Collection, Mapping
@@ -155,11 +154,18 @@ def datetime_from_epoch(value: float) -> datetime:
         raise ValueError(f"epoch value out of range: {value!r}") from exc
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
 def created_at(timestamp: datetime) -> int:
-    """``createdAt`` for events and purchases: Unix **seconds** (iterable-api.md §6.1; peers.md §7 item 3)."""
-    # Whole seconds of the calendar time: timestamp() goes through a float, which rounds .999999 s up
-    # to the next second for dates a few centuries out.
-    return calendar.timegm(timestamp.utctimetuple())
+    """``createdAt`` for events and purchases: Unix **seconds** (iterable-api.md §6.1; peers.md §7 item 3);
+    a naive timestamp is read as UTC."""
+    # Whole seconds of the calendar time, in integers: timestamp() goes through a float, which rounds
+    # .999999 s up to the next second for dates a few centuries out. A timedelta's days and seconds are
+    # the floor of its length (calendar.timegm(utctimetuple()) gives the same, at a sixth of the speed).
+    since = timestamp - (_EPOCH if timestamp.tzinfo is not None else _NAIVE_EPOCH)
+    return since.days * 86_400 + since.seconds
 
 
 @lru_cache(maxsize=65_536)  # keys repeat across events; bounded, so odd keys cannot grow it forever

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import calendar
 import math
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -142,6 +143,11 @@ class TestEpoch:
         seconds = created_at(value)
         assert isinstance(seconds, int)
         assert datetime.fromtimestamp(seconds, UTC) == value.replace(microsecond=0)
+
+    @given(st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31),
+                        timezones=st.none() | st.timezones()))
+    def test_created_at_is_the_calendar_seconds(self, value: datetime) -> None:
+        assert created_at(value) == calendar.timegm(value.utctimetuple())  # naive: read as UTC, as timegm does
 
 
 class TestFormatDatetime:
