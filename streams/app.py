@@ -279,13 +279,17 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
 
     @app.agent(topics.requests, name="send")
     async def send(stream: Any) -> None:
-        """Deliver requests; frames are acked only once every request in them has an outcome, and
-        never when they were given up meanwhile (``SendStage``)."""
-        async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.send_linger_seconds):
-            try:
-                await ack(stream, await stages.send.handle(batch))
-            except Exception as exc:
-                _die("send", exc)
+        """Deliver requests; frames are acked only once every request in them has an outcome, in order, and
+        never when they were given up meanwhile (``SendStage``). A few batches are delivered at once, so
+        no endpoint's budget waits for another endpoint's calls to finish a batch."""
+        async def acked(frames: Sequence[Any]) -> None:
+            await ack(stream, frames)
+
+        try:
+            async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.send_linger_seconds):
+                await stages.send.submit(batch, acked, on_error=lambda exc: _die("send", exc))
+        finally:
+            await stages.send.cancel()
 
 
 def _add_web_pages(app: faust.App, sender: SenderService) -> None:

@@ -3,8 +3,9 @@
 Endpoints with a published limit (iterable-api.md §4) get a ``TokenBucket`` at that limit. Endpoints
 without one (trackPurchase, updateCart, updateEmail) get a ``ProbingBucket``: it starts at a safe rate
 and finds the limit itself, raising its rate while calls wait for tokens and Iterable answers 200,
-and cutting it on 429 (issue 19: a guessed 100 calls/s of trackPurchase capped the 5%-purchase
-workload at 2,000 events/s while trackBulk's budget sat idle).
+and on the first 429 settling just under the limit that the calls accepted until then reveal (issue 19:
+a guessed 100 calls/s of trackPurchase capped the 5%-purchase workload at 2,000 events/s while
+trackBulk's budget sat idle).
 
 No I/O except ``asyncio.sleep`` in ``acquire``; the clock and the sleep are injected so tests run
 without waiting. One ``RateLimiter`` per worker is shared by every batch it sends, because
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from streams.metrics import RATE_LIMITER_WAIT
 from streams.model import Endpoint
@@ -149,15 +152,18 @@ class ProbingBucket(TokenBucket):
     The rate rises once per ``probe_every`` seconds, and only when some caller had to wait for a
     token since the last change (demand above the rate: probing an idle endpoint upwards would
     only save up a burst that hits the real limit at once). Until the first 429 it grows by
-    ``growth`` (slow start); the rate of the first 429 is then the estimated ``limit``, and the
-    rate climbs quickly back to ``settle`` of it and then creeps by ``creep`` of it per step: a
-    limit that was raised is found again, while 429s stay rare (one per creep above the limit).
-    Iterable's bucket holds a second of calls, so the first crossing shows only once that second is
-    spent, at a rate well above the limit: hence a slow start of x1.3 and a deep cut (the first
-    overshoot costs tens of 429s, each retried; the creep costs about one a minute).
-    A 429 cuts the rate to ``cut`` of the lower of the rate and the estimate, at most once per
-    ``overshoot_window``: the calls already in flight when the limit is crossed all come back 429,
-    and they are one overshoot, not several (a 429 after the window means the cut was not enough).
+    ``growth`` (slow start).
+
+    A 429 tells more than "too fast": Iterable's bucket of ``limit`` calls/s holds ``server_burst``
+    seconds of calls (one, iterable-api.md §4), so over any last ``w`` seconds it accepted at most
+    ``limit x (w + server_burst)`` calls. The calls this bucket saw accepted over each recent window
+    therefore bound the limit from below, and the highest of those bounds is the estimate ``limit``
+    (it is the true limit for the window that began when Iterable's bucket was last full). The rate
+    then holds at ``settle`` of it: below the limit, so no more 429s. The limit may have been raised
+    since: after ``reprobe_every`` seconds of demand without a 429 the rate climbs again by ``creep``
+    per step until a 429 gives a new estimate (a crossing costs the few calls in flight at the time).
+    429s within ``overshoot_window`` of the last one are the same overshoot (the calls that were in
+    flight together) and change nothing more.
     """
 
     def __init__(
@@ -165,29 +171,33 @@ class ProbingBucket(TokenBucket):
         rate: float,
         capacity: float | None = None,
         *,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
         max_rate: float = PROBE_MAX_RATE,
         growth: float = 1.3,
-        settle: float = 0.95,
-        creep: float = 0.005,
-        cut: float = 0.7,
+        settle: float = 0.97,
+        creep: float = 0.02,
         probe_every: float = 1.0,
+        reprobe_every: float = 60.0,
+        server_burst: float = 1.0,
         overshoot_window: float = 0.25,
-        min_fraction: float = 0.05,
-        name: str = "",
+        history: float = 10.0,
+        **bucket: Any,
     ) -> None:
-        super().__init__(rate, capacity, clock=clock, sleep=sleep, cut=cut, min_fraction=min_fraction, name=name)
+        super().__init__(rate, capacity, **bucket)
         self.max_rate = max(rate, max_rate)
         self.limit: float | None = None
-        """The rate at which Iterable last answered 429 (an upper estimate of the limit), or None."""
+        """The limit estimated from the accepted calls at the last 429 (a lower bound), or None."""
         self._growth = growth
         self._settle = settle
         self._creep = creep
         self._probe_every = probe_every
+        self._reprobe_every = reprobe_every
+        self._server_burst = server_burst
         self._overshoot_window = overshoot_window
+        self._history = history
+        self._accepted: deque[float] = deque()
+        """When each call of the last ``history`` seconds was accepted."""
         self._starved = False
-        self._last_change = clock()
+        self._last_change = self._clock()
         self._last_cut = float("-inf")
 
     def _capacity_for(self, rate: float) -> float:
@@ -207,30 +217,44 @@ class ProbingBucket(TokenBucket):
             self._starved = True
         return delay
 
+    def estimate(self, now: float) -> float:
+        """The highest lower bound on Iterable's limit the accepted calls of the last ``history`` seconds give."""
+        best = 0.0
+        for count, stamp in enumerate(reversed(self._accepted), start=1):
+            best = max(best, count / (now - stamp + self._server_burst))
+        return best
+
     def on_rate_limited(self, retry_after: float | None = None) -> None:
         now = self._clock()
         if retry_after is not None and retry_after > 0:
             self._blocked_until = max(self._blocked_until, now + retry_after)
         if now - self._last_cut < self._overshoot_window:
             return  # the same overshoot, answered to every call that was in flight
-        self.limit = self.rate if self.limit is None else min(self.limit, self.rate)
-        self._set_rate(max(self._min_rate, self.limit * self._cut), now)
+        estimate = self.estimate(now)
+        if estimate > 0:
+            self.limit = estimate
+            rate = estimate * self._settle
+        else:  # nothing accepted lately to learn from: just slow down
+            rate = self.rate * self._cut
+        self._set_rate(max(self._min_rate, rate), now)
         self._tokens = min(self._tokens, 0.0)
         self._last_cut = now
         self._starved = False
 
     def on_success(self) -> None:
         now = self._clock()
+        accepted = self._accepted
+        accepted.append(now)
+        while accepted and now - accepted[0] > self._history:
+            accepted.popleft()
         if not self._starved or now - self._last_change < self._probe_every or self.rate >= self.max_rate:
             return
         if self.limit is None:
             rate = self.rate * self._growth
-        elif self.rate < self.limit * self._settle:
-            rate = min(self.limit * self._settle, self.rate + self.limit * 0.1)
+        elif now - self._last_cut >= self._reprobe_every:
+            rate = self.rate * (1.0 + self._creep)  # the limit may have been raised: look again
         else:
-            rate = self.rate + self.limit * self._creep
-            if rate > self.limit:
-                self.limit = rate  # above the last 429 without one: the limit was higher (or raised)
+            return
         self._set_rate(min(self.max_rate, rate), now)
         self._starved = False
 

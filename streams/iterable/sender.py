@@ -8,7 +8,11 @@ bounded (back-pressure). A bad API key pauses the whole sender (``paused``) unti
 succeeds or ``resume()`` is called.
 
 ``deliver`` takes what the send stage already batched (``streams.stages.SendStage``) and folds it
-into bulk calls (``streams.iterable.batcher.plan``).
+into bulk calls (``streams.iterable.batcher.plan``). Each call starts as soon as the calls of its people
+before it are done, in this delivery or in one started earlier and still running: deliveries may overlap,
+and a person's identify or updateEmail still reaches Iterable before that person's later events
+(design.md "Delivery semantics"). Each endpoint is a lane of its own (its token bucket and its own calls
+in flight), so one endpoint's waiting calls never hold another's budget idle (issue 19).
 
 ``abandon()`` ends every delivery in progress at once, with ``Abandoned``: the worker calls it when
 it gives up the records in flight (``streams.faust_patches.bound_wait_for_acks``, at a rebalance or
@@ -87,7 +91,7 @@ class SenderConfig:
     max_batch_items: int = 1000
     max_batch_bytes: int = 4_000_000
     max_concurrency: int = 8
-    """HTTP calls in flight at once."""
+    """HTTP calls in flight at once per endpoint (each endpoint is a lane of its own)."""
     retry: RetryPolicy = DEFAULT_POLICY
     connect_timeout: float = 5.0
     request_timeout: float = 30.0
@@ -199,7 +203,11 @@ class Sender:
         self._rand = rand
         self._running = asyncio.Event()
         self._running.set()
-        self._sem = asyncio.Semaphore(config.max_concurrency)
+        self._lanes: dict[Endpoint, asyncio.Semaphore] = {}
+        """Calls in flight per endpoint: a slot is taken before the rate token, so a token is spent only
+        when the call goes out (a token held while waiting for a slot would let calls bunch up later)."""
+        self._people: dict[str, list[asyncio.Task[None]]] = {}
+        """Each person's calls in the latest wave they appeared in, over every delivery in progress."""
         self._probe_task: asyncio.Task[None] | None = None
         self._deliveries: dict[asyncio.Task[list[Outcome]], int] = {}
         """Deliveries in progress, with their number of requests."""
@@ -297,24 +305,21 @@ class Sender:
     async def _run_waves(
         self, waves: Sequence[Sequence[Call]], requests: Sequence[IterableRequest], outcomes: list[Outcome | None]
     ) -> None:
-        """Run every call of ``waves``, each as soon as the calls of its people's previous wave are done.
+        """Run every call of ``waves``, each as soon as its people's calls before it are done: those of
+        their previous wave here, or of an earlier delivery still running.
 
-        The waves say what must follow what for each person; a barrier between whole waves said more
-        than that, and left one endpoint's budget idle while another's calls waited for tokens (issue 19:
-        a round's trackBulk calls waited for the purchases of unrelated people at 100 calls/s).
+        The waves say what must follow what for each person; a barrier between whole waves (or whole
+        deliveries) said more than that, and left one endpoint's budget idle while another's calls waited
+        for tokens (issue 19: a round's trackBulk calls waited for the purchases of unrelated people).
         """
-        if len(waves) == 1:
-            await asyncio.gather(*(self._run(call, requests, outcomes) for call in waves[0]))
-            return
-        latest: dict[str, list[asyncio.Task[None]]] = {}
-        """Each person's calls in the last wave they appeared in."""
+        latest = self._people
         tasks: list[asyncio.Task[None]] = []
         loop = asyncio.get_running_loop()
         for wave in waves:
             joined: dict[str, list[asyncio.Task[None]]] = {}
             for call in wave:
                 people = {requests[i].person_key for i in call.indexes}
-                after = {task for person in people for task in latest.get(person, ())}
+                after = {task for person in people for task in latest.get(person, ()) if not task.done()}
                 task = loop.create_task(self._run_after(after, call, requests, outcomes))
                 tasks.append(task)
                 for person in people:
@@ -328,6 +333,15 @@ class Sender:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        finally:
+            self._forget_done(requests)
+
+    def _forget_done(self, requests: Sequence[IterableRequest]) -> None:
+        """Drop the people of ``requests`` whose latest calls are all done (a later delivery's are kept)."""
+        for person in {request.person_key for request in requests}:
+            calls = self._people.get(person)
+            if calls is not None and all(task.done() for task in calls):
+                del self._people[person]
 
     async def _run_after(
         self,
@@ -340,11 +354,17 @@ class Sender:
             await asyncio.wait(after)
         await self._run(call, requests, outcomes)
 
+    def _lane(self, endpoint: Endpoint) -> asyncio.Semaphore:
+        lane = self._lanes.get(endpoint)
+        if lane is None:
+            lane = self._lanes[endpoint] = asyncio.Semaphore(self.config.max_concurrency)
+        return lane
+
     async def _send(self, endpoint: Endpoint, body: Mapping[str, JSONValue], items: int) -> dict[str, Any]:
         while not self._running.is_set():
             await self._running.wait()
-        await self.limiter.acquire(endpoint)
-        async with self._sem:
+        async with self._lane(endpoint):
+            await self.limiter.acquire(endpoint)
             BATCH_SIZE.labels(endpoint.value).observe(items)
             self.stats.calls[endpoint.value] += 1
             self.stats.items_sent[endpoint.value] += items
@@ -381,7 +401,7 @@ class Sender:
         """
         while not self._running.is_set():
             await self._running.wait()
-        async with self._sem:
+        async with self._lane(Endpoint.USERS_UPDATE_EMAIL):
             current_email, current_id = body.get("currentEmail"), body.get("currentUserId")
             if current_email is not None:
                 current = await self.client.get_user_by_email(str(current_email))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -16,9 +17,13 @@ from ._records import InputRecord
 
 __all__ = ["Deliverer", "SendStage"]
 
+Ack = Callable[[Sequence[InputRecord]], Awaitable[None]]
+
 
 class Deliverer(Protocol):
-    """``SenderService.deliver``: an outcome per request, or ``Abandoned`` once ``abandon()`` ended it."""
+    """``SenderService.deliver``: an outcome per request, or ``Abandoned`` once ``abandon()`` ended it.
+
+    Deliveries may overlap: a person's requests in a later one wait for that person's in an earlier one."""
 
     async def deliver(self, requests: Sequence[IterableRequest]) -> list[Outcome]: ...
 
@@ -30,6 +35,11 @@ def _never_given_up(frame: Any) -> bool:
 class SendStage:
     """Delivers the requests of a batch of frames, in rounds of at most ``round_items`` requests.
 
+    ``submit`` lets up to ``in_flight`` batches run at once, so that one endpoint's budget is not idle
+    while another endpoint's calls finish a batch (issue 19); the sender keeps each person's requests in
+    order across them. Frames are acked in the order their
+    batches came, each only once every request in it has an outcome (at least once).
+
     A frame may be given up while its requests wait (an Iterable outage during a rebalance or a
     stop): ``given_up(frame)`` says so, and its delivery is then left to the next owner of its
     partition: ``handle`` returns no frame to ack, and the sender was told to abandon (see
@@ -37,11 +47,17 @@ class SendStage:
     """
 
     def __init__(self, sender: Deliverer, dead_letters: DeadLetterSink, round_items: int,
-                 given_up: Callable[[Any], bool] = _never_given_up) -> None:
+                 given_up: Callable[[Any], bool] = _never_given_up, in_flight: int = 3) -> None:
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
         self.sender = sender
         self.dead_letters = dead_letters
         self.round_items = round_items
         self.given_up = given_up
+        self.in_flight = in_flight
+        self._running: set[asyncio.Task[None]] = set()
+        self._last: asyncio.Task[None] | None = None
+        self._failed = False
 
     async def handle(self, batch: Sequence[InputRecord]) -> list[InputRecord]:
         """The frames to ack: those of ``batch`` not given up before it started, once every request in
@@ -56,6 +72,39 @@ class SendStage:
             except Abandoned:
                 return []
         return frames
+
+    async def submit(self, batch: Sequence[InputRecord], ack: Ack, on_error: Callable[[BaseException], None]) -> None:
+        """Start handling ``batch``; return once fewer than ``in_flight`` batches are running.
+
+        ``ack`` gets the frames ``handle`` returned, batch after batch in the order of ``submit``; a bug
+        in a batch goes to ``on_error`` (the worker stops) and nothing after it is acked."""
+        task = asyncio.get_running_loop().create_task(self._handle_then_ack(batch, self._last, ack, on_error))
+        self._last = task
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        while len(self._running) >= self.in_flight:
+            await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+
+    async def cancel(self) -> None:
+        """End every batch still running, unacked (the agent stops: their records are delivered again)."""
+        running = set(self._running)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        self._last = None
+
+    async def _handle_then_ack(self, batch: Sequence[InputRecord], previous: asyncio.Task[None] | None,
+                               ack: Ack, on_error: Callable[[BaseException], None]) -> None:
+        try:
+            frames = await self.handle(batch)
+            if previous is not None:
+                await asyncio.wait({previous})
+            if self._failed or (previous is not None and previous.cancelled()):
+                return  # an earlier batch was not acked: neither is this one (acks stay in order)
+            await ack(frames)
+        except Exception as exc:
+            self._failed = True
+            on_error(exc)
 
     async def _deliver_round(self, items: Sequence[tuple[FrameItem, IterableRequest]]) -> None:
         outcomes = await self.sender.deliver([request for _, request in items])

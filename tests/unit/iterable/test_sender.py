@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 
 from streams.errors import Reason
-from streams.iterable import Abandoned, RateLimiter, SenderConfig
+from streams.iterable import DEFAULT_LIMITS, Abandoned, RateLimiter, SenderConfig
 from streams.model import Endpoint, IterableRequest, ProjectType
 from tests.unit.iterable.builders import identify, track
 from tests.unit.iterable.conftest import Rig, RigFactory
@@ -187,6 +188,77 @@ class TestScheduling:
         assert order.index("/api/events/trackBulk e1") > order.index("/api/commerce/trackPurchase o3")
         assert order.index("/api/events/trackBulk e2") > order.index("/api/users/bulkUpdate None")
         assert order.index("/api/users/bulkUpdate None") > order.index("/api/events/trackBulk e1")
+
+
+class TestOverlappingDeliveries:
+    """Deliveries may run at once (the send stage overlaps batches); a person's order holds across them."""
+
+    @staticmethod
+    def _recorded(sender: Any) -> list[str]:
+        order: list[str] = []
+        post = sender.client.post
+
+        async def recording(endpoint: Endpoint, body: Any) -> Any:
+            first = (body.get("events") or body.get("users") or [body])[0]
+            order.append(f"{endpoint.value} {first.get('id') or first.get('email')}")
+            return await post(endpoint, body)
+
+        sender.client.post = recording
+        return order
+
+    async def test_a_later_delivery_waits_for_the_persons_calls_in_an_earlier_one(self, rig: Rig) -> None:
+        sender = rig.sender()
+        # Real time, 4 purchases a second: the first delivery is still sending when the second starts.
+        sender.limiter = RateLimiter({Endpoint.COMMERCE_TRACK_PURCHASE: 4.0}, burst_seconds=0.0)
+        assert (await sender.deliver([identify("b")]))[0].delivered
+        order = self._recorded(sender)
+        first = asyncio.create_task(sender.deliver([purchase("c", "o1"), purchase("c", "o2"), purchase("c", "o3")]))
+        second = asyncio.create_task(sender.deliver([identify("c", plan="x"), track("b", "e1")]))
+        outcomes = [*await first, *await second]
+        assert all(o.delivered for o in outcomes)
+        # b has nothing in the first delivery: its calls do not wait for c's purchases.
+        assert order.index("/api/events/trackBulk e1") < order.index("/api/commerce/trackPurchase o3"), order
+        # c's profile update comes after c's purchases that were handed over before it.
+        assert order.index("/api/users/bulkUpdate c@example.com") > order.index("/api/commerce/trackPurchase o3")
+        assert not sender._people, "finished deliveries leave no person behind"
+
+    async def test_each_endpoint_has_its_own_calls_in_flight(self, rig: Rig) -> None:
+        sender = rig.sender(max_concurrency=1)
+        sender.limiter = RateLimiter({}, burst_seconds=0.0)
+        started = asyncio.Event()
+        release = asyncio.Event()
+        post = sender.client.post
+
+        async def slow_purchases(endpoint: Endpoint, body: Any) -> Any:
+            if endpoint is Endpoint.COMMERCE_TRACK_PURCHASE:
+                started.set()
+                await release.wait()
+            return await post(endpoint, body)
+
+        sender.client.post = slow_purchases  # type: ignore[method-assign]
+        held = asyncio.create_task(sender.deliver([purchase("p", "o1")]))
+        await started.wait()
+        # A purchase holds the one slot of its endpoint; another endpoint's call still goes out.
+        outcomes = await asyncio.wait_for(sender.deliver([identify("b"), track("b", "e1")]), 5)
+        assert all(o.delivered for o in outcomes) and not held.done()
+        release.set()
+        assert (await held)[0].delivered
+
+    async def test_no_429_once_an_unpublished_limit_was_found(self, rig_factory: RigFactory) -> None:
+        """The emulator in this process, on real time, holds trackPurchase at a hidden 30 calls/s; the
+        sender starts its probe at 100 (``DEFAULT_LIMITS``)."""
+        rig = await rig_factory(clock=time.monotonic, hidden_limits={"/api/commerce/trackPurchase": 30.0})
+        sender = rig.sender(sleep=asyncio.sleep)
+        sender.limiter = RateLimiter(DEFAULT_LIMITS)
+        found = await sender.deliver([purchase(f"f{n}", f"f{n}") for n in range(45)])
+        overshoot = rig.counters["rate_limited_total"]
+        assert 0 < overshoot <= 10, "the limit is found by one overshoot: the calls in flight at the time"
+        bucket = sender.limiter.bucket(Endpoint.COMMERCE_TRACK_PURCHASE)
+        assert bucket is not None and bucket.rate <= 30.0
+        batches = [[purchase(f"p{b}-{n}", f"p{b}-{n}") for n in range(25)] for b in range(3)]
+        outcomes = await asyncio.gather(*(sender.deliver(batch) for batch in batches))
+        assert all(o.delivered for o in [*found, *(o for batch in outcomes for o in batch)])
+        assert rig.counters["rate_limited_total"] == overshoot, "no 429 after the limit was found"
 
 
 def move(person: str, new: str, current: str | None = None) -> IterableRequest:

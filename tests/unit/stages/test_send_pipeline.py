@@ -1,0 +1,106 @@
+"""The send stage overlaps batches (``SendStage.submit``): budgets stay busy, acks stay in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from streams.iterable import Outcome
+from streams.model import IterableRequest
+from streams.stages import DeadLetterSink, SendStage
+from tests.unit.stages.test_stages import DeadLetterTopic, _request_frame
+
+
+class Gated:
+    """A sender whose deliveries wait until the test opens the gate of their first request's id."""
+
+    def __init__(self) -> None:
+        self.gates: dict[str, asyncio.Event] = {}
+        self.started: list[str] = []
+
+    def gate(self, request_id: str) -> asyncio.Event:
+        return self.gates.setdefault(request_id, asyncio.Event())
+
+    async def deliver(self, requests: Sequence[IterableRequest]) -> list[Outcome]:
+        first = str(requests[0].body["id"])
+        self.started.append(first)
+        await self.gate(first).wait()
+        return [Outcome(request, delivered=True) for request in requests]
+
+
+def _never_fails(exc: BaseException) -> None:
+    raise AssertionError(f"unexpected error: {exc!r}")
+
+
+async def test_a_later_batch_is_delivered_while_an_earlier_one_waits_and_acks_stay_in_order() -> None:
+    sender = Gated()
+    stage = SendStage(sender, DeadLetterSink(DeadLetterTopic().send), round_items=10, in_flight=3)
+    acked: list[list[int]] = []
+
+    async def ack(frames: Sequence[object]) -> None:
+        acked.append([frame.message.offset for frame in frames])  # type: ignore[attr-defined]
+
+    first, second = [_request_frame(["a"], offset=0)], [_request_frame(["b"], offset=1)]
+    await stage.submit(first, ack, _never_fails)
+    await stage.submit(second, ack, _never_fails)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert sender.started == ["a", "b"], "the second batch did not wait for the first"
+    sender.gate("b").set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert acked == [], "a batch is not acked before the batches submitted before it"
+    sender.gate("a").set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert acked == [[0], [1]]
+
+
+async def test_submit_waits_while_in_flight_batches_run_and_cancel_acks_nothing() -> None:
+    sender = Gated()
+    stage = SendStage(sender, DeadLetterSink(DeadLetterTopic().send), round_items=10, in_flight=2)
+    acked: list[object] = []
+
+    async def ack(frames: Sequence[object]) -> None:
+        acked.extend(frames)
+
+    await stage.submit([_request_frame(["a"])], ack, _never_fails)
+    third = asyncio.create_task(stage.submit([_request_frame(["b"], offset=1)], ack, _never_fails))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not third.done(), "two batches in flight: submit waits"
+    sender.gate("a").set()
+    await asyncio.wait_for(third, 1)
+    await stage.cancel()
+    assert len(acked) == 1, "the batch still running at cancel is not acked"
+
+
+async def test_a_bug_in_a_batch_reaches_on_error_and_later_batches_are_not_acked() -> None:
+    class Broken(Gated):
+        async def deliver(self, requests: Sequence[IterableRequest]) -> list[Outcome]:
+            if requests[0].body["id"] == "a":
+                raise RuntimeError("bug")
+            return await super().deliver(requests)
+
+    sender = Broken()
+    stage = SendStage(sender, DeadLetterSink(DeadLetterTopic().send), round_items=10, in_flight=3)
+    errors: list[BaseException] = []
+    acked: list[object] = []
+
+    async def ack(frames: Sequence[object]) -> None:
+        acked.extend(frames)
+
+    await stage.submit([_request_frame(["a"])], ack, errors.append)
+    sender.gate("b").set()
+    await stage.submit([_request_frame(["b"], offset=1)], ack, errors.append)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert [str(e) for e in errors] == ["bug"] and acked == []
+    await stage.cancel()
+
+
+def test_in_flight_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="in_flight"):
+        SendStage(Gated(), DeadLetterSink(DeadLetterTopic().send), round_items=10, in_flight=0)
