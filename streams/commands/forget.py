@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
@@ -30,6 +31,9 @@ from streams.errors import ConfigError
 from streams.identity import forgotten_key
 from streams.settings import Settings, load_settings
 from streams.stages import Control, control_to_bytes
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 __all__ = ["ForgetReport", "forget", "tell_worker", "unforget"]
 
@@ -80,19 +84,33 @@ async def tell_worker(settings: Settings, person_keys: list[str], control: Contr
     return ForgetReport(tuple(written))
 
 
-async def _call_iterable(settings: Settings, email: str | None, user_id: str | None, control: Control) -> None:
-    from streams.iterable.client import IterableClient, new_http_client
+def _projects(settings: Settings) -> list[tuple[str, SecretStr]]:
+    """(URL, key) of every Iterable project: each of the routing file's (FPI_PROJECTS_FILE), else the one."""
+    from streams.wiring import build_mapping_config, build_project_sender_configs, build_routing
 
+    routing = build_routing(settings, build_mapping_config(settings))
+    if routing is not None:
+        return [(config.base_url, config.api_key)
+                for config in build_project_sender_configs(settings, routing).values()]
     if settings.iterable_api_key is None:
         raise ConfigError("FPI_ITERABLE_API_KEY is not set: set it to the project's server-side key")
+    return [(settings.iterable_url, settings.iterable_api_key)]
+
+
+async def _call_iterable(settings: Settings, email: str | None, user_id: str | None, control: Control) -> None:
+    """``users/forget`` (or ``unforget``) in every project: the worker drops the person's events in all of them."""
+    from streams.iterable.client import IterableClient, new_http_client
+
+    projects = _projects(settings)
     async with new_http_client(request_timeout=30, verify=not settings.iterable_insecure_skip_tls_verify) as http:
-        client = IterableClient(http, settings.iterable_url, settings.iterable_api_key)
-        call = client.forget if control is Control.FORGET else client.unforget
-        # One call per identifier: Iterable's users/forget takes an email or a userId.
-        if email:
-            await call(email=email.strip())
-        if user_id:
-            await call(user_id=user_id.strip())
+        for url, key in projects:
+            client = IterableClient(http, url, key)
+            call = client.forget if control is Control.FORGET else client.unforget
+            # One call per identifier: Iterable's users/forget takes an email or a userId.
+            if email:
+                await call(email=email.strip())
+            if user_id:
+                await call(user_id=user_id.strip())
 
 
 def _run(email: str | None, user_id: str | None, control: Control) -> None:
@@ -105,7 +123,8 @@ def _run(email: str | None, user_id: str | None, control: Control) -> None:
 
     report = asyncio.run(run())
     done = "forgotten" if control is Control.FORGET else "unforgotten"
-    click.echo(f"Iterable: {done} ({settings.iterable_url})")
+    where = f"every project of {settings.projects_file}" if settings.projects_file else settings.iterable_url
+    click.echo(f"Iterable: {done} ({where})")
     for marker, partition in report.written:
         click.echo(f"worker: {control.value} record for {marker} on {settings.by_person_topic}[{partition}]")
 
