@@ -11,7 +11,8 @@ Each agent takes a batch, has its stage (``streams.stages``) handle it, and acks
       -> agent resolve   table aliases: anonymous id -> person key; anonymous events dropped, or held
                          in table held until their device is linked (FPI_HOLD_ANONYMOUS_SECONDS)
     by-person topic (internal, frames, partitioned by person key)
-      -> agent apply     tables identities (carts, devices); the mapping core decides; requests or dead letters
+      -> agent apply     tables identities (carts, devices, subscriptions); the mapping core decides;
+                         requests or dead letters
     requests topic (internal, frames, partitioned by person key)
       -> agent send      batches to Iterable; every request delivered or dead-lettered
     dead-letter topic
@@ -53,6 +54,7 @@ from streams.stages import (
     ResolveStage,
     RouteStage,
     SendStage,
+    SubscriptionTable,
 )
 from streams.wiring import (
     broker_credentials,
@@ -137,6 +139,9 @@ def build_app(settings: Settings) -> faust.App:
     carts = app.Table("carts", partitions=n, key_type=bytes, value_type=bytes) if settings.carts else None
     # And only when push tokens are registered (FPI_PUSH_APP_NAME).
     devices = app.Table("devices", partitions=n, key_type=bytes, value_type=bytes) if settings.push_app_name else None
+    # And only when a subscription trait is set (FPI_*_TRAIT(S)).
+    subscriptions = (app.Table("subscriptions", partitions=n, key_type=bytes, value_type=bytes)
+                     if settings.subscriptions_kept() else None)
     partition_of = Partitioner(n)
 
     def outbox(topic: Any) -> Outbox:
@@ -150,7 +155,8 @@ def build_app(settings: Settings) -> faust.App:
                              held=HeldTable(held) if held is not None else None, hold=hold),
         apply=ApplyStage(IdentityTable(identities), mapping_config, dead_letter, outbox(topics.requests),
                          enter=enter, carts=CartTable(carts) if carts is not None else None,
-                         devices=DeviceTable(devices) if devices is not None else None),
+                         devices=DeviceTable(devices) if devices is not None else None,
+                         subscriptions=SubscriptionTable(subscriptions) if subscriptions is not None else None),
         send=SendStage(sender, dead_letter, settings.send_batch_items, given_up=faust_patches.was_given_up),
     )
     stages.apply.routing = routing

@@ -15,7 +15,7 @@ holding them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 from streams.errors import StreamsError
 from streams.identity import Held, HoldRule, Link
 from streams.mapping import Cart, MappingConfig, Registered
+from streams.mapping.subscriptions import Sent, route
 from streams.model import Decision, DropReason, Event, Identity
 from streams.normalize import normalize_json_line
 from streams.steps import apply_step, hold_step, resolve_step
@@ -49,6 +50,8 @@ class ExplainState:
     A cart decision's ``detail`` states the cart it assumes."""
     devices: dict[str, Registered] = field(default_factory=dict)
     """person key -> their registered push devices (the ``devices`` table; with ``MappingConfig.push_app_name``)."""
+    subscriptions: dict[str, Sent] = field(default_factory=dict)
+    """person key -> their subscription state as sent (the ``subscriptions`` table; with a subscription trait)."""
 
 
 def explain_event(event: Event, config: MappingConfig, state: ExplainState, now: datetime) -> Decision:
@@ -104,7 +107,8 @@ def explain_all(event: Event, config: MappingConfig, state: ExplainState,
 def _apply(event: Event, person_key: str, state: ExplainState, config: MappingConfig, now: datetime) -> Decision:
     return apply_step(event, person_key, state.identities, config, now,
                       carts=state.carts if config.carts else None,
-                      devices=state.devices if config.push_app_name else None)
+                      devices=state.devices if config.push_app_name else None,
+                      subscriptions=state.subscriptions)
 
 
 def _released(event: Event, person_key: str, state: ExplainState, config: MappingConfig,
@@ -125,11 +129,16 @@ def decision_record(message_id: str | None, decision: Decision | None) -> dict[s
         "decision": "send" if decision.sends else "drop",
         "reason": None if decision.drop_reason is None else decision.drop_reason.value,
         "detail": decision.detail,
-        "requests": [
-            {"method": "POST", "path": request.endpoint.value, "body": dict(request.body)}
-            for request in decision.requests
-        ],
+        "requests": [_request_record(request.endpoint.value, request.body) for request in decision.requests],
     }
+
+
+def _request_record(endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """A POST of the body, or a subscription call: its method and path, no body (``mapping.subscriptions``)."""
+    routed = route(endpoint, body)
+    if routed is None:
+        return {"method": "POST", "path": endpoint, "body": dict(body)}
+    return {"method": routed[0], "path": routed[1], "body": None}
 
 
 def explain_lines(

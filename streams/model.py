@@ -59,6 +59,11 @@ class Endpoint(StrEnum):
     COMMERCE_TRACK_PURCHASE = "/api/commerce/trackPurchase"
     COMMERCE_UPDATE_CART = "/api/commerce/updateCart"
     USERS_REGISTER_DEVICE_TOKEN = "/api/users/registerDeviceToken"
+    SUBSCRIPTION_SUBSCRIBE = "PATCH /api/subscriptions/{subscriptionGroup}/{subscriptionGroupId}/user"
+    """Not a path: ``PATCH .../user/{userEmail}`` or ``.../byUserId/{userId}``, the request's body names the
+    group, id and user (``streams.mapping.subscriptions.route``); the value names it in metrics and logs."""
+    SUBSCRIPTION_UNSUBSCRIBE = "DELETE /api/subscriptions/{subscriptionGroup}/{subscriptionGroupId}/user"
+    """``DELETE`` on the same paths (as ``SUBSCRIPTION_SUBSCRIBE``)."""
 
 
 class DropReason(StrEnum):
@@ -88,6 +93,9 @@ class DropReason(StrEnum):
     CART_INCOMPLETE = "cart_incomplete"
     """A cart event whose item(s) lack what Iterable requires of a ``CommerceItem`` (id, name, price, an
     integer quantity): the cart stays as it was."""
+    SUBSCRIPTION_INVALID = "subscription_invalid"
+    """An identify whose subscription trait (``FPI_UNSUBSCRIBED_CHANNELS_TRAIT`` and the others) holds something
+    other than ids (or a boolean, for an opt-out trait): nothing of it is sent (dead-lettered, re-drivable)."""
 
 
 QUIET_DROPS = frozenset({DropReason.ANONYMOUS, DropReason.FILTERED, DropReason.STALE_IDENTIFY,

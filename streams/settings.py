@@ -14,7 +14,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -188,6 +188,21 @@ class Settings(BaseSettings):
     registered to with users/registerDeviceToken, once per person and token (table ``devices``); empty: none."""
     push_ios_platform: Literal["APNS", "APNS_SANDBOX"] = "APNS"
     """FPI_PUSH_IOS_PLATFORM: APNS or APNS_SANDBOX, the platform of iOS tokens (Android tokens: GCM)."""
+    unsubscribed_channels_trait: str = ""
+    """FPI_UNSUBSCRIBED_CHANNELS_TRAIT: the identify trait listing the channel ids a person is unsubscribed from;
+    it becomes Iterable subscription calls (table ``subscriptions``), never a profile field. Empty: none."""
+    unsubscribed_message_types_trait: str = ""
+    """FPI_UNSUBSCRIBED_MESSAGE_TYPES_TRAIT: the same for message type ids."""
+    email_lists_trait: str = ""
+    """FPI_EMAIL_LISTS_TRAIT: the identify trait listing the email list ids a person is on."""
+    opt_out_traits: dict[str, Annotated[int, Field(gt=0)]] = {}
+    """FPI_OPT_OUT_TRAITS: JSON object, boolean trait -> channel id, e.g. {"email_opt_out": 12}: true unsubscribes
+    the person from the channel, false subscribes them."""
+
+    def subscriptions_kept(self) -> bool:
+        """Whether any subscription trait is set (the worker declares the ``subscriptions`` table only then)."""
+        return bool(self.unsubscribed_channels_trait or self.unsubscribed_message_types_trait
+                    or self.email_lists_trait or self.opt_out_traits)
 
     # --- Holding anonymous events ------------------------------------------------------------
     hold_anonymous_seconds: float | None = Field(default=None, gt=0)
@@ -231,8 +246,10 @@ class Settings(BaseSettings):
         except SettingsError as exc:
             found = re.search(r'field "(\w+)"', str(exc))
             name = f"FPI_{found.group(1).upper()}" if found else "an FPI_ variable"
-            raise ConfigError(f"invalid {name}: not valid JSON; give a JSON list such as "
-                              '["trial_ends"], or unset it for the default') from None
+            example = '{"email_opt_out": 12}' if name == "FPI_OPT_OUT_TRAITS" else '["trial_ends"]'
+            kind = "object" if name == "FPI_OPT_OUT_TRAITS" else "list"
+            raise ConfigError(f"invalid {name}: not valid JSON; give a JSON {kind} such as "
+                              f"{example}, or unset it for the default") from None
 
     def problems(self) -> list[str]:
         """What makes these settings unusable although every value has the right type: an unsupported

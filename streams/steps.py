@@ -15,6 +15,7 @@ from typing import Generic, Protocol, TypeVar
 
 from streams.identity import Held, HoldRule, Link, expired, forgotten_key, resolve, routing_key, settle
 from streams.mapping import Cart, MappingConfig, Registered, apply_event
+from streams.mapping.subscriptions import Sent
 from streams.model import Decision, DropReason, Event, Identity
 
 __all__ = ["HoldOutcome", "Resolved", "Table", "apply_step", "hold_step", "resolve_step"]
@@ -110,10 +111,11 @@ def hold_step(event: Event, resolved: Resolved, payload: P, aliases: Table[Link]
 
 def apply_step(event: Event, person_key: str, identities: Table[Identity], config: MappingConfig,
                now: datetime, forgotten: Container[str] = frozenset(),
-               carts: Table[Cart] | None = None, devices: Table[Registered] | None = None) -> Decision:
+               carts: Table[Cart] | None = None, devices: Table[Registered] | None = None,
+               subscriptions: Table[Sent] | None = None) -> Decision:
     """Decide the event's Iterable requests for its person, storing the person's changed identity and,
     with ``carts`` (``config.carts``), their changed cart, with ``devices`` (``config.push_app_name``) the push
-    devices registered now.
+    devices registered now, with ``subscriptions`` (a subscription trait set) the subscription state sent now.
 
     ``forgotten`` holds the ``identity.forgotten_key`` of each forgotten person key: an event whose person
     key, user id or email is one of them is dropped ``forgotten`` and changes nothing (an identify cannot
@@ -126,11 +128,14 @@ def apply_step(event: Event, person_key: str, identities: Table[Identity], confi
         return Decision.drop(DropReason.FORGOTTEN, "the person was forgotten (freshpaint-iterable forget)")
     cart = carts.get(person_key) if carts is not None else None
     registered = devices.get(person_key) if devices is not None else None
-    applied = apply_event(event, person_key, identities.get(person_key), config, now, cart, registered)
+    sent = subscriptions.get(person_key) if subscriptions is not None else None
+    applied = apply_event(event, person_key, identities.get(person_key), config, now, cart, registered, sent)
     if applied.identity is not None:
         identities[person_key] = applied.identity
     if applied.cart is not None and carts is not None:
         carts[person_key] = applied.cart
     if applied.devices is not None and devices is not None:
         devices[person_key] = applied.devices
+    if applied.subscriptions is not None and subscriptions is not None:
+        subscriptions[person_key] = applied.subscriptions
     return applied.decision

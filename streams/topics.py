@@ -58,12 +58,15 @@ def worker_topics(settings: Settings) -> list[TopicSpec]:
     """Every topic the worker reads or writes; internal and changelog topics are co-partitioned. The
     ``held`` table's changelog is one of them only when anonymous events are held
     (``FPI_HOLD_ANONYMOUS_SECONDS``), as the worker declares that table only then; the ``carts`` table's
-    only when carts are kept (``FPI_CARTS``); the ``devices`` table's only with ``FPI_PUSH_APP_NAME``."""
+    only when carts are kept (``FPI_CARTS``); the ``devices`` table's only with ``FPI_PUSH_APP_NAME``; the
+    ``subscriptions`` table's only with a subscription trait (``Settings.subscriptions_kept``)."""
     n = settings.topic_partitions
     held = [TopicSpec(f"{settings.app_id}-held-changelog", n, compacted=True)] if settings.hold_rule() else []
     carts = [TopicSpec(f"{settings.app_id}-carts-changelog", n, compacted=True)] if settings.carts else []
     devices = ([TopicSpec(f"{settings.app_id}-devices-changelog", n, compacted=True)]
                if settings.push_app_name else [])
+    subscriptions = ([TopicSpec(f"{settings.app_id}-subscriptions-changelog", n, compacted=True)]
+                     if settings.subscriptions_kept() else [])
     return [
         # A source keyed by device feeds the aliases table directly, so it is co-partitioned too.
         TopicSpec(settings.source_topic, n, exact=settings.source_keyed_by_device),
@@ -77,6 +80,7 @@ def worker_topics(settings: Settings) -> list[TopicSpec]:
         *held,
         *carts,
         *devices,
+        *subscriptions,
     ]
 
 

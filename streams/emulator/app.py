@@ -206,6 +206,14 @@ def _routes() -> list[Route]:
         Route("/api/commerce/updateCart", _api(lambda s, r, b: p(s).update_cart(b)), methods=["POST"]),
         Route("/api/users/registerDeviceToken", _api(lambda s, r, b: p(s).register_device_token(b)),
               methods=["POST"]),
+        Route("/api/subscriptions/{group}/{group_id}/user/{email:path}",
+              _api(lambda s, r, b: p(s).subscription(
+                  r.path_params["group"], r.path_params["group_id"], subscribe=r.method == "PATCH",
+                  email=r.path_params["email"]), post=False), methods=["PATCH", "DELETE"]),
+        Route("/api/subscriptions/{group}/{group_id}/byUserId/{user_id:path}",
+              _api(lambda s, r, b: p(s).subscription(
+                  r.path_params["group"], r.path_params["group_id"], subscribe=r.method == "PATCH",
+                  user_id=r.path_params["user_id"]), post=False), methods=["PATCH", "DELETE"]),
         Route(
             "/api/users/getByEmail",
             _api(lambda s, r, b: p(s).get_user(email=q(r, "email") or ""), post=False),

@@ -692,6 +692,41 @@ class Project:
         user.data_fields["devices"] = [*devices, entry]
         return 200, envelope("Device registered.", "Success")
 
+    _SUBSCRIPTION_FIELDS = {"emaillist": "emailListIds", "messagechannel": "unsubscribedChannelIds",
+                            "messagetype": "unsubscribedMessageTypeIds"}
+
+    def subscription(self, group: str, group_id: str, *, subscribe: bool, email: str | None = None,
+                     user_id: str | None = None) -> Answer:
+        """``PATCH`` (``subscribe``) or ``DELETE`` ``/api/subscriptions/{group}/{id}/user/{email}`` (or
+        ``.../byUserId/{userId}``; OpenAPI ``subscribeSingleUser``, ``unsubscribeSingleUser``): one group of one
+        profile changes. Subscribing adds an email list to ``emailListIds`` and takes a channel or message type
+        off ``unsubscribedChannelIds`` / ``unsubscribedMessageTypeIds``; unsubscribing does the opposite. The
+        group is case-insensitive; an unknown group, a non-numeric id or a bad identifier is a 400. By email the
+        user is created if missing (iterable-api.md §5.2); by userId as on ``events/track``."""
+        try:
+            name = self._SUBSCRIPTION_FIELDS.get(group.lower())
+            if name is None:
+                raise _BadRequest("BadParams", f"Invalid subscription group: {group}",
+                                  {"subscriptionGroup": "One of emailList, messageChannel, messageType expected"})
+            if not (group_id.isascii() and group_id.isdigit() and 0 < int(group_id) < 2**63):
+                raise _BadRequest("BadParams", f"Invalid subscription group id: {group_id}",
+                                  {"subscriptionGroupId": "Numeric value expected"})
+            user = self._upsert_user({"email": email}) if email is not None else self._find_for_event(
+                {"userId": user_id})
+        except _BadRequest as exc:
+            return exc.status, envelope(exc.msg, exc.code, exc.params)
+        except _Fail as exc:
+            return exc.status, envelope(exc.msg, exc.code, None)
+        ids = set(user.data_fields.get(name, []))
+        listed = subscribe if name == "emailListIds" else not subscribe
+        if listed:
+            ids.add(int(group_id))
+        else:
+            ids.discard(int(group_id))
+        user.data_fields[name] = sorted(ids)
+        action = "Subscribed" if subscribe else "Unsubscribed"
+        return 200, envelope(f"{action} to {group} {group_id}.", "Success")
+
     def update_email(self, body: Mapping[str, Any]) -> Answer:
         """users/updateEmail (§2.7): the profile, its events and purchases move to ``newEmail``.
 

@@ -32,6 +32,7 @@ from streams.errors import (
     RetriableDelivery,
     UserNotYetVisible,
 )
+from streams.mapping.subscriptions import route
 from streams.metrics import ITERABLE_LATENCY, ITERABLE_REQUESTS, RATE_LIMITED
 from streams.model import Endpoint, JSONValue
 
@@ -173,13 +174,18 @@ class IterableClient:
         path: str,
         body: Mapping[str, JSONValue] | None = None,
         params: Mapping[str, str] | None = None,
+        label: str | None = None,
     ) -> Any:
-        """One HTTP call; the parsed JSON answer or a ``DeliveryError`` (see the class docstring)."""
+        """One HTTP call; the parsed JSON answer or a ``DeliveryError`` (see the class docstring).
+
+        ``label`` names the call in metrics and messages instead of ``path`` (a path holding an email)."""
+        url = self._base_url + path
+        path = label or path
         content = orjson.dumps(body) if body is not None else None
         started = time.perf_counter()
         try:
             async with self._http.request(
-                method, self._base_url + path, data=content, params=params, headers=self._headers(),
+                method, url, data=content, params=params, headers=self._headers(),
                 proxy=self._proxy,
                 allow_redirects=False,  # a 3xx is an answer to classify, as it was with httpx
             ) as response:
@@ -224,6 +230,22 @@ class IterableClient:
     async def post(self, endpoint: Endpoint, body: Mapping[str, JSONValue]) -> dict[str, Any]:
         """POST ``body`` to ``endpoint``; the answer's JSON object."""
         result: dict[str, Any] = await self.request("POST", endpoint.value, body)
+        return result
+
+    async def call(self, endpoint: Endpoint, body: Mapping[str, JSONValue]) -> dict[str, Any]:
+        """What the sender calls: a POST of ``body`` to ``endpoint``, or for a subscription endpoint its
+        PATCH / DELETE on the path the body names (``streams.mapping.subscriptions.route``), named in metrics
+        and errors by the endpoint (no email)."""
+        routed = route(endpoint.value, body)
+        if routed is None:
+            return await self.post(endpoint, body)
+        method, path = routed
+        try:
+            result: dict[str, Any] = await self.request(method, path, label=endpoint.value)
+        except RetriableDelivery as exc:
+            if exc.status == 202:  # "Accepted a request to subscribe" (OpenAPI), whatever its body
+                return {}
+            raise
         return result
 
     async def get_user_by_email(self, email: str) -> dict[str, Any] | None:

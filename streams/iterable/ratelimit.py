@@ -43,6 +43,8 @@ _PROBE_START: Mapping[Endpoint, float] = {
     Endpoint.COMMERCE_TRACK_PURCHASE: 100.0,
     Endpoint.COMMERCE_UPDATE_CART: 100.0,
     Endpoint.USERS_UPDATE_EMAIL: 50.0,
+    Endpoint.SUBSCRIPTION_SUBSCRIBE: 50.0,
+    Endpoint.SUBSCRIPTION_UNSUBSCRIBE: 50.0,
 }
 UNPUBLISHED: frozenset[Endpoint] = frozenset(_PROBE_START)
 """Endpoints whose limit the ``RateLimiter`` probes for instead of trusting the number it is given."""

@@ -368,7 +368,7 @@ class Sender:
             BATCH_SIZE.labels(endpoint.value).observe(items)
             self.stats.calls[endpoint.value] += 1
             self.stats.items_sent[endpoint.value] += items
-            return await self.client.post(endpoint, body)
+            return await self.client.call(endpoint, body)
 
     async def _call(self, endpoint: Endpoint, body: Mapping[str, JSONValue], items: int) -> dict[str, Any]:
         """``_send``, except that a refused users/updateEmail is judged against Iterable's profiles

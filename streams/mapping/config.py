@@ -17,6 +17,10 @@ used by ``explain --config`` is::
     cart_max_items = 50
     push_app_name = "com.example.app"        # optional: register push device tokens (streams.mapping.push)
     push_ios_platform = "APNS"               # or APNS_SANDBOX
+    unsubscribed_channels_trait = "unsubscribed_channel_ids"   # optional: subscription traits
+    email_lists_trait = "email_list_ids"                       # (streams.mapping.subscriptions)
+    unsubscribed_message_types_trait = ""
+    opt_out_traits = { email_opt_out = 12 }  # boolean trait -> channel id
 
     [[transformations]]                      # optional; appended after the file's rules
     action = "drop"
@@ -26,6 +30,7 @@ used by ``explain --config`` is::
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -68,10 +73,18 @@ class MappingConfig:
     """The Iterable mobile app (push integration) device tokens are registered to; empty: none registered."""
     push_ios_platform: str = "APNS"
     """``APNS`` or ``APNS_SANDBOX``: the platform iOS tokens are registered with (Android: ``GCM``)."""
+    unsubscribed_channels_trait: str = ""
+    """The trait listing the channel ids a person is unsubscribed from (``streams.mapping.subscriptions``)."""
+    unsubscribed_message_types_trait: str = ""
+    """The trait listing the message type ids a person is unsubscribed from."""
+    email_lists_trait: str = ""
+    """The trait listing the email list ids a person is on."""
+    opt_out_traits: Mapping[str, int] = field(default_factory=dict)
+    """Boolean trait -> the channel id it opts the person out of (``true``) or into (``false``)."""
 
 
 _SIMPLE = {f.name for f in fields(MappingConfig)} - {"transformations", "date_fields", "project_type",
-                                                     "cart_max_items"}
+                                                     "cart_max_items", "opt_out_traits"}
 
 
 def load_mapping_config(path: str | Path, **overrides: Any) -> MappingConfig:
@@ -90,7 +103,7 @@ def load_mapping_config(path: str | Path, **overrides: Any) -> MappingConfig:
     section = document.get("mapping", {})
     if not isinstance(section, dict):
         raise ConfigError("[mapping] must be a table")
-    known = _SIMPLE | {"project_type", "date_fields", "transformations_file", "cart_max_items"}
+    known = _SIMPLE | {"project_type", "date_fields", "transformations_file", "cart_max_items", "opt_out_traits"}
     unknown = set(section) - known
     if unknown:
         raise ConfigError(f"unknown [mapping] key(s): {', '.join(sorted(unknown))}")
@@ -113,6 +126,8 @@ def load_mapping_config(path: str | Path, **overrides: Any) -> MappingConfig:
         if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
             raise ConfigError("[mapping] cart_max_items must be a positive integer")
         values["cart_max_items"] = bound
+    if "opt_out_traits" in section:
+        values["opt_out_traits"] = _opt_outs(section["opt_out_traits"])
     if "date_fields" in section:
         dates = section["date_fields"]
         if not isinstance(dates, list) or not all(isinstance(d, str) for d in dates):
@@ -126,3 +141,10 @@ def load_mapping_config(path: str | Path, **overrides: Any) -> MappingConfig:
     values["transformations"] = Transformations(tuple(rules))
     values.update(overrides)
     return MappingConfig(**values)
+
+
+def _opt_outs(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value.values()):
+        raise ConfigError("[mapping] opt_out_traits must be a table of trait name = positive channel id")
+    return dict(value)

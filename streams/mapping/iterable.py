@@ -21,6 +21,10 @@ Carts (``config.carts``; ``streams.mapping.cart`` has the rules): a cart event i
 ``events/track``, then the person's whole changed cart to ``commerce/updateCart`` (§2.6); an
 ``Order Completed`` sent to ``trackPurchase`` empties the stored cart (Iterable clears it, §2.5).
 
+Subscriptions (the ``*_trait`` settings; ``streams.mapping.subscriptions`` has the rules): an identify's
+subscription traits leave its ``dataFields`` and become one subscribe / unsubscribe call per change, after its
+``users/update``.
+
 Replay safety: an identify older than the person's ``last_identified_at`` is dropped with
 ``stale_identify`` (its traits would overwrite newer profile fields; its identifiers are already
 known). An identify with the same timestamp is sent again (idempotent).
@@ -40,6 +44,7 @@ from streams.mapping.config import MappingConfig
 from streams.mapping.fields import clean_data_fields, created_at
 from streams.mapping.identifiers import iterable_id, looks_like_email, valid_email, valid_user_id
 from streams.mapping.push import Registered, push_token
+from streams.mapping.subscriptions import Sent, SubscriptionTraits, changes, trait_names
 from streams.model import (
     Decision,
     DropReason,
@@ -82,6 +87,8 @@ class Applied:
     """The person's cart to store (``Cart()`` items empty: emptied), or ``None`` when it did not change."""
     devices: Registered | None = None
     """The person's registered push devices to store, or ``None`` when none was registered now."""
+    subscriptions: Sent | None = None
+    """The person's subscription state as sent, to store, or ``None`` when nothing was sent now."""
 
 
 class _Drop(Exception):
@@ -94,13 +101,14 @@ class _Drop(Exception):
 
 def apply_event(
     event: Event, person_key: str, identity: Identity | None, config: MappingConfig, now: datetime,
-    cart: Cart | None = None, devices: Registered | None = None,
+    cart: Cart | None = None, devices: Registered | None = None, subscriptions: Sent | None = None,
 ) -> Applied:
     """Decide which Iterable requests ``event`` becomes for the person ``person_key``.
 
     ``identity`` is the stored state of the person (``None`` when never identified), ``cart`` their stored
     cart (``None``: none yet; read only with ``config.carts``), ``devices`` the push devices registered for them
-    (read only with ``config.push_app_name``). The user's
+    (read only with ``config.push_app_name``), ``subscriptions`` what was sent of their subscription state
+    (read when a subscription trait is set). The user's
     transformations run first. Returns the decision and, when it changed, the new identity.
     Expected outcomes (anonymous, missing identifier, incomplete purchase, ...) are drops, never
     exceptions.
@@ -108,7 +116,7 @@ def apply_event(
     transformed = config.transformations.apply(event)
     if transformed is None:
         return Applied(Decision.drop(DropReason.FILTERED, "dropped by a transformation rule"))
-    rule = _Rule(transformed, person_key, identity, config, now, cart)
+    rule = _Rule(transformed, person_key, identity, config, now, cart, subscriptions or Sent())
     applied = _dispatch(rule)
     return rule.with_push(applied, devices or Registered()) if config.push_app_name else applied
 
@@ -142,6 +150,7 @@ class _Rule:
     config: MappingConfig
     now: datetime
     cart: Cart | None = None
+    sent: Sent = dataclasses.field(default_factory=Sent)
 
     # --- shared pieces ---------------------------------------------------------------------
 
@@ -228,7 +237,8 @@ class _Rule:
         traits: Mapping[str, Any] = event.traits
         if self.config.default_identify_transformations:
             traits = _default_renames(traits)
-        data = self.data_fields(traits, exclude=_IDENTIFIER_FIELDS)
+        subscription_traits = _subscription_traits(self.config)
+        data = self.data_fields(traits, exclude=(*_IDENTIFIER_FIELDS, *trait_names(subscription_traits)))
         project = self.config.project_type
         if project is ProjectType.EMAIL and user_id and valid_user_id(user_id):
             data["userId"] = user_id
@@ -244,8 +254,34 @@ class _Rule:
             # a second, empty profile, so the profile moves first (users/updateEmail migrates its
             # fields and events, §2.7). The sender keeps the pair in order: a person's profile
             # changes never share a wave (streams.iterable.batcher.plan).
-            return Applied(Decision.send(self.update_email(identity, stored_email), update), changed)
-        return Applied(Decision.send(update), identity=changed)
+            return self.with_subscriptions(Applied(Decision.send(self.update_email(identity, stored_email), update),
+                                                   changed), ids, subscription_traits)
+        return self.with_subscriptions(Applied(Decision.send(update), identity=changed), ids, subscription_traits)
+
+    # --- subscription traits -> subscribe / unsubscribe calls (issue 21; streams.mapping.subscriptions) ---
+
+    def with_subscriptions(self, applied: Applied, ids: dict[str, str], traits: SubscriptionTraits) -> Applied:
+        """``applied`` and a call per subscription change the identify's traits make (none when no trait is
+        set or nothing changed); a trait that holds no ids drops the whole identify ``subscription_invalid``,
+        keeping its identity change."""
+        if not traits.any:
+            return applied
+        try:
+            found = changes(self.event.traits, traits, self.sent)
+        except ValueError as exc:
+            # Not sent at all (re-drivable); the person is identified all the same.
+            return Applied(Decision.drop(DropReason.SUBSCRIPTION_INVALID, f"identify not sent: {exc}"),
+                           identity=applied.identity)
+        if not found:
+            return applied
+        # The per-group endpoints take one identifier in the path: the email when the project has it.
+        one = {"email": ids["email"]} if "email" in ids else {"userId": ids["userId"]}
+        requests = tuple(
+            self.request(Endpoint.SUBSCRIPTION_SUBSCRIBE if change.subscribe else Endpoint.SUBSCRIPTION_UNSUBSCRIBE,
+                         {"subscriptionGroup": change.group, "subscriptionGroupId": change.group_id, **one})
+            for change in found)
+        decision = dataclasses.replace(applied.decision, requests=(*applied.decision.requests, *requests))
+        return dataclasses.replace(applied, decision=decision, subscriptions=self.sent.after(found))
 
     # --- track -> events/track (seed "Events"; iterable-api.md §2.3) -------------------------
 
@@ -550,6 +586,11 @@ def _default_renames(traits: Mapping[str, Any]) -> dict[str, Any]:
         elif target not in traits:
             renamed[target] = value
     return renamed
+
+
+def _subscription_traits(config: MappingConfig) -> SubscriptionTraits:
+    return SubscriptionTraits(config.unsubscribed_channels_trait, config.unsubscribed_message_types_trait,
+                              config.email_lists_trait, config.opt_out_traits)
 
 
 def _cart_assumed(cart: Cart | None) -> str:

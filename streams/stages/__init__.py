@@ -1,11 +1,11 @@
 """The worker's stages, each a unit with one ``handle(batch)`` that a faust agent calls:
 
 ``RouteStage`` (decode, re-key by device) -> ``ResolveStage`` (tables ``aliases``, ``held``) -> ``ApplyStage``
-(tables ``identities``, ``carts``, ``devices``, the mapping core) -> ``SendStage`` (Iterable), with one
-``DeadLetterSink`` for what will not be sent. A stage knows nothing of faust: it reads records through small
-protocols, writes its tables through typed wrappers (``AliasTable``, ``HeldTable``, ``IdentityTable``,
-``CartTable``, ``DeviceTable``, the byte formats inside) and its output through outboxes, so it runs in a test
-with dicts and in-memory sinks, no broker.
+(tables ``identities``, ``carts``, ``devices``, ``subscriptions``, the mapping core) -> ``SendStage``
+(Iterable), with one ``DeadLetterSink`` for what will not be sent. A stage knows nothing of faust: it reads
+records through small protocols, writes its tables through typed wrappers (``AliasTable``, ``HeldTable``,
+``IdentityTable``, ``CartTable``, ``DeviceTable``, ``SubscriptionTable``, the byte formats inside) and its output
+through outboxes, so it runs in a test with dicts and in-memory sinks, no broker.
 """
 
 from ._apply import ApplyStage
@@ -23,6 +23,7 @@ from ._tables import (
     HeldRecord,
     HeldTable,
     IdentityTable,
+    SubscriptionTable,
     cart_from_bytes,
     cart_to_bytes,
     held_from_bytes,
@@ -33,6 +34,8 @@ from ._tables import (
     link_to_bytes,
     registered_from_bytes,
     registered_to_bytes,
+    sent_from_bytes,
+    sent_to_bytes,
 )
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "SendRecord",
     "SendStage",
     "SourceDecoder",
+    "SubscriptionTable",
     "cart_from_bytes",
     "cart_to_bytes",
     "control_from_bytes",
@@ -71,5 +75,7 @@ __all__ = [
     "nothing_to_enter",
     "registered_from_bytes",
     "registered_to_bytes",
+    "sent_from_bytes",
+    "sent_to_bytes",
     "source_of",
 ]

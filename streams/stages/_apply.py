@@ -24,7 +24,7 @@ from streams.steps import apply_step
 from ._control import Control, control_from_bytes, is_control
 from ._dead_letters import DeadLetterSink
 from ._records import EnterRecord, InputRecord, nothing_to_enter
-from ._tables import CartTable, DeviceTable, IdentityTable
+from ._tables import CartTable, DeviceTable, IdentityTable, SubscriptionTable
 
 __all__ = ["ApplyStage"]
 
@@ -138,19 +138,21 @@ class ApplyStage:
     would have the redelivered events applied to a cart that already holds them. A cart also remembers the
     events applied to it, for a crash between the table write and the offset commit (``mapping.cart``). And
     for ``devices`` (push tokens registered; only with ``FPI_PUSH_APP_NAME``): written earlier, a crash could
-    leave a token marked registered whose ``registerDeviceToken`` never reached Kafka.
+    leave a token marked registered whose ``registerDeviceToken`` never reached Kafka; and for ``subscriptions``
+    (only with a subscription trait set), a subscription change marked sent that never was.
 
-    A ``forget`` control record deletes the person's identity, cart and devices (tombstones in the changelogs) and sets
-    their forgotten-marker; from then on their events are dropped ``forgotten`` (counted, not
+    A ``forget`` control record deletes the person's identity, cart, devices and subscriptions (tombstones in
+    the changelogs) and sets their forgotten-marker; from then on their events are dropped ``forgotten`` (counted, not
     dead-lettered: a dead letter would keep their data) until an ``unforget`` record clears the marker.
     """
 
     def __init__(self, identities: IdentityTable, config: MappingConfig, dead_letters: DeadLetterSink,
                  to_send: Outbox, enter: EnterRecord = nothing_to_enter, carts: CartTable | None = None,
-                 devices: DeviceTable | None = None) -> None:
+                 devices: DeviceTable | None = None, subscriptions: SubscriptionTable | None = None) -> None:
         self.identities = identities
         self.carts = carts
         self.devices = devices
+        self.subscriptions = subscriptions
         self.config = config
         self.dead_letters = dead_letters
         self.to_send = to_send
@@ -167,9 +169,10 @@ class ApplyStage:
         held = _HeldIdentities(self.identities)
         carts = _HeldByPerson(self.carts)
         devices = _HeldByPerson(self.devices)
+        subscriptions = _HeldByPerson(self.subscriptions)
         for frame in frames:
             self.enter(frame)
-            held.frame = carts.frame = devices.frame = frame
+            held.frame = carts.frame = devices.frame = subscriptions.frame = frame
             for item, event in await self.dead_letters.frame_items(frame, _decode):
                 assert item.key is not None, "by-person items are keyed by person"
                 if isinstance(event, Control):
@@ -177,6 +180,7 @@ class ApplyStage:
                     if event is Control.FORGET:
                         carts.forget(item.key.decode())
                         devices.forget(item.key.decode())
+                        subscriptions.forget(item.key.decode())
                     continue
                 config, project = self.config, ""
                 if self.routing is not None:
@@ -190,7 +194,8 @@ class ApplyStage:
                 try:
                     decision = apply_step(event, item.key.decode(), held, config, datetime.now(UTC), held,
                                           carts if self.carts is not None else None,
-                                          devices if self.devices is not None else None)
+                                          devices if self.devices is not None else None,
+                                          subscriptions if self.subscriptions is not None else None)
                 except StreamsError as exc:
                     await self.dead_letters.for_event(exc, event, item)
                     continue
@@ -209,5 +214,6 @@ class ApplyStage:
         held.write(self.enter)
         carts.write(self.enter)
         devices.write(self.enter)
+        subscriptions.write(self.enter)
         metrics.add_counts(metrics.EVENTS_DROPPED, drops)
         metrics.add_counts(metrics.REQUESTS_OUT, endpoints)

@@ -17,11 +17,13 @@ import orjson
 from streams.codecs import Source
 from streams.identity import Held, Link
 from streams.mapping import Cart, Registered
+from streams.mapping.subscriptions import Sent
 from streams.model import Identity
 
 __all__ = ["AliasTable", "CartTable", "DeviceTable", "HeldEntry", "HeldRecord", "HeldTable", "IdentityTable",
-           "cart_from_bytes", "cart_to_bytes", "held_from_bytes", "held_to_bytes", "identity_from_bytes",
-           "identity_to_bytes", "link_from_bytes", "link_to_bytes", "registered_from_bytes", "registered_to_bytes"]
+           "SubscriptionTable", "cart_from_bytes", "cart_to_bytes", "held_from_bytes", "held_to_bytes",
+           "identity_from_bytes", "identity_to_bytes", "link_from_bytes", "link_to_bytes", "registered_from_bytes",
+           "registered_to_bytes", "sent_from_bytes", "sent_to_bytes"]
 
 _LINK_VERSION = b"\x01"
 _HELD_VERSION = b"\x01"
@@ -242,3 +244,25 @@ class DeviceTable(_ByPerson[Registered]):
 
     def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
         super().__init__(table, registered_to_bytes, registered_from_bytes)
+
+
+_SUBSCRIPTIONS_VERSION = b"\x01"
+
+
+def sent_to_bytes(sent: Sent) -> bytes:
+    """The ``subscriptions`` table's value: a version byte, then the JSON object ``"group:id"`` -> subscribed."""
+    return _SUBSCRIPTIONS_VERSION + orjson.dumps(dict(sent.state))
+
+
+def sent_from_bytes(data: bytes) -> Sent:
+    """Raises ``ValueError`` for a value of another format version."""
+    if data[:1] != _SUBSCRIPTIONS_VERSION:
+        raise ValueError(f"unknown subscriptions-table format {data[:1]!r}")
+    return Sent(orjson.loads(data[1:]))
+
+
+class SubscriptionTable(_ByPerson[Sent]):
+    """``subscriptions``: person key -> ``Sent``, the subscription state last sent to Iterable for the person."""
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        super().__init__(table, sent_to_bytes, sent_from_bytes)

@@ -109,3 +109,10 @@ class TestDevicesChangelog:
         assert "a-devices-changelog" not in off
         [devices] = [spec for spec in on if spec.name == "a-devices-changelog"]
         assert (devices.cleanup_policy, devices.partitions, devices.exact) == ("compact", 6, True)
+
+    def test_listed_compacted_only_when_a_subscription_trait_is_set(self) -> None:
+        off = {spec.name for spec in worker_topics(Settings(app_id="a", topic_partitions=6))}
+        on = worker_topics(Settings(app_id="a", topic_partitions=6, opt_out_traits={"email_opt_out": 12}))
+        assert "a-subscriptions-changelog" not in off
+        [entry] = [spec for spec in on if spec.name == "a-subscriptions-changelog"]
+        assert (entry.cleanup_policy, entry.partitions, entry.exact) == ("compact", 6, True)

@@ -26,6 +26,17 @@ class TestLoad:
         with pytest.raises(ConfigError, match=r"^invalid FPI_DATE_FIELDS: not valid JSON"):
             Settings.load()
 
+    def test_opt_out_traits_is_a_json_object_of_channel_ids(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FPI_OPT_OUT_TRAITS", '{"email_opt_out": 12}')
+        settings = Settings.load()
+        assert settings.opt_out_traits == {"email_opt_out": 12} and settings.subscriptions_kept()
+        monkeypatch.setenv("FPI_OPT_OUT_TRAITS", "email_opt_out=12")
+        with pytest.raises(ConfigError, match=r'JSON object such as \{"email_opt_out": 12\}'):
+            Settings.load()
+        monkeypatch.setenv("FPI_OPT_OUT_TRAITS", '{"email_opt_out": 0}')
+        with pytest.raises(ConfigError, match="FPI_OPT_OUT_TRAITS"):
+            Settings.load()
+
 
 class TestProblems:
     @pytest.mark.parametrize(("values", "expected"), [

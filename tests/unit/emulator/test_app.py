@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from streams.emulator import EmulatorConfig, create_emulator
+from streams.emulator import EmulatorConfig, EmulatorServer, create_emulator
 from streams.emulator.config import parse_limits
+from streams.errors import Rejected
+from streams.iterable.client import IterableClient, new_http_client
+from streams.model import Endpoint
 
 H = {"Api-Key": "k"}
 
@@ -128,3 +131,27 @@ class TestHiddenLimits:
         for bad in ("trackPurchase=4", "/api/x", "/api/x=0"):
             with pytest.raises(ValueError):
                 parse_limits([bad])
+
+
+class TestSubscriptionPaths:
+    """The worker's client reaches the per-group endpoints over HTTP: method, encoded identifier, metrics label."""
+
+    async def test_the_client_unsubscribes_by_encoded_email_and_by_user_id(self) -> None:
+        server = EmulatorServer(EmulatorConfig(api_keys=("k",)))
+        await server.start()
+        try:
+            async with new_http_client() as session:
+                client = IterableClient(session, server.url, "k")
+                body = {"subscriptionGroup": "messageChannel", "subscriptionGroupId": 12, "email": "a+b@x.com"}
+                await client.call(Endpoint.SUBSCRIPTION_UNSUBSCRIBE, body)
+                await client.call(Endpoint.USERS_UPDATE, {"email": "a+b@x.com", "userId": "u/1", "dataFields": {}})
+                await client.call(Endpoint.SUBSCRIPTION_SUBSCRIBE,
+                                  {"subscriptionGroup": "emailList", "subscriptionGroupId": 3, "userId": "u/1"})
+                with pytest.raises(Rejected) as refused:
+                    await client.call(Endpoint.SUBSCRIPTION_SUBSCRIBE,
+                                      {"subscriptionGroup": "nope", "subscriptionGroupId": 3, "email": "a+b@x.com"})
+        finally:
+            await server.stop()
+        assert "a+b" not in str(refused.value) and refused.value.status == 400
+        data = server.state.project.by_email["a+b@x.com"].data_fields
+        assert (data["unsubscribedChannelIds"], data["emailListIds"]) == ([12], [3])

@@ -301,6 +301,51 @@ class TestRegisterDeviceToken:
         assert "devices" not in p.get_user(email="a@x.com")[1]["user"]["dataFields"]
 
 
+class TestSubscriptions:
+    """The per-group subscription endpoints (PATCH subscribes, DELETE unsubscribes) and the state they leave."""
+
+    @staticmethod
+    def fields(p: Project, email: str = "a@x.com") -> dict[str, Any]:
+        data = p.get_user(email=email)[1]["user"]["dataFields"]
+        return {k: v for k, v in data.items() if k in ("emailListIds", "unsubscribedChannelIds",
+                                                        "unsubscribedMessageTypeIds")}
+
+    def test_each_group_changes_alone(self) -> None:
+        p = project()
+        assert p.subscription("messageChannel", "12", subscribe=False, email="a@x.com")[0] == 200  # creates
+        assert p.subscription("emaillist", "101", subscribe=True, email="a@x.com")[0] == 200  # case-insensitive
+        assert p.subscription("emailList", "102", subscribe=True, email="a@x.com")[0] == 200
+        assert p.subscription("messageType", "77", subscribe=False, email="a@x.com")[0] == 200
+        assert self.fields(p) == {"unsubscribedChannelIds": [12], "emailListIds": [101, 102],
+                                  "unsubscribedMessageTypeIds": [77]}
+        p.subscription("messageChannel", "12", subscribe=True, email="a@x.com")
+        p.subscription("emailList", "101", subscribe=False, email="a@x.com")
+        p.subscription("emailList", "101", subscribe=False, email="a@x.com")  # again: no change
+        assert self.fields(p) == {"unsubscribedChannelIds": [], "emailListIds": [102],
+                                  "unsubscribedMessageTypeIds": [77]}
+
+    def test_by_user_id(self) -> None:
+        p = project(ProjectType.USER_ID)
+        p.users_update({"userId": "u-1", "dataFields": {}})
+        assert p.subscription("messageChannel", "5", subscribe=False, user_id="u-1")[0] == 200
+        assert p.get_user(user_id="u-1")[1]["user"]["dataFields"]["unsubscribedChannelIds"] == [5]
+
+    @pytest.mark.parametrize(("group", "group_id", "who", "code"), [
+        ("smsChannel", "5", {"email": "a@x.com"}, "BadParams"),
+        ("messageChannel", "five", {"email": "a@x.com"}, "BadParams"),
+        ("messageChannel", "0", {"email": "a@x.com"}, "BadParams"),
+        ("messageChannel", "5", {"email": "not-an-email"}, "InvalidEmailAddressError"),
+        ("messageChannel", "5", {"user_id": "nobody"}, "UnknownUserIdError"),
+    ])
+    def test_refuses_bad_groups_ids_and_users(self, group: str, group_id: str, who: dict[str, str],
+                                              code: str) -> None:
+        p = project()
+        p.users_update({"email": "a@x.com", "dataFields": {}})
+        status, answer = p.subscription(group, group_id, subscribe=False, **who)
+        assert (status, answer["code"]) == (400, code)
+        assert self.fields(p) == {}
+
+
 class TestForget:
     """users/forget, users/unforget, users/forgotten: Iterable's answers for a GDPR-forgotten user."""
 
