@@ -13,6 +13,10 @@ Iterable's ``users/registerDeviceToken`` (OpenAPI ``RegisterDeviceTokenRequest``
 ``FPI_PUSH_IOS_PLATFORM``, ``GCM`` for Android) and ``token``. A token is registered once per person: the
 ``devices`` table remembers a digest of each registration (``Registered``), so a replay, or a token seen on
 every event, costs no call.
+
+Web push is not registered: Iterable's ``users/registerBrowserToken`` takes a Firebase Messaging
+``browserToken``, and Freshpaint's event model (freshpaint-events.md: the browser-info properties, the
+destination dialect's context) has no field that carries one in either dialect. No name is guessed for it.
 """
 
 from __future__ import annotations
