@@ -9,8 +9,9 @@ A round is acked only when all its requests have an outcome, so a project that c
 ``stall_seconds``: then, if another project's Iterable accepts its key (a cheap key check), the stalled part
 is given up and its requests become dead letters (``bad_api_key`` when the project's sender is paused by a
 401, else ``iterable_unavailable``) and the others go on. When no other project answers either (Iterable is
-down for all), it keeps waiting: back-pressure, as with one project. A project never named by the routing
-file gets ``no_project`` outcomes.
+down for all), it keeps waiting: back-pressure, as with one project. While a project given up so stays paused
+by its rejected key, its next parts are dead-lettered at once (another project answering), without another
+wait. A project never named by the routing file gets ``no_project`` outcomes.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class ProjectSenders:
         self.stall_seconds = stall_seconds
         self.probe_timeout = probe_timeout
         self._abandoning = False
+        self._given_up: set[str] = set()
+        """Projects whose last part was given up: while such a project's sender stays paused by its rejected key,
+        its next parts are dead-lettered at once (once another project answers), not after another stall."""
         for name, sender in self.senders.items():
             PROJECT_PAUSED.labels(name).set_function(_paused_of(sender))
 
@@ -99,12 +103,16 @@ class ProjectSenders:
 
     async def _deliver_part(self, name: str, part: list[IterableRequest]) -> list[Outcome]:
         sender = self.senders[name]
+        if name in self._given_up and sender.paused and await self._another_answers(name):
+            return self._dead_letters(name, part, paused=True)
         work = asyncio.get_running_loop().create_task(sender.deliver(part))
         try:
             while True:
                 done, _ = await asyncio.wait({work}, timeout=self.stall_seconds)
                 if done:
-                    return work.result()
+                    outcomes = work.result()
+                    self._given_up.discard(name)
+                    return outcomes
                 if not self._abandoning and await self._another_answers(name):
                     return await self._give_up(name, sender, work, part)
         except asyncio.CancelledError:
@@ -120,14 +128,17 @@ class ProjectSenders:
         except Abandoned:
             if self._abandoning:
                 raise
+        self._given_up.add(name)
+        return self._dead_letters(name, part, paused=paused)
+
+    def _dead_letters(self, name: str, part: list[IterableRequest], *, paused: bool) -> list[Outcome]:
         reason = Reason.BAD_API_KEY if paused else Reason.ITERABLE_UNAVAILABLE
         why = "rejects its key (401)" if paused else "did not take them"
-        log.error("project %s: %s for %g s while another project's Iterable answers: %d requests "
-                  "dead-lettered (%s) so the other projects' events go on", name, why, self.stall_seconds,
-                  len(part), reason.value)
-        detail = (f"project {name!r}: Iterable {why} for {self.stall_seconds:g} s while another project's "
-                  "answered; re-send it by replaying its source range (freshpaint-iterable replay) once the "
-                  "project works")
+        log.error("project %s: Iterable %s while another project's answers: %d requests dead-lettered (%s) "
+                  "so the other projects' events go on", name, why, len(part), reason.value)
+        detail = (f"project {name!r}: Iterable {why} while another project's answered, so they were held no "
+                  f"longer than FPI_PROJECT_STALL_SECONDS ({self.stall_seconds:g} s); re-send them by replaying "
+                  "their source range (freshpaint-iterable replay) once the project works")
         return [Outcome(request=request, delivered=False, reason=reason.value, detail=detail) for request in part]
 
     async def _another_answers(self, stalled: str) -> bool:

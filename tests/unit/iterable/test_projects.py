@@ -90,6 +90,11 @@ async def test_a_rejected_key_in_one_project_does_not_stall_another(rig: Rig, em
     # The next round of the good project goes through at once, while the bad one stays paused.
     again = await asyncio.wait_for(senders.deliver([update("good", 4, email=False)]), 30)
     assert again[0].delivered
+    # And a round mixing both is not held another stall: the paused project's part is given up at once.
+    senders.stall_seconds = 600
+    mixed = await asyncio.wait_for(senders.deliver([update("bad", 5, email=True), update("good", 6, email=False)]),
+                                   60)
+    assert [(outcome.delivered, outcome.reason) for outcome in mixed] == [(False, "bad_api_key"), (True, None)]
     await senders.aclose()
 
 
