@@ -25,7 +25,8 @@ from typing import Any
 
 import httpx
 
-from streams._support import free_port, isolated_worker_env
+from streams._support import LocalBroker, free_port, isolated_worker_env
+from streams._support import process_memory_kib as memory_kb
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -44,12 +45,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` so far (/proc/<pid>/stat utime + stime)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def memory_kb(pid: int, field: str = "VmHWM") -> int:
-    """``VmHWM`` (peak RSS) or ``VmRSS`` of ``pid`` in kB."""
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
-    return int(match.group(1)) if match else 0
 
 
 def _die_with_parent() -> None:
@@ -99,15 +94,11 @@ def broker() -> Iterator[str]:
         yield os.environ["KAFKA_BOOTSTRAP"]
         return
     run_dir = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
-    port = free_port()
-    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(free_port()),
-           "KAFKA_RUN_DIR": str(run_dir)}
-    script = str(REPO / "dev" / "kafka" / "broker.sh")
-    subprocess.run([script, "start"], env=env, check=True, stdout=sys.stderr)
+    print("starting a private Kafka broker (dev/kafka/broker.sh)", file=sys.stderr)
     try:
-        yield f"127.0.0.1:{port}"
+        with LocalBroker(run_dir) as private:
+            yield private.bootstrap
     finally:
-        subprocess.run([script, "stop"], env=env, check=False, stdout=sys.stderr)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

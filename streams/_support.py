@@ -1,21 +1,36 @@
 """Helpers shared by the local run (``freshpaint-iterable dev``), the tests and the benchmarks: a free port
-on loopback, waiting for a condition, reading the worker's ``/metrics`` text, and the settings of a worker
-that shares a broker with others.
+on loopback, a private Kafka broker, waiting for a condition, reading the worker's ``/metrics`` text, a
+process's memory, and the settings of a worker that shares a broker with others.
 
 They live in the package because ``dev`` ships in it and cannot import from ``tests/``.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import TypeVar
 
-__all__ = ["Sample", "free_port", "isolated_worker_env", "metric_by", "metric_samples", "metric_sum", "wait_for"]
+__all__ = [
+    "BROKER_SCRIPT",
+    "LocalBroker",
+    "Sample",
+    "free_port",
+    "isolated_worker_env",
+    "metric_by",
+    "metric_samples",
+    "metric_sum",
+    "process_memory_kib",
+    "wait_for",
+]
 
 T = TypeVar("T")
 
@@ -25,6 +40,53 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+BROKER_SCRIPT = Path(__file__).resolve().parent.parent / "dev" / "kafka" / "broker.sh"
+"""The development broker script (in a checkout; an installed package has none)."""
+
+
+class LocalBroker:
+    """A private Kafka broker of ``dev/kafka/broker.sh`` on free loopback ports with its own ``run_dir``, never
+    the shared one. ``with LocalBroker(run_dir) as broker:`` starts it and stops it at the end; ``run("restart")``
+    restarts it on the same data. ``env`` adds or overrides the script's variables (``KAFKA_SECURE``...)."""
+
+    def __init__(self, run_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.env = {**os.environ, "KAFKA_PORT": str(self.port), "KAFKA_CONTROLLER_PORT": str(free_port()),
+                    "KAFKA_RUN_DIR": str(run_dir), **env}
+
+    def run(self, command: str) -> None:
+        """``broker.sh <command>``; raises ``RuntimeError`` with the end of its output when it fails."""
+        done = subprocess.run(["bash", str(BROKER_SCRIPT), command], env=self.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"dev/kafka/broker.sh {command} failed (exit {done.returncode}):\n"
+                               f"{done.stdout[-3000:]}")
+
+    def __enter__(self) -> LocalBroker:
+        self.run("start")
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """``broker.sh stop``: SIGTERM to this broker's own pid (SIGKILL after a timeout); never raises."""
+        subprocess.run(["bash", str(BROKER_SCRIPT), "stop"], env=self.env, capture_output=True)
+
+
+def process_memory_kib(pid: int, field: str = "VmHWM") -> int:
+    """``VmHWM`` (peak resident set) or ``VmRSS`` (resident now) of process ``pid`` in KiB, from
+    ``/proc/<pid>/status``; 0 once the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+    return int(found.group(1)) if found else 0
 
 
 def isolated_worker_env(run: str, bootstrap: str, iterable_url: str, api_key: str, data_dir: Path,

@@ -9,13 +9,13 @@ a fresh Iterable emulator per test, served over HTTP on a free loopback port.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
+from streams._support import LocalBroker
 from streams.emulator import EmulatorConfig, EmulatorServer
-from tests.support import EMULATOR_KEY, REPO, free_port
+from tests.support import EMULATOR_KEY
 
 
 @pytest.fixture(scope="session")
@@ -24,19 +24,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if configured:
         yield configured
         return
-    port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_PORT": str(port),
-        "KAFKA_CONTROLLER_PORT": str(free_port()),
-        "KAFKA_RUN_DIR": str(tmp_path_factory.mktemp("kafka-run")),
-    }
-    script = str(REPO / "dev" / "kafka" / "broker.sh")
-    subprocess.run(["bash", script, "start"], env=env, check=True)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run(["bash", script, "stop"], env=env, check=False)
+    with LocalBroker(tmp_path_factory.mktemp("kafka-run")) as broker:
+        yield broker.bootstrap
 
 
 @pytest.fixture()

@@ -25,12 +25,11 @@ from typing import Any
 import click
 import httpx
 
-from streams._support import free_port, metric_by, metric_samples
+from streams._support import BROKER_SCRIPT, LocalBroker, free_port, metric_by, metric_samples
 from streams.bundled import bundled
 
 __all__ = ["dev"]
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SAMPLE = bundled("_data", "tests/data").joinpath("sample_events.jsonl")
 LOCAL_KEY = "local-dev-key"
 
@@ -44,20 +43,18 @@ def _mask(email: str | None) -> str:
 
 @contextlib.contextmanager
 def _local_broker(run_dir: Path, say: Callable[[str], None]) -> Iterator[str]:
-    script = REPO / "dev" / "kafka" / "broker.sh"
-    if not script.exists():
+    if not BROKER_SCRIPT.exists():
         raise click.ClickException("no dev/kafka/broker.sh here: set FPI_KAFKA_BOOTSTRAP to your Kafka")
-    port = free_port()
-    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(free_port()),
-           "KAFKA_RUN_DIR": str(run_dir / "kafka")}
-    say(f"starting a local Kafka broker on 127.0.0.1:{port} (jars from Maven Central, cached)")
-    started = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True, text=True)
-    if started.returncode != 0:
-        raise click.ClickException(f"the local broker did not start:\n{started.stderr[-3000:]}")
+    broker = LocalBroker(run_dir / "kafka")
+    say(f"starting a local Kafka broker on {broker.bootstrap} (jars from Maven Central, cached)")
     try:
-        yield f"127.0.0.1:{port}"
+        broker.run("start")
+    except RuntimeError as exc:
+        raise click.ClickException(f"the local broker did not start: {exc}") from None
+    try:
+        yield broker.bootstrap
     finally:
-        subprocess.run(["bash", str(script), "stop"], env=env, capture_output=True)
+        broker.stop()
         say("local broker stopped")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from streams._support import LocalBroker
 from tests.support import REPO, free_port
 
 
@@ -44,19 +45,12 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
     """One TLS + SCRAM broker per session, on free ports, stopped at the end (never the shared one)."""
     run_dir = tmp_path_factory.mktemp("secure-kafka-run")
     username, password = "fpi-worker", secrets.token_urlsafe(18)
-    ports = {name: free_port() for name in ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_SASL_SSL_PORT",
-                                             "KAFKA_SSL_PORT")}
-    env = {**os.environ, **{name: str(port) for name, port in ports.items()}, "KAFKA_SECURE": "1",
-           "KAFKA_RUN_DIR": str(run_dir), "KAFKA_SCRAM_USERS": f"{username}:{password}",
-           "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m"}
-    script = str(REPO / "dev" / "kafka" / "broker.sh")
-    subprocess.run(["bash", script, "start"], env=env, check=True, stdout=subprocess.DEVNULL)
-    try:
+    ports = {name: free_port() for name in ("KAFKA_SASL_SSL_PORT", "KAFKA_SSL_PORT")}
+    with LocalBroker(run_dir, **{name: str(port) for name, port in ports.items()}, KAFKA_SECURE="1",
+                     KAFKA_SCRAM_USERS=f"{username}:{password}", KAFKA_HEAP_OPTS="-Xms128m -Xmx512m"):
         yield SecureKafka(sasl_ssl=f"127.0.0.1:{ports['KAFKA_SASL_SSL_PORT']}",
                           mutual_tls=f"127.0.0.1:{ports['KAFKA_SSL_PORT']}", tls_dir=run_dir / "tls",
                           username=username, password=password)
-    finally:
-        subprocess.run(["bash", script, "stop"], env=env, check=False, stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="session")

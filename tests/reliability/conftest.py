@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -25,15 +24,15 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams._support import Sample, metric_samples
+from streams._support import Sample, metric_samples, process_memory_kib
 from streams._support import metric_sum as metric_sum  # the reliability tests import it from here
 from streams.codecs import decode_dead_letter
 from streams.commands.produce import produce_lines
-from streams.emulator import EmulatorConfig, EmulatorServer
+from streams.emulator import EmulatorServer
 from streams.model import DeadLetter
 from tests.reliability.load import BackgroundLoad
 from tests.reliability.workload import Expected, iterable_state
-from tests.support import EMULATOR_KEY, WorkerProcess, free_port, wait_for, worker_env
+from tests.support import WorkerProcess, free_port, wait_for, worker_env
 
 LONG = os.environ.get("FPI_RELIABILITY_PROFILE", "fast") == "long"
 LOADED = os.environ.get("FPI_RELIABILITY_LOAD", "0") not in ("", "0", "false")
@@ -64,25 +63,6 @@ PROFILE = (
             outage_503_seconds=8, outage_refused_seconds=8, throttle_events=2_400, throttle_seconds=8,
             broker_events=3_000, rebalance_events=4_000, deliver_timeout=150)
 )
-
-
-def peak_rss_kib(pid: int) -> int:
-    """VmHWM (peak resident set) of a live process, in KiB; 0 once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    found = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
-    return int(found.group(1)) if found else 0
-
-
-def current_rss_kib(pid: int) -> int:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    found = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
-    return int(found.group(1)) if found else 0
 
 
 def scrape(port: str | int) -> list[Sample]:
@@ -137,14 +117,23 @@ class Rig:
         self.workers.append(worker)
         return worker
 
+    def start_delivering(self, lines: list[str]) -> tuple[WorkerProcess, int]:
+        """Start a worker, produce ``lines`` and wait until Iterable holds over 100 events; the worker and
+        how many records were produced."""
+        worker = self.start_worker()
+        produced = self.produce(lines)
+        project = self.emulator.state.project
+        wait_for(lambda: len(project.events) > 100, PROFILE.deliver_timeout, what="delivery to start")
+        return worker, produced
+
     def _sample(self) -> None:
         while not self._stop.wait(0.5):
             total = 0
             for worker in list(self.workers):
                 if worker.proc is not None and worker.alive():
                     pid = worker.proc.pid
-                    self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), peak_rss_kib(pid))
-                    total += current_rss_kib(pid)
+                    self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), process_memory_kib(pid))
+                    total += process_memory_kib(pid, "VmRSS")
             self.rss_samples.append((time.monotonic(), total))
 
     def max_rss_mib(self) -> float:
@@ -386,12 +375,6 @@ def background_load(request: pytest.FixtureRequest) -> Iterator[None]:
     with BackgroundLoad(float(timeout.args[0]) if timeout else PROFILE.deliver_timeout * 3) as load:
         yield
         assert load.running(), "the background load ended before the scenario did"
-
-
-@pytest.fixture()
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(EmulatorConfig(api_keys=(EMULATOR_KEY,))) as server:
-        yield server
 
 
 @pytest.fixture()

@@ -6,8 +6,6 @@ the shared one, and ``broker.sh restart``, which keeps the data dir.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,38 +13,23 @@ from typing import Any
 
 import pytest
 
+from streams._support import LocalBroker
 from tests.reliability.conftest import LONG, PROFILE
 from tests.reliability.workload import expect, generate
-from tests.support import REPO, free_port, wait_for
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(PROFILE.deliver_timeout * 3)]
 
-SCRIPT = str(REPO / "dev" / "kafka" / "broker.sh")
 DOWNTIME = 60.0 if LONG else 8.0
 
 
-class PrivateBroker:
-    def __init__(self, run_dir: Path) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, "KAFKA_PORT": str(self.port), "KAFKA_CONTROLLER_PORT": str(free_port()),
-                    "KAFKA_RUN_DIR": str(run_dir), "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m"}
-        self.bootstrap = f"127.0.0.1:{self.port}"
-
-    def run(self, command: str) -> None:
-        subprocess.run(["bash", SCRIPT, command], env=self.env, check=True, stdout=subprocess.DEVNULL)
-
-
 @pytest.fixture()
-def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    broker = PrivateBroker(tmp_path / "kafka")
-    broker.run("start")
-    try:
+def private_broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    with LocalBroker(tmp_path / "kafka", KAFKA_HEAP_OPTS="-Xms128m -Xmx512m") as broker:
         yield broker
-    finally:
-        subprocess.run(["bash", SCRIPT, "stop"], env=broker.env, check=False, stdout=subprocess.DEVNULL)
 
 
-def test_broker_restart_mid_run_loses_nothing(rig_factory: Any, private_broker: PrivateBroker) -> None:
+def test_broker_restart_mid_run_loses_nothing(rig_factory: Any, private_broker: LocalBroker) -> None:
     workload = generate(PROFILE.broker_events // 15, PROFILE.broker_events, seed=13)
     expected = expect(workload.lines)
     half = len(workload.lines) // 2

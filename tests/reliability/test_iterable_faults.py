@@ -25,10 +25,8 @@ def test_outage_then_refused_connections_delays_but_loses_nothing(rig_factory: A
     expected = expect(workload.lines)
     half = len(workload.lines) // 2
     rig = rig_factory()
-    worker = rig.start_worker()
+    worker, produced = rig.start_delivering(workload.lines[:half])
     project = rig.emulator.state.project
-    produced = rig.produce(workload.lines[:half])
-    wait_for(lambda: len(project.events) > 100, PROFILE.deliver_timeout, what="delivery to start")
 
     # Open-ended, and ended below: producing the second half can take longer than the 503 phase on a
     # busy machine, and a window that closed by itself let calls through before the refused phase.

@@ -19,10 +19,8 @@ def test_second_worker_joins_and_leaves_without_loss(rig_factory: Any) -> None:
     expected = expect(workload.lines)
     third = len(workload.lines) // 3
     rig = rig_factory()
-    first = rig.start_worker()
+    first, produced = rig.start_delivering(workload.lines[:third])
     project = rig.emulator.state.project
-    produced = rig.produce(workload.lines[:third])
-    wait_for(lambda: len(project.events) > 100, PROFILE.deliver_timeout, what="delivery to start")
     second = rig.start_worker()
     produced += rig.produce(workload.lines[third:2 * third])
     # The second worker took partitions and delivered some of them before it leaves.

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
 
-from streams._support import free_port, metric_by, metric_samples, metric_sum, wait_for
+from streams._support import free_port, metric_by, metric_samples, metric_sum, process_memory_kib, wait_for
 
 METRICS = """\
 # HELP fpi_dead_letters_total Dead letters
@@ -45,3 +48,11 @@ def test_metric_sum_and_metric_by() -> None:
     assert metric_by(samples, "fpi_dead_letters_total", "reason") == Counter(anonymous=3, too_large=1)
     assert metric_by(samples, "fpi_iterable_http_requests_total", "endpoint") == Counter(
         {"events/trackBulk": 5, "users/bulkUpdate": 3})
+
+
+def test_process_memory_of_a_live_and_of_a_gone_process() -> None:
+    peak, now = process_memory_kib(os.getpid()), process_memory_kib(os.getpid(), "VmRSS")
+    assert 0 < now <= peak
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    assert process_memory_kib(int(gone.stdout)) == 0
