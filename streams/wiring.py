@@ -29,6 +29,7 @@ __all__ = [
     "build_project_sender_configs",
     "build_routing",
     "build_sender_config",
+    "project_keys",
 ]
 
 
@@ -122,6 +123,13 @@ def build_project_sender_configs(settings: Settings, routing: Routing, environ: 
             base_url=project.base_url or ITERABLE_BASE_URLS[project.region])
         for project in routing.projects
     }
+
+
+def project_keys(routing: Routing | None, environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """The projects' API keys (read from their variables), for the log filter that keeps them out of every record."""
+    if routing is None:
+        return ()
+    return tuple(key for project in routing.projects if (key := environ.get(project.api_key_env)))
 
 
 def aiokafka_security(settings: Settings) -> dict[str, Any]:

@@ -35,19 +35,19 @@ def worker(loglevel: str, log_format: str) -> None:
     from streams.logs import logging_config
     from streams.settings import load_settings
     from streams.topics import ensure_topics
-    from streams.wiring import build_mapping_config
+    from streams.wiring import build_mapping_config, build_routing, project_keys
 
     # Everything that can be wrong with the configuration fails here, before a topic is created.
     check_faust_compatibility()
     settings = load_settings()
     load_schemas()
-    build_mapping_config(settings)
+    routing = build_routing(settings, build_mapping_config(settings))  # FPI_PROJECTS_FILE, if set
     client_options(settings)
     asyncio.run(ensure_topics(settings, create=settings.create_topics))
     if settings.schema_registry_url:
         asyncio.run(_ask_registry(settings))
     app = build_app(settings)
-    config = logging_config(loglevel, settings.secret_values(), log_format)
+    config = logging_config(loglevel, (*settings.secret_values(), *project_keys(routing)), log_format)
     if settings.iterable_insecure_skip_tls_verify:
         logging.config.dictConfig(config)
         logging.getLogger("streams.worker").warning(

@@ -125,6 +125,7 @@ async def test_two_projects_receive_exactly_their_own_events(
     finally:
         worker.stop()
 
+    assert SHOP_KEY not in worker.log_text() and APP_KEY not in worker.log_text()
     assert set(shop.by_email) == {"ann@shop.example"}  # old-user and lost-user never reached it
     assert set(shop.events) == {"shop-2"} and shop.events["shop-2"]["eventName"] == "Bought"
     assert set(app.by_user_id) == {"app-user"} and not app.by_email

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,7 @@ from streams.normalize import normalize
 from streams.projects import Routing, load_routing, parse_routing, project_for, unrouted_detail
 from streams.settings import Settings
 from streams.transforms import load_transformations, parse_transformations
-from streams.wiring import build_project_sender_configs, build_routing
+from streams.wiring import build_project_sender_configs, build_routing, project_keys
 from tests.unit.builders import event
 
 BASE = MappingConfig()
@@ -185,3 +189,27 @@ def test_load_routing_reads_the_example_of_the_docstring(tmp_path: Path) -> None
     path.write_text("\n".join(line[4:] for line in example.splitlines()))
     rules = load_routing(path, BASE)
     assert rules.default == "production" and rules.get("production").mapping.default_identify_transformations
+
+
+def test_project_keys_feed_the_log_filter(tmp_path: Path) -> None:
+    path = tmp_path / "projects.toml"
+    path.write_text('[projects.prod]\nvalues = "env-1"\napi_key_env = "KEY_PROD"\nproject_type = "email"\n')
+    rules = build_routing(settings_with(path), BASE, {"KEY_PROD": "secret-prod"})
+    assert project_keys(rules, {"KEY_PROD": "secret-prod"}) == ("secret-prod",)
+    assert project_keys(None) == ()
+
+
+def test_the_worker_refuses_a_bad_routing_file_before_it_reaches_kafka(tmp_path: Path) -> None:
+    path = tmp_path / "projects.toml"
+    path.write_text('[projects.prod]\nvalues = "env-1"\napi_key_env = "KEY_PROD"\nproject_type = "phone"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FPI_")}
+    # A closed port: had the worker reached Kafka first, this would be broker_unavailable (exit 1).
+    env |= {"FPI_PROJECTS_FILE": str(path), "KEY_PROD": "k", "FPI_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    result = subprocess.run([sys.executable, "-m", "streams", "worker"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=90)
+    assert (result.returncode, result.stderr) == (2, "")
+    (line,) = result.stdout.splitlines()
+    record = json.loads(line)
+    assert record["reason"] == "config_invalid"
+    assert record["message"] == (f"FPI_PROJECTS_FILE={path}: [projects.prod] project_type = 'phone': use one of "
+                                 "email, userId, hybrid; fix the routing file")
