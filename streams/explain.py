@@ -14,6 +14,7 @@ holding them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from streams.mapping import Cart, MappingConfig, Registered
 from streams.mapping.subscriptions import Sent, route
 from streams.model import Decision, DropReason, Event, Identity
 from streams.normalize import normalize_json_line
+from streams.projects import Routing, unrouted_detail
 from streams.steps import apply_step, hold_step, resolve_step
 
 __all__ = ["ExplainState", "decision_record", "explain_all", "explain_event", "explain_lines"]
@@ -52,6 +54,9 @@ class ExplainState:
     """person key -> their registered push devices (the ``devices`` table; with ``MappingConfig.push_app_name``)."""
     subscriptions: dict[str, Sent] = field(default_factory=dict)
     """person key -> their subscription state as sent (the ``subscriptions`` table; with a subscription trait)."""
+    routing: Routing | None = None
+    """The routing file's projects (``FPI_PROJECTS_FILE``): each event is mapped by its project, as in the apply
+    stage, and its record names the project; ``None``: one project."""
 
 
 def explain_event(event: Event, config: MappingConfig, state: ExplainState, now: datetime) -> Decision:
@@ -105,10 +110,20 @@ def explain_all(event: Event, config: MappingConfig, state: ExplainState,
 
 
 def _apply(event: Event, person_key: str, state: ExplainState, config: MappingConfig, now: datetime) -> Decision:
-    return apply_step(event, person_key, state.identities, config, now,
-                      carts=state.carts if config.carts else None,
-                      devices=state.devices if config.push_app_name else None,
-                      subscriptions=state.subscriptions)
+    project = ""
+    if state.routing is not None:  # as the apply stage: the event's project, or a no_project dead letter
+        chosen = state.routing.choose(event)
+        if chosen is None:
+            return Decision.drop(DropReason.NO_PROJECT, unrouted_detail(event, state.routing))
+        config, project = chosen.mapping, chosen.name
+    decision = apply_step(event, person_key, state.identities, config, now,
+                          carts=state.carts if config.carts else None,
+                          devices=state.devices if config.push_app_name else None,
+                          subscriptions=state.subscriptions)
+    if not project:
+        return decision
+    return dataclasses.replace(decision, requests=tuple(dataclasses.replace(request, project=project)
+                                                        for request in decision.requests))
 
 
 def _released(event: Event, person_key: str, state: ExplainState, config: MappingConfig,
@@ -124,13 +139,16 @@ def decision_record(message_id: str | None, decision: Decision | None) -> dict[s
     if decision is None:
         return {"message_id": message_id, "decision": "hold", "reason": None, "detail": _HELD_DETAIL,
                 "requests": []}
-    return {
+    record = {
         "message_id": message_id,
         "decision": "send" if decision.sends else "drop",
         "reason": None if decision.drop_reason is None else decision.drop_reason.value,
         "detail": decision.detail,
         "requests": [_request_record(request.endpoint.value, request.body) for request in decision.requests],
     }
+    if decision.requests and decision.requests[0].project:  # several projects (FPI_PROJECTS_FILE)
+        record["project"] = decision.requests[0].project
+    return record
 
 
 def _request_record(endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,6 +166,7 @@ def explain_lines(
     state: ExplainState | None = None,
     now: datetime | None = None,
     hold: HoldRule | None = None,
+    routing: Routing | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one record per non-blank line: ``message_id``, ``decision`` (send, drop, error, or hold
     with ``hold``), ``reason`` (a stable code or null), ``detail`` (text or null) and ``requests``;
@@ -155,7 +174,7 @@ def explain_lines(
 
     A line that cannot be parsed or mapped yields ``decision: "error"`` and the next line follows.
     """
-    state = state if state is not None else ExplainState(hold=hold)
+    state = state if state is not None else ExplainState(hold=hold, routing=routing)
     now = now or datetime.now(UTC)
     for line in lines:
         if not line.strip():

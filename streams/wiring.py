@@ -91,12 +91,12 @@ def build_sender_config(settings: Settings, **overrides: Any) -> SenderConfig:
     return SenderConfig.from_settings(settings, **({"limits": {}} if limits_off else {}), **overrides)
 
 
-def build_routing(settings: Settings, mapping: MappingConfig,
-                  environ: Mapping[str, str] = os.environ) -> Routing | None:
+def build_routing(settings: Settings, mapping: MappingConfig, environ: Mapping[str, str] = os.environ, *,
+                  need_keys: bool = True) -> Routing | None:
     """The routing file of ``FPI_PROJECTS_FILE`` over ``mapping`` (the FPI_* mapping), or ``None`` without one.
 
     Raises ``ConfigError`` (one line naming FPI_PROJECTS_FILE and what to fix) for a file that is not valid,
-    or a project whose key variable is unset or empty.
+    or (``need_keys``: not for ``explain``, which calls no project) a project whose key variable is unset or empty.
     """
     path = settings.projects_file
     if path is None:
@@ -105,7 +105,7 @@ def build_routing(settings: Settings, mapping: MappingConfig,
         routing = load_routing(path, mapping)
     except ConfigError as exc:
         raise ConfigError(f"FPI_PROJECTS_FILE={path}: {exc}; fix the routing file") from None
-    for project in routing.projects:
+    for project in routing.projects if need_keys else ():
         if not environ.get(project.api_key_env):
             raise ConfigError(f"FPI_PROJECTS_FILE={path}: [projects.{project.name}] api_key_env = "
                               f"{project.api_key_env!r}, but that variable is unset or empty: set it (from a "

@@ -75,7 +75,7 @@ def explain(
     from streams.model import ProjectType
     from streams.settings import Settings
     from streams.transforms import load_transformations
-    from streams.wiring import build_mapping_config
+    from streams.wiring import build_mapping_config, build_routing
 
     overrides: dict[str, Any] = {}
     if project_type is not None:
@@ -93,7 +93,8 @@ def explain(
     config = dataclasses.replace(config, **overrides)
 
     errors = 0
-    for record in explain_lines(file, config, hold=settings.hold_rule()):
+    routing = build_routing(settings, config, need_keys=False)  # FPI_PROJECTS_FILE: each event's project
+    for record in explain_lines(file, config, hold=settings.hold_rule(), routing=routing):
         errors += record["decision"] == "error"
         click.echo(json.dumps(record, ensure_ascii=False))
     sys.stdout.flush()

@@ -213,3 +213,34 @@ def test_the_worker_refuses_a_bad_routing_file_before_it_reaches_kafka(tmp_path:
     assert record["reason"] == "config_invalid"
     assert record["message"] == (f"FPI_PROJECTS_FILE={path}: [projects.prod] project_type = 'phone': use one of "
                                  "email, userId, hybrid; fix the routing file")
+
+
+class TestExplain:
+    LINES = [
+        '{"event": "$identify", "properties": {"token": "env-staging", "time": 1709647620, "distinct_id": "u-1", '
+        '"$device_id": "d-1", "$insert_id": "s-1", "$user_props": {"plan": "pro"}}}',
+        '{"event": "Clicked", "properties": {"token": "env-staging", "time": 1709647630, "distinct_id": "u-1", '
+        '"$device_id": "d-1", "$insert_id": "s-2"}}',
+        '{"event": "Clicked", "properties": {"token": "env-nobody", "time": 1709647640, "distinct_id": "u-1", '
+        '"$device_id": "d-1", "$insert_id": "n-1"}}',
+    ]
+
+    def test_each_line_is_mapped_by_its_project_and_says_which(self) -> None:
+        from streams.explain import explain_lines
+
+        records = list(explain_lines(self.LINES, BASE, routing=routing()))
+        assert [(r["message_id"], r["decision"], r.get("project"), r["reason"]) for r in records] == [
+            ("s-1", "send", "staging", None), ("s-2", "send", "staging", None), ("n-1", "drop", None, "no_project")]
+        assert "email" not in records[0]["requests"][0]["body"]  # the staging project is userId-based
+
+    def test_the_command_reads_the_routing_file_without_the_keys(self, tmp_path: Path) -> None:
+        path = tmp_path / "projects.toml"
+        path.write_text('[projects.staging]\nvalues = "env-staging"\napi_key_env = "KEY_UNSET"\n'
+                        'project_type = "userId"\n')
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FPI_") and k != "KEY_UNSET"}
+        result = subprocess.run([sys.executable, "-m", "streams", "explain"], input="\n".join(self.LINES),
+                                env={**env, "FPI_PROJECTS_FILE": str(path)}, cwd=tmp_path, capture_output=True,
+                                text=True, timeout=90)
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [(r["decision"], r.get("project"), r["reason"]) for r in records] == [
+            ("send", "staging", None), ("send", "staging", None), ("drop", None, "no_project")]
