@@ -12,6 +12,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "BATCH_SIZE",
+    "CART_UPDATES_COALESCED",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
     "DECODE_FAILURES",
@@ -46,6 +47,9 @@ HELD_EVENTS = Counter("fpi_anonymous_held_total",
 HELD_NOW = Gauge("fpi_anonymous_held_now", "Anonymous events this worker holds now.")
 REQUESTS_OUT = Counter("fpi_iterable_requests_mapped_total",
                        "Iterable requests produced by the mapping core, by endpoint.", ["endpoint"])
+CART_UPDATES_COALESCED = Counter("fpi_cart_updates_coalesced_total",
+                                 "commerce/updateCart requests not sent because a later one of the same person in the "
+                                 "same apply batch carries the whole cart (FPI_CARTS).")
 ITERABLE_REQUESTS = Counter("fpi_iterable_http_requests_total",
                             "HTTP calls to Iterable, by endpoint, HTTP status and Iterable code.",
                             ["endpoint", "status", "code"])

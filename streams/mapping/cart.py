@@ -17,6 +17,11 @@ The rules (pure; ``streams.mapping.iterable`` builds the items and the requests)
 A cart holds at most ``max_items`` distinct items: a change beyond that leaves the cart as it was
 (``add_item`` returns ``None``; the caller drops the event ``cart_full``).
 
+Coalescing (``coalesce``): a burst of cart changes of one person handled in one batch makes one
+``updateCart``, the last: each carries the whole cart, so an earlier one followed by a later one of the same
+person changes nothing the later one does not overwrite. The later call keeps its place among the person's
+calls; every other call stays.
+
 Replay: the cart remembers the message ids of the last ``APPLIED_KEPT`` events that changed it (or could
 have), so a batch redelivered after its changes were stored changes nothing twice (``Cart.seen``); quantities
 add up, so applying an ``add`` again would be wrong.
@@ -28,7 +33,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["APPLIED_KEPT", "CART_EVENTS", "Cart", "CartItem", "add_item", "remove_item", "whole_cart"]
+from streams.model import Endpoint, IterableRequest
+
+__all__ = ["APPLIED_KEPT", "CART_EVENTS", "Cart", "CartItem", "add_item", "coalesce", "remove_item", "whole_cart"]
 
 CART_EVENTS = frozenset({"Product Added", "Product Removed", "Cart Viewed"})
 """The e-commerce events (Segment's e-commerce spec, which Freshpaint's track events follow) that change a cart."""
@@ -94,3 +101,20 @@ def whole_cart(items: Sequence[CartItem], max_items: int) -> tuple[CartItem, ...
             return None
         cart = added
     return cart
+
+
+def coalesce(requests: Sequence[IterableRequest]) -> list[int]:
+    """The positions of ``requests`` to send, in order: every request but a ``commerce/updateCart`` that a later
+    ``updateCart`` of the same person (and project) follows (module doc, "Coalescing")."""
+    later: set[tuple[str, str]] = set()
+    kept: list[int] = []
+    for index in range(len(requests) - 1, -1, -1):
+        request = requests[index]
+        if request.endpoint is Endpoint.COMMERCE_UPDATE_CART:
+            who = (request.person_key, request.project)
+            if who in later:
+                continue
+            later.add(who)
+        kept.append(index)
+    kept.reverse()
+    return kept

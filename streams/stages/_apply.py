@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from streams import metrics
-from streams.codecs import decode_event_internal, encode_request
+from streams.codecs import Source, decode_event_internal, encode_request
 from streams.errors import StreamsError
 from streams.identity import forgotten_key
 from streams.mapping import MappingConfig
-from streams.model import QUIET_DROPS, DropReason, Event, Identity
+from streams.mapping.cart import coalesce
+from streams.model import QUIET_DROPS, DropReason, Event, Identity, IterableRequest
 from streams.outbox import Outbox
 from streams.projects import Routing, unrouted_detail
 from streams.steps import apply_step
@@ -136,7 +137,8 @@ class ApplyStage:
 
     The same holds for the ``carts`` table (``carts``; only when carts are kept): written earlier, a crash
     would have the redelivered events applied to a cart that already holds them. A cart also remembers the
-    events applied to it, for a crash between the table write and the offset commit (``mapping.cart``). And
+    events applied to it, for a crash between the table write and the offset commit (``mapping.cart``); of one
+    person's ``updateCart`` requests in a batch only the last is sent (``mapping.cart.coalesce``). And
     for ``devices`` (push tokens registered; only with ``FPI_PUSH_APP_NAME``): written earlier, a crash could
     leave a token marked registered whose ``registerDeviceToken`` never reached Kafka; and for ``subscriptions``
     (only with a subscription trait set), a subscription change marked sent that never was.
@@ -170,6 +172,7 @@ class ApplyStage:
         carts = _HeldByPerson(self.carts)
         devices = _HeldByPerson(self.devices)
         subscriptions = _HeldByPerson(self.subscriptions)
+        out: list[tuple[bytes, IterableRequest, Source]] = []
         for frame in frames:
             self.enter(frame)
             held.frame = carts.frame = devices.frame = subscriptions.frame = frame
@@ -206,10 +209,17 @@ class ApplyStage:
                         await self.dead_letters.for_event((reason, decision.detail or reason), event, item)
                     continue
                 for request in decision.requests:
-                    endpoints[request.endpoint.value] += 1
                     if project:
                         request = dataclasses.replace(request, project=project)
-                    self.to_send.add(item.key, encode_request(request), item.source)
+                    out.append((item.key, request, item.source))
+        # A burst of one person's cart changes in the batch makes one updateCart, the last (mapping.cart.coalesce).
+        kept = coalesce([request for _, request, _ in out]) if self.carts is not None else range(len(out))
+        for index in kept:
+            key, request, source = out[index]
+            endpoints[request.endpoint.value] += 1
+            self.to_send.add(key, encode_request(request), source)
+        if len(kept) < len(out):
+            metrics.CART_UPDATES_COALESCED.inc(len(out) - len(kept))
         await asyncio.gather(*self.to_send.flush())
         held.write(self.enter)
         carts.write(self.enter)

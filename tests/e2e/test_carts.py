@@ -17,7 +17,7 @@ import pytest
 
 from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorServer
-from tests.support import WorkerProcess, wait_for, worker_env
+from tests.support import WorkerProcess, running, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -90,3 +90,30 @@ async def test_add_add_remove_purchase_keeps_the_whole_cart_through_a_crash(
     assert seen == [cart for _, cart in STEPS]
     assert cart_in_iterable(project) is None, "the purchase must leave an empty cart"
     assert len(project.purchases) == 1
+
+
+BURST = 30
+
+
+async def test_a_burst_of_one_persons_cart_changes_is_coalesced(
+    kafka_bootstrap: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """30 Product Added events produced at once: Iterable ends with the whole cart, every event is tracked, and
+    fewer than 30 updateCart calls carried it (a burst handled in one apply batch makes one call)."""
+    project = emulator.state.project
+    env = worker_env(kafka_bootstrap, emulator.url, tmp_path / "data", FPI_CARTS="true")
+    path = "/api/commerce/updateCart"
+    with running(WorkerProcess(env, tmp_path / "worker.log")):
+        identify = line("b-0", 0, type="identify", traits={"email": EMAIL})
+        await produce_lines([identify], bootstrap=kafka_bootstrap, topic=env["FPI_SOURCE_TOPIC"])
+        await asyncio.to_thread(wait_for, lambda: EMAIL in project.by_email, 120, what="the identified user")
+        burst = [track(f"b-{n}", 1, "Product Added", MUG) for n in range(1, BURST + 1)]
+        await produce_lines(burst, bootstrap=kafka_bootstrap, topic=env["FPI_SOURCE_TOPIC"])
+        await asyncio.to_thread(wait_for, lambda: cart_in_iterable(project) == [("mug", BURST)]
+                                and all(f"b-{n}" in project.events for n in range(1, BURST + 1)), 120,
+                                what=f"the cart of {BURST} mugs")
+        await asyncio.sleep(1)
+    calls = project.counters.responses[f"{path} 200"]
+    print(f"{BURST} cart changes made {calls} updateCart calls")
+    assert 1 <= calls < BURST
+    assert cart_in_iterable(project) == [("mug", BURST)]

@@ -17,7 +17,7 @@ import pytest
 
 from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorServer
-from tests.support import WorkerProcess, wait_for, worker_env
+from tests.support import WorkerProcess, running, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -46,8 +46,7 @@ async def test_an_opt_out_trait_changes_the_channels_subscription(
         user = project.by_email.get(EMAIL)
         return dict(user.data_fields) if user is not None else {}
 
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
-    try:
+    with running(WorkerProcess(env, tmp_path / "worker.log")):
         await produce_lines([identify("s-1", 0, email_opt_out=True, lists=[101, 102], plan="pro")],
                             bootstrap=kafka_bootstrap, topic=env["FPI_SOURCE_TOPIC"])
         await asyncio.to_thread(wait_for, lambda: fields().get("unsubscribedChannelIds") == [CHANNEL]
@@ -63,10 +62,5 @@ async def test_an_opt_out_trait_changes_the_channels_subscription(
                                 and fields().get("unsubscribedChannelIds") == []
                                 and fields().get("emailListIds") == [102], 120, what="the opt-in")
         await asyncio.sleep(1)
-    except BaseException:
-        print(worker.log_text()[-6000:])
-        raise
-    finally:
-        worker.stop()
     assert subscription_calls(emulator) == 5
     assert all(key.endswith(" 200") for key in project.counters.responses if key.startswith("/api/subscriptions/"))

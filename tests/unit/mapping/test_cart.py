@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from streams.mapping import Applied, Cart, MappingConfig, apply_event
-from streams.mapping.cart import APPLIED_KEPT, add_item, remove_item, whole_cart
-from streams.model import DropReason, Endpoint
+from streams.mapping.cart import APPLIED_KEPT, add_item, coalesce, remove_item, whole_cart
+from streams.model import DropReason, Endpoint, IterableRequest
 from tests.unit.builders import NOW, event, person
 
 MUG = {"product_id": "sku-1", "sku": "45790-32", "name": "Mug", "price": 19.0, "category": "Kitchen",
@@ -136,3 +136,26 @@ class TestCartEvents:
         ev = event(event_name="Product Added", properties=MUG)
         applied = apply_event(ev, "k", None, MappingConfig(carts=True), NOW, None)
         assert applied.decision.drop_reason is DropReason.ANONYMOUS and applied.cart is None
+
+
+class TestCoalesce:
+    """A burst of one person's cart changes makes one updateCart, the last; other calls and the order stay."""
+
+    @staticmethod
+    def request(endpoint: Endpoint, person: str, tag: str, project: str = "") -> IterableRequest:
+        return IterableRequest(endpoint, {"tag": tag}, person, tag, project=project)
+
+    def test_the_last_update_of_each_person_is_kept_in_its_place(self) -> None:
+        cart, track, purchase = Endpoint.COMMERCE_UPDATE_CART, Endpoint.EVENTS_TRACK, Endpoint.COMMERCE_TRACK_PURCHASE
+        burst = [self.request(track, "a", "t1"), self.request(cart, "a", "c1"), self.request(cart, "b", "b1"),
+                 self.request(track, "a", "t2"), self.request(cart, "a", "c2"), self.request(purchase, "a", "p"),
+                 self.request(cart, "a", "c3"), self.request(track, "b", "t3")]
+        kept = [burst[i].source_event_id for i in coalesce(burst)]
+        assert kept == ["t1", "b1", "t2", "p", "c3", "t3"]
+
+    def test_people_and_projects_are_apart(self) -> None:
+        cart = Endpoint.COMMERCE_UPDATE_CART
+        burst = [self.request(cart, "a", "x", "prod"), self.request(cart, "a", "y", "staging"),
+                 self.request(cart, "b", "z", "prod")]
+        assert coalesce(burst) == [0, 1, 2]
+        assert coalesce([]) == []

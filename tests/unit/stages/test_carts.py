@@ -97,6 +97,16 @@ class TestApplyKeepsCarts:
         assert stage.cart() == [("mug", 2)]
         assert stage.sent_carts() == [[("mug", 1)], [("mug", 3)], [("mug", 2)]]
 
+    async def test_a_burst_in_one_batch_makes_one_update_the_last(self) -> None:
+        stage = Stage()
+        await stage.stage.handle([_frame([IDENTIFY, ADD_MUG, ADD_MUG_AGAIN], 0), _frame([REMOVE_MUG], 1)])
+        assert stage.cart() == [("mug", 2)]
+        assert stage.sent_carts() == [[("mug", 2)]]
+        requests = [decode_request(item.value) for item in stage.requests.items()]
+        tracked = [r.source_event_id for r in requests if r.endpoint is Endpoint.EVENTS_TRACK]
+        assert tracked == ["a-1", "a-2", "r-1"]
+        assert requests[-1].endpoint is Endpoint.COMMERCE_UPDATE_CART, "the update moved before the person's events"
+
     async def test_cart_is_written_only_after_the_requests_are_in_kafka(self) -> None:
         stage: Stage
 
