@@ -46,9 +46,18 @@ class TestLoadMappingConfig:
         path.write_text('[mapping]\nproject_type = "userId"\n')
         assert load_mapping_config(path, project_type=ProjectType.HYBRID).project_type is ProjectType.HYBRID
 
+    def test_subscription_traits(self, tmp_path: Path) -> None:
+        path = tmp_path / "c.toml"
+        path.write_text('[mapping]\nemail_lists_trait = "lists"\nopt_out_traits = { email_opt_out = 12 }\n')
+        config = load_mapping_config(path)
+        assert (config.email_lists_trait, dict(config.opt_out_traits)) == ("lists", {"email_opt_out": 12})
+
     @pytest.mark.parametrize(
         ("text", "match"),
         [
+            ('[mapping]\nopt_out_traits = { email_opt_out = "12" }\n', "opt_out_traits"),
+            ("[mapping]\nopt_out_traits = { email_opt_out = 0 }\n", "opt_out_traits"),
+            ("[mapping]\nemail_lists_trait = 3\n", "email_lists_trait"),
             ('[mapping]\nproject_type = "phone"\n', "project_type"),
             ("[mapping]\nmerge_nested_objects = 1\n", "merge_nested_objects"),
             ("[mapping]\ncolour = 1\n", "unknown"),
