@@ -67,10 +67,11 @@ class RouteStage:
         """Each record of ``batch`` that decodes and fits, counted by event type."""
         usable: list[Decoded] = []
         seen: Counter[str] = Counter()
+        now = datetime.now(UTC)  # a dead letter's failed_at: the batch's time
         for record in batch:
             message = record.message
             result = await self.decoder.decode(record.value, topic=message.topic, partition=message.partition,
-                                               offset=message.offset, now=datetime.now(UTC))
+                                               offset=message.offset, now=now)
             if isinstance(result, DeadLetter):
                 await self.dead_letters(result, record.key)
                 continue

@@ -322,6 +322,8 @@ class TestRequestCodec:
             (codecs.encode_event_internal(ORDER_COMPLETED), "not format version 1"),  # an event record
             (b"\x00" + codecs.encode_request(REQUEST)[1:], "not format version 1"),
             (b'\x01\x00["/api/users/update",{},"k","e",0,"yesterday"]', "Iterable request"),
+            (b'\x01\x00[["/api/users/update"],{},"k","e",0,null]', "Iterable request"),
+            (b'\x01\x00["/api/users/updatE",{},"k","e",0,null]', "is not an endpoint"),
             (b'\x01\x00["/api/users/update",[],"k","e",0,null]', "wrong type"),
             (b'\x01\x00["/api/users/update",{},"k","e",true,null]', "wrong type"),
             (b'\x01\x00["/api/users/update",{},"k",null,0,null]', "wrong type"),
