@@ -51,6 +51,8 @@ def part_of(stack: str) -> tuple[str, str]:
         if match is None:
             continue
         path, function = match["path"], match["function"]
+        if not path.startswith(("/", "<")):
+            path = "/" + path  # py-spy --native names library files relative to sys.path: "asyncio/events.py"
         if path.endswith("streams/codecs/_internal.py"):
             if function in _INTERNAL:
                 return _INTERNAL[function], frame
@@ -59,6 +61,22 @@ def part_of(stack: str) -> tuple[str, str]:
             if fragment in path:
                 return part, frame
     return "other", frames[-1] if frames else ""
+
+
+def thread_of(stack: str) -> str:
+    """"main" for the event loop thread (the agents, the sender), "thread" for a stack started by
+    ``threading`` (faust runs its aiokafka consumer in a thread of its own, with its own event loop)."""
+    return "thread" if "threading.py:" in stack else "main"
+
+
+def samples_by_thread(raw_lines: Iterable[str]) -> Counter[str]:
+    """Samples of the main thread and of the other threads (``thread_of``)."""
+    counts: Counter[str] = Counter()
+    for line in raw_lines:
+        stack, _, count = line.rstrip().rpartition(" ")
+        if stack and count.isdigit():
+            counts[thread_of(stack)] += int(count)
+    return counts
 
 
 def samples_by_part(raw_lines: Iterable[str]) -> tuple[Counter[str], Counter[tuple[str, str]]]:

@@ -1,0 +1,26 @@
+"""bench/_budget.py: which part and which thread a py-spy sample belongs to (the CPU budget of bench_e2e)."""
+from __future__ import annotations
+
+from bench._budget import part_of, samples_by_thread
+
+ROOT = "_run_module_as_main (<frozen runpy>:198);worker (/work/main/streams/commands/worker.py:62)"
+THREAD = ("Thread._bootstrap (/usr/lib/python3.11/threading.py:1002);"
+          "ServiceThread._start_thread (/x/site-packages/mode/threads.py:211)")
+
+
+def test_a_sample_belongs_to_the_first_part_from_the_leaf_up() -> None:
+    stack = ROOT + ";Sender._run (/work/main/streams/iterable/sender.py:447);dumps (/x/site-packages/orjson/x.py:1)"
+    assert part_of(stack)[0] == "send"
+    assert part_of(ROOT)[0] == "unattributed"
+
+
+def test_native_frames_name_library_files_relative_to_sys_path() -> None:
+    # py-spy --native writes "asyncio/events.py", not the absolute path
+    stack = ROOT + ";Handle._run (asyncio/events.py:80);task_step (_asynciomodule.c:2990)"
+    assert part_of(stack)[0] == "framework"
+    assert part_of(ROOT + ";read_record (fastavro/_read.pyx:100)")[0] == "decode"
+
+
+def test_samples_by_thread() -> None:
+    lines = [ROOT + ";f (/work/main/streams/app.py:1) 7", THREAD + ";select (selectors.py:468) 3", "garbage"]
+    assert samples_by_thread(lines) == {"main": 7, "thread": 3}
