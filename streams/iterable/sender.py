@@ -256,9 +256,13 @@ class Sender:
         paused. Raises ``Abandoned`` when ``abandon()`` is called meanwhile, otherwise only on
         programming errors; Iterable's answers become outcomes.
         """
+        # Planned and started before the first await: a delivery's calls are registered behind each person's
+        # calls in the deliveries started before it, in the order deliver() was called (SendStage relies on it).
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        calls = self._start_calls(requests, outcomes)
         # A task of its own, so that abandon() can end it wherever it waits (a backoff of up to
         # max_delay, a rate token, an HTTP call) without cancelling the caller.
-        work = asyncio.get_running_loop().create_task(self._deliver(requests))
+        work = asyncio.get_running_loop().create_task(self._finish(calls, outcomes))
         self._deliveries[work] = len(requests)
         try:
             return await work
@@ -271,6 +275,9 @@ class Sender:
         finally:
             del self._deliveries[work]
             self._abandoned.discard(work)
+            for call in calls:  # already done unless this delivery was cancelled: no call of it goes on alone
+                call.cancel()
+            self._forget_done(requests)
 
     def abandon(self) -> int:
         """End every delivery in progress: none of their requests is sent again.
@@ -289,29 +296,18 @@ class Sender:
                         "their partitions delivers them", abandoned)
         return abandoned
 
-    async def _deliver(self, requests: Sequence[IterableRequest]) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(requests)
+    def _start_calls(
+        self, requests: Sequence[IterableRequest], outcomes: list[Outcome | None]
+    ) -> list[asyncio.Task[None]]:
+        """Start every call of ``requests``, each waiting for its people's calls before it: those of their
+        previous wave here, or of an earlier delivery still running.
+
+        The waves (``plan``) say what must follow what for each person; a barrier between whole waves (or
+        whole deliveries) said more than that, and left one endpoint's budget idle while another's calls
+        waited for tokens (issue 19: a round's trackBulk calls waited for the purchases of unrelated people).
+        """
         cfg = self.config
         waves = plan(requests, batching=cfg.batching, max_items=cfg.max_batch_items, max_bytes=cfg.max_batch_bytes)
-        await self._run_waves(waves, requests, outcomes)
-        done: list[Outcome] = []
-        for outcome in outcomes:
-            assert outcome is not None, "every request gets an outcome"
-            done.append(outcome)
-        self.stats.delivered += sum(1 for o in done if o.delivered)
-        self.stats.dead_letters += sum(1 for o in done if not o.delivered)
-        return done
-
-    async def _run_waves(
-        self, waves: Sequence[Sequence[Call]], requests: Sequence[IterableRequest], outcomes: list[Outcome | None]
-    ) -> None:
-        """Run every call of ``waves``, each as soon as its people's calls before it are done: those of
-        their previous wave here, or of an earlier delivery still running.
-
-        The waves say what must follow what for each person; a barrier between whole waves (or whole
-        deliveries) said more than that, and left one endpoint's budget idle while another's calls waited
-        for tokens (issue 19: a round's trackBulk calls waited for the purchases of unrelated people).
-        """
         latest = self._people
         tasks: list[asyncio.Task[None]] = []
         loop = asyncio.get_running_loop()
@@ -325,16 +321,24 @@ class Sender:
                 for person in people:
                     joined.setdefault(person, []).append(task)
             latest.update(joined)
+        return tasks
+
+    async def _finish(self, calls: list[asyncio.Task[None]], outcomes: list[Outcome | None]) -> list[Outcome]:
         try:
-            await asyncio.gather(*tasks)
+            await asyncio.gather(*calls)
         except BaseException:
             # abandon() cancels this delivery, and a bug in one call ends it: no call of it may go on alone.
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
             raise
-        finally:
-            self._forget_done(requests)
+        done: list[Outcome] = []
+        for outcome in outcomes:
+            assert outcome is not None, "every request gets an outcome"
+            done.append(outcome)
+        self.stats.delivered += sum(1 for o in done if o.delivered)
+        self.stats.dead_letters += sum(1 for o in done if not o.delivered)
+        return done
 
     def _forget_done(self, requests: Sequence[IterableRequest]) -> None:
         """Drop the people of ``requests`` whose latest calls are all done (a later delivery's are kept)."""

@@ -23,7 +23,8 @@ Ack = Callable[[Sequence[InputRecord]], Awaitable[None]]
 class Deliverer(Protocol):
     """``SenderService.deliver``: an outcome per request, or ``Abandoned`` once ``abandon()`` ended it.
 
-    Deliveries may overlap: a person's requests in a later one wait for that person's in an earlier one."""
+    Deliveries may overlap: a person's requests in a later one wait for that person's in an earlier one,
+    so ``deliver`` hands its requests over before its first await (the order of the calls is the order)."""
 
     async def deliver(self, requests: Sequence[IterableRequest]) -> list[Outcome]: ...
 
@@ -57,29 +58,46 @@ class SendStage:
         self.in_flight = in_flight
         self._running: set[asyncio.Task[None]] = set()
         self._last: asyncio.Task[None] | None = None
+        self._handed: asyncio.Event | None = None
+        """Set once the last submitted batch handed all its requests to the sender."""
         self._failed = False
 
-    async def handle(self, batch: Sequence[InputRecord]) -> list[InputRecord]:
+    async def handle(self, batch: Sequence[InputRecord], *, turn: asyncio.Event | None = None,
+                     handed: asyncio.Event | None = None) -> list[InputRecord]:
         """The frames to ack: those of ``batch`` not given up before it started, once every request in
-        them has an outcome; none when they were given up (or the delivery abandoned) meanwhile."""
-        frames = [frame for frame in batch if not self.given_up(frame)]
-        items = [pair for frame in frames for pair in await self.dead_letters.frame_items(frame, decode_request)]
-        for start in range(0, len(items), self.round_items):
-            if any(self.given_up(frame) for frame in frames):
-                return []
-            try:
-                await self._deliver_round(items[start:start + self.round_items])
-            except Abandoned:
-                return []
-        return frames
+        them has an outcome; none when they were given up (or the delivery abandoned) meanwhile.
+
+        With ``turn``, no request goes to the sender before it is set; ``handed`` is set once the last
+        round went to the sender (or none will): batches overlap, but the sender gets their requests in
+        the order of the batches, which is what keeps each person's order (``Sender.deliver``)."""
+        try:
+            frames = [frame for frame in batch if not self.given_up(frame)]
+            items = [pair for frame in frames
+                     for pair in await self.dead_letters.frame_items(frame, decode_request)]
+            if turn is not None:
+                await turn.wait()
+            for start in range(0, len(items), self.round_items):
+                if any(self.given_up(frame) for frame in frames):
+                    return []
+                last = start + self.round_items >= len(items)
+                try:
+                    await self._deliver_round(items[start:start + self.round_items], handed if last else None)
+                except Abandoned:
+                    return []
+            return frames
+        finally:
+            if handed is not None:
+                handed.set()
 
     async def submit(self, batch: Sequence[InputRecord], ack: Ack, on_error: Callable[[BaseException], None]) -> None:
         """Start handling ``batch``; return once fewer than ``in_flight`` batches are running.
 
         ``ack`` gets the frames ``handle`` returned, batch after batch in the order of ``submit``; a bug
         in a batch goes to ``on_error`` (the worker stops) and nothing after it is acked."""
-        task = asyncio.get_running_loop().create_task(self._handle_then_ack(batch, self._last, ack, on_error))
-        self._last = task
+        handed = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(
+            self._handle_then_ack(batch, self._last, self._handed, handed, ack, on_error))
+        self._last, self._handed = task, handed
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         while len(self._running) >= self.in_flight:
@@ -91,12 +109,13 @@ class SendStage:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        self._last = None
+        self._last = self._handed = None
 
     async def _handle_then_ack(self, batch: Sequence[InputRecord], previous: asyncio.Task[None] | None,
-                               ack: Ack, on_error: Callable[[BaseException], None]) -> None:
+                               turn: asyncio.Event | None, handed: asyncio.Event, ack: Ack,
+                               on_error: Callable[[BaseException], None]) -> None:
         try:
-            frames = await self.handle(batch)
+            frames = await self.handle(batch, turn=turn, handed=handed)
             if previous is not None:
                 await asyncio.wait({previous})
             if self._failed or (previous is not None and previous.cancelled()):
@@ -106,8 +125,14 @@ class SendStage:
             self._failed = True
             on_error(exc)
 
-    async def _deliver_round(self, items: Sequence[tuple[FrameItem, IterableRequest]]) -> None:
-        outcomes = await self.sender.deliver([request for _, request in items])
+    async def _deliver_round(self, items: Sequence[tuple[FrameItem, IterableRequest]],
+                             handed: asyncio.Event | None = None) -> None:
+        requests = [request for _, request in items]
+        if handed is not None:
+            # Wakes the next batch only after this coroutine went on into deliver(), which hands the
+            # requests over before its first await.
+            handed.set()
+        outcomes = await self.sender.deliver(requests)
         now = datetime.now(UTC)
         for (item, _), outcome in zip(items, outcomes, strict=True):
             if not outcome.delivered:

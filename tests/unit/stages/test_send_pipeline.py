@@ -101,6 +101,32 @@ async def test_a_bug_in_a_batch_reaches_on_error_and_later_batches_are_not_acked
     await stage.cancel()
 
 
+async def test_batches_hand_their_requests_to_the_sender_in_order() -> None:
+    """A person's order across batches rests on the order of the deliver() calls: a later batch waits until
+    every round of the earlier one went to the sender, even when it is quicker to get there."""
+    sender = Gated()
+    stage = SendStage(sender, DeadLetterSink(DeadLetterTopic().send), round_items=1, in_flight=3)
+    acked: list[object] = []
+
+    async def ack(frames: Sequence[object]) -> None:
+        acked.extend(frames)
+
+    await stage.submit([_request_frame(["a1", "a2"])], ack, _never_fails)  # two rounds
+    await stage.submit([_request_frame(["b"], offset=1)], ack, _never_fails)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert sender.started == ["a1"], "b waits for a's second round to reach the sender"
+    sender.gate("a1").set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert sender.started == ["a1", "a2", "b"]
+    sender.gate("a2").set()
+    sender.gate("b").set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert len(acked) == 2
+
+
 def test_in_flight_must_be_positive() -> None:
     with pytest.raises(ValueError, match="in_flight"):
         SendStage(Gated(), DeadLetterSink(DeadLetterTopic().send), round_items=10, in_flight=0)
