@@ -136,9 +136,10 @@ def build_app(settings: Settings) -> faust.App:
     # Declared only when holding: an unused table would still be recovered and its changelog provisioned.
     held = app.Table("held", partitions=n, key_type=bytes, value_type=bytes) if hold is not None else None
     # Declared only when carts are kept (FPI_CARTS), for the same reason.
-    carts = app.Table("carts", partitions=n, key_type=bytes, value_type=bytes) if settings.carts else None
+    carts = app.Table("carts", partitions=n, key_type=bytes, value_type=bytes) if mapping_config.carts else None
     # And only when push tokens are registered (FPI_PUSH_APP_NAME).
-    devices = app.Table("devices", partitions=n, key_type=bytes, value_type=bytes) if settings.push_app_name else None
+    devices = (app.Table("devices", partitions=n, key_type=bytes, value_type=bytes)
+               if mapping_config.push_app_name else None)
     # And only when a subscription trait is set (FPI_*_TRAIT(S)).
     subscriptions = (app.Table("subscriptions", partitions=n, key_type=bytes, value_type=bytes)
                      if settings.subscriptions_kept() else None)

@@ -9,20 +9,23 @@ one ``ConfigError`` line that names its ``FPI_`` variable.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import re
+import typing
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from streams.errors import ConfigError
 from streams.identity import HoldRule
-from streams.model import ProjectType
+from streams.mapping import MappingConfig
 
 __all__ = ["ITERABLE_BASE_URLS", "Settings", "load_settings", "redact_url"]
 
@@ -40,8 +43,35 @@ ITERABLE_BASE_URLS = {
 }
 
 
-class Settings(BaseSettings):
-    """Processor settings. Each field's environment variable is ``FPI_`` + its upper-cased name."""
+MAPPING_OPTIONS = tuple(option.name for option in dataclasses.fields(MappingConfig) if option.name != "transformations")
+"""The ``MappingConfig`` options that are settings of the same name: all but the rules themselves."""
+
+
+def _mapping_fields() -> dict[str, Any]:
+    """A pydantic field per mapping option, as ``MappingConfig`` declares it: type, default and bounds."""
+    hints = typing.get_type_hints(MappingConfig)
+    found: dict[str, Any] = {}
+    for option in dataclasses.fields(MappingConfig):
+        if option.name in MAPPING_OPTIONS:
+            default: dict[str, Any] = (
+                {"default": option.default} if option.default is not dataclasses.MISSING
+                else {"default_factory": option.default_factory})
+            found[option.name] = (hints[option.name], Field(**default, **dict(option.metadata)))
+    return found
+
+
+if TYPE_CHECKING:
+    _MappingSettings = BaseSettings
+else:
+    _MappingSettings = create_model("_MappingSettings", __base__=BaseSettings, **_mapping_fields())
+
+
+class Settings(_MappingSettings):
+    """Processor settings. Each field's environment variable is ``FPI_`` + its upper-cased name.
+
+    The mapping options (``MAPPING_OPTIONS``) are fields too, but declared in ``MappingConfig``: the type
+    checker does not see them here, so code reads them through ``mapping_config()``.
+    """
 
     model_config = SettingsConfigDict(env_prefix="FPI_", frozen=True, extra="ignore")
 
@@ -160,49 +190,23 @@ class Settings(BaseSettings):
     their partitions. Keep it below the pod's termination grace period (120 s in k8s/)."""
 
     # --- Mapping -----------------------------------------------------------------------------
-    project_type: ProjectType = ProjectType.EMAIL
-    """FPI_PROJECT_TYPE: email, userId or hybrid; must match the Iterable project."""
-    default_identify_transformations: bool = False
-    """FPI_DEFAULT_IDENTIFY_TRANSFORMATIONS: first_name -> firstName and the four others."""
-    require_identify_first: bool = True
-    """FPI_REQUIRE_IDENTIFY_FIRST: events count as identified only after an identify for the person."""
-    merge_nested_objects: bool = False
-    """FPI_MERGE_NESTED_OBJECTS: users/update mergeNestedObjects."""
-    page_event_name: str = "Page Viewed"
-    """FPI_PAGE_EVENT_NAME: Iterable event name for page views."""
-    screen_event_name: str = "Screen Viewed"
-    """FPI_SCREEN_EVENT_NAME: Iterable event name for screens."""
-    date_fields: tuple[str, ...] = ()
-    """FPI_DATE_FIELDS: JSON list of field names whose epoch values are dates."""
+    # Every option of the mapping core is a setting too (FPI_PROJECT_TYPE, FPI_CARTS...), declared and
+    # described once, in streams.mapping.MappingConfig; _MappingSettings derives them. Its rules come from:
     transformations_file: Path | None = None
     """FPI_TRANSFORMATIONS_FILE: TOML file of event transformation rules."""
-    carts: bool = False
-    """FPI_CARTS: keep each person's cart (table ``carts``) and send it whole to commerce/updateCart on
-    Product Added, Product Removed, Cart Viewed and FPI_CART_EVENT; Order Completed empties it."""
-    cart_event: str = ""
-    """FPI_CART_EVENT: a track event whose ``products`` (or ``items``) are the whole cart (empty: none)."""
-    cart_max_items: int = Field(default=50, ge=1, le=1000)
-    """FPI_CART_MAX_ITEMS: most distinct items in one cart; a change beyond it is dropped ``cart_full``."""
-    push_app_name: str = ""
-    """FPI_PUSH_APP_NAME: the Iterable mobile app (push integration) that push device tokens found in events are
-    registered to with users/registerDeviceToken, once per person and token (table ``devices``); empty: none."""
-    push_ios_platform: Literal["APNS", "APNS_SANDBOX"] = "APNS"
-    """FPI_PUSH_IOS_PLATFORM: APNS or APNS_SANDBOX, the platform of iOS tokens (Android tokens: GCM)."""
-    unsubscribed_channels_trait: str = ""
-    """FPI_UNSUBSCRIBED_CHANNELS_TRAIT: the identify trait listing the channel ids a person is unsubscribed from;
-    it becomes Iterable subscription calls (table ``subscriptions``), never a profile field. Empty: none."""
-    unsubscribed_message_types_trait: str = ""
-    """FPI_UNSUBSCRIBED_MESSAGE_TYPES_TRAIT: the same for message type ids."""
-    email_lists_trait: str = ""
-    """FPI_EMAIL_LISTS_TRAIT: the identify trait listing the email list ids a person is on."""
-    opt_out_traits: dict[str, Annotated[int, Field(gt=0)]] = {}
-    """FPI_OPT_OUT_TRAITS: JSON object, boolean trait -> channel id, e.g. {"email_opt_out": 12}: true unsubscribes
-    the person from the channel, false subscribes them."""
+
+    @field_validator("opt_out_traits")
+    @classmethod
+    def _channel_ids(cls, value: Mapping[str, int]) -> Mapping[str, int]:
+        if any(channel < 1 for channel in value.values()):
+            raise ValueError("a channel id is a positive integer")
+        return value
 
     def subscriptions_kept(self) -> bool:
         """Whether any subscription trait is set (the worker declares the ``subscriptions`` table only then)."""
-        return bool(self.unsubscribed_channels_trait or self.unsubscribed_message_types_trait
-                    or self.email_lists_trait or self.opt_out_traits)
+        config = self.mapping_config()
+        return bool(config.unsubscribed_channels_trait or config.unsubscribed_message_types_trait
+                    or config.email_lists_trait or config.opt_out_traits)
 
     # --- Holding anonymous events ------------------------------------------------------------
     hold_anonymous_seconds: float | None = Field(default=None, gt=0)
@@ -219,6 +223,11 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: Any) -> Any:
         # A variable set to "" (a ConfigMap key left blank) means unset, not the current directory.
         return None if value == "" else value
+
+    def mapping_config(self) -> MappingConfig:
+        """The mapping options as set here, without the transformation rules (``wiring.build_mapping_config``
+        loads those from FPI_TRANSFORMATIONS_FILE)."""
+        return MappingConfig(**{name: getattr(self, name) for name in MAPPING_OPTIONS})
 
     def hold_rule(self) -> HoldRule | None:
         """The resolve stage's ``HoldRule``; ``None`` when anonymous events are not held."""

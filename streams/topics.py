@@ -62,9 +62,10 @@ def worker_topics(settings: Settings) -> list[TopicSpec]:
     ``subscriptions`` table's only with a subscription trait (``Settings.subscriptions_kept``)."""
     n = settings.topic_partitions
     held = [TopicSpec(f"{settings.app_id}-held-changelog", n, compacted=True)] if settings.hold_rule() else []
-    carts = [TopicSpec(f"{settings.app_id}-carts-changelog", n, compacted=True)] if settings.carts else []
+    mapping = settings.mapping_config()
+    carts = [TopicSpec(f"{settings.app_id}-carts-changelog", n, compacted=True)] if mapping.carts else []
     devices = ([TopicSpec(f"{settings.app_id}-devices-changelog", n, compacted=True)]
-               if settings.push_app_name else [])
+               if mapping.push_app_name else [])
     subscriptions = ([TopicSpec(f"{settings.app_id}-subscriptions-changelog", n, compacted=True)]
                      if settings.subscriptions_kept() else [])
     return [

@@ -8,7 +8,6 @@ import dataclasses
 import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import Any
 
 from pydantic import SecretStr
@@ -67,19 +66,13 @@ def broker_credentials(settings: Settings) -> Any:
 
 
 def build_mapping_config(settings: Settings) -> MappingConfig:
-    """The mapping core's view of the settings; transformation rules load (and fail) here.
-
-    Every other ``MappingConfig`` field is the setting of the same name (a test holds the two together),
-    so a new mapping option is declared in the core and in ``Settings`` and copied by nothing here.
-    """
+    """The mapping core's view of the settings; transformation rules load (and fail) here."""
     transformations = (
         load_transformations(settings.transformations_file)
         if settings.transformations_file is not None
         else Transformations()
     )
-    same_name = {field.name: getattr(settings, field.name) for field in fields(MappingConfig)
-                 if field.name not in ("transformations", "date_fields")}
-    return MappingConfig(**same_name, date_fields=frozenset(settings.date_fields), transformations=transformations)
+    return dataclasses.replace(settings.mapping_config(), transformations=transformations)
 
 
 def build_event_decoder(settings: Settings) -> EventDecoder:

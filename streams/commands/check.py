@@ -40,7 +40,7 @@ async def run_checks(settings: Any) -> list[Check]:
     problems = settings.problems()
     results = [Check("settings", "fail", problem, "see the README's Configuration table") for problem in problems]
     if not problems:
-        results.append(Check("settings", "pass", f"project type {settings.project_type.value}, "
+        results.append(Check("settings", "pass", f"project type {settings.mapping_config().project_type.value}, "
                                                  f"store {settings.store}, {settings.topic_partitions} partitions"))
     try:
         load_schemas()

@@ -211,8 +211,8 @@ def _run(stack: contextlib.ExitStack, console: Any, say: Callable[[str], None], 
     emulator: EmulatorServer | None = None
     if settings.iterable_api_key is None:
         emulator = stack.enter_context(EmulatorServer(EmulatorConfig(api_keys=(LOCAL_KEY,),
-                                                                     project_type=settings.project_type)))
-        say(f"Iterable emulator on {emulator.url} ({settings.project_type.value}-based project)")
+                                                                     project_type=settings.mapping_config().project_type)))
+        say(f"Iterable emulator on {emulator.url} ({settings.mapping_config().project_type.value}-based project)")
         env.update(FPI_ITERABLE_BASE_URL=emulator.url, FPI_ITERABLE_API_KEY=LOCAL_KEY)
     else:
         say(f"sending to the real Iterable at {settings.iterable_url}")

@@ -33,7 +33,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from streams.errors import ConfigError
 from streams.model import ProjectType
@@ -44,10 +44,16 @@ __all__ = ["MappingConfig", "load_mapping_config"]
 
 @dataclass(frozen=True, slots=True)
 class MappingConfig:
-    """Everything the mapping core needs to know about the Iterable project and the user's rules."""
+    """Everything the mapping core needs to know about the Iterable project and the user's rules.
+
+    Each option but ``transformations`` is declared here once and is also the setting ``FPI_<NAME>``
+    (``streams.settings`` derives it: the type, the default, and the bounds in ``metadata``); the rules come
+    from ``FPI_TRANSFORMATIONS_FILE``.
+    """
 
     project_type: ProjectType = ProjectType.EMAIL
-    """Which identifier the project requires (seed "Iterable Project Types"; iterable-api.md §5.1)."""
+    """Which identifier the project requires, email, userId or hybrid; must match the Iterable project (seed
+    "Iterable Project Types"; iterable-api.md §5.1)."""
     default_identify_transformations: bool = False
     """first_name -> firstName and four more on identify (seed "Configuration Options")."""
     require_identify_first: bool = True
@@ -59,32 +65,38 @@ class MappingConfig:
     screen_event_name: str = "Screen Viewed"
     """Iterable event name of screen views."""
     date_fields: frozenset[str] = frozenset()
-    """Field names whose epoch-number values are dates (iterable-api.md §6.2)."""
+    """Field names whose epoch-number values are dates (iterable-api.md §6.2); as a setting, a JSON list."""
     transformations: Transformations = field(default_factory=Transformations)
     """The user's event transformation rules."""
     carts: bool = False
-    """Keep each person's cart and send it whole to ``commerce/updateCart`` (``streams.mapping.cart``)."""
+    """Keep each person's cart (table ``carts``) and send it whole to ``commerce/updateCart`` on Product Added,
+    Product Removed, Cart Viewed and ``cart_event``; Order Completed empties it (``streams.mapping.cart``)."""
     cart_event: str = ""
     """The name of a track event whose ``products`` (or ``items``) are the whole cart, besides ``Cart Viewed``
     (empty: none)."""
-    cart_max_items: int = 50
+    cart_max_items: int = field(default=50, metadata={"ge": 1, "le": 1000})
     """Most distinct items in one cart; a change beyond it is dropped ``cart_full``."""
     push_app_name: str = ""
-    """The Iterable mobile app (push integration) device tokens are registered to; empty: none registered."""
-    push_ios_platform: str = "APNS"
+    """The Iterable mobile app (push integration) that push device tokens found in events are registered to with
+    users/registerDeviceToken, once per person and token (table ``devices``); empty: none registered."""
+    push_ios_platform: Literal["APNS", "APNS_SANDBOX"] = "APNS"
     """``APNS`` or ``APNS_SANDBOX``: the platform iOS tokens are registered with (Android: ``GCM``)."""
     unsubscribed_channels_trait: str = ""
-    """The trait listing the channel ids a person is unsubscribed from (``streams.mapping.subscriptions``)."""
+    """The identify trait listing the channel ids a person is unsubscribed from; it becomes Iterable subscription
+    calls (table ``subscriptions``, ``streams.mapping.subscriptions``), never a profile field. Empty: none."""
     unsubscribed_message_types_trait: str = ""
     """The trait listing the message type ids a person is unsubscribed from."""
     email_lists_trait: str = ""
     """The trait listing the email list ids a person is on."""
     opt_out_traits: Mapping[str, int] = field(default_factory=dict)
-    """Boolean trait -> the channel id it opts the person out of (``true``) or into (``false``)."""
+    """Boolean trait -> the channel id it opts the person out of (``true``) or into (``false``); as a setting, a
+    JSON object such as ``{"email_opt_out": 12}``."""
 
 
 _SIMPLE = {f.name for f in fields(MappingConfig)} - {"transformations", "date_fields", "project_type",
                                                      "cart_max_items", "opt_out_traits"}
+
+_CART_MAX_ITEMS = next(f for f in fields(MappingConfig) if f.name == "cart_max_items")
 
 
 def load_mapping_config(path: str | Path, **overrides: Any) -> MappingConfig:
@@ -123,8 +135,9 @@ def load_mapping_config(path: str | Path, **overrides: Any) -> MappingConfig:
             ) from None
     if "cart_max_items" in section:
         bound = section["cart_max_items"]
-        if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
-            raise ConfigError("[mapping] cart_max_items must be a positive integer")
+        low, high = (_CART_MAX_ITEMS.metadata[k] for k in ("ge", "le"))
+        if isinstance(bound, bool) or not isinstance(bound, int) or not low <= bound <= high:
+            raise ConfigError(f"[mapping] cart_max_items must be an integer from {low} to {high}")
         values["cart_max_items"] = bound
     if "opt_out_traits" in section:
         values["opt_out_traits"] = _opt_outs(section["opt_out_traits"])

@@ -62,6 +62,7 @@ class TestLoadMappingConfig:
             ("[mapping]\nmerge_nested_objects = 1\n", "merge_nested_objects"),
             ("[mapping]\ncolour = 1\n", "unknown"),
             ('[mapping]\ndate_fields = "d"\n', "date_fields"),
+            ("[mapping]\ncart_max_items = 1001\n", "cart_max_items must be an integer from 1 to 1000"),
             ('[[transformations]]\naction = "x"\n', "rule #1"),
             ("[mapping\n", "not valid TOML"),
         ],
