@@ -6,8 +6,12 @@ Start-up time is from process start to a marker event (an identify and its event
 the pre-fill) reaching the emulator: the agents only run once recovery is complete. RSS is read
 right then (VmRSS) and at its peak (VmHWM). rocksdb:// is also restarted on its warm data dir.
 
-    python -m bench.bench_tables                   # 1,000,000 identities
-    python -m bench.bench_tables --smoke           # 500 identities
+The baseline, in the same run on the same changelog: a worker with faust's own recovery loop, one
+record at a time (``faust_patches.drain_changelogs_in_batches`` switched off in that process only).
+
+    python -m bench.bench_tables                   # 1,000,000 identities, with the baseline
+    python -m bench.bench_tables --no-baseline     # without it
+    python -m bench.bench_tables --smoke           # 500 identities, no baseline
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -42,6 +47,12 @@ def identity_records(count: int, tag: str) -> Iterator[tuple[bytes | None, bytes
 
 _READY = "[^---Recovery]: Worker ready"
 
+_FAUST_LOOP = ("import streams.faust_patches as p; p.drain_changelogs_in_batches = lambda recovery: None; "
+               "from streams.cli import main; main()")
+"""The worker with faust's own recovery loop: the batched one is not installed (the baseline)."""
+BASELINE = "faust's loop"
+
+
 
 def ready_after(log_path: Path, started_at: float) -> float | None:
     """Seconds from ``started_at`` (epoch) to faust's "Worker ready" in the worker's json log, if logged.
@@ -58,7 +69,7 @@ def ready_after(log_path: Path, started_at: float) -> float | None:
 
 
 def start_and_measure(bootstrap: str, workdir: Path, emulator: h.Emulator, env: dict[str, str], name: str,
-                      timeout: float) -> dict[str, Any]:
+                      timeout: float, baseline: bool = False) -> dict[str, Any]:
     """Start a worker, produce a marker, wait for it at the emulator: seconds and RSS.
 
     Also when faust logged "Worker ready" (recovery done): a worker that is ready but delivers
@@ -67,8 +78,9 @@ def start_and_measure(bootstrap: str, workdir: Path, emulator: h.Emulator, env: 
     marker_tag = h.unique("mark")
     marker = expected(20, marker_tag)
     started, started_at = time.monotonic(), time.time()
-    log_path = workdir / f"{name.split(':')[0]}-{int(time.time())}.log"
-    worker = h.start_worker(env, log_path)
+    log_path = workdir / f"{name.split(':')[0]}-{'baseline-' if baseline else ''}{int(time.time())}.log"
+    worker = (h.Process([sys.executable, "-c", _FAUST_LOOP, "worker"], env, log_path) if baseline
+              else h.start_worker(env, log_path))
     sampler = h.Sampler(worker)
     try:
         asyncio.run(produce_encoded(encoded(20, marker_tag), bootstrap=bootstrap, topic=env["FPI_SOURCE_TOPIC"]))
@@ -92,7 +104,7 @@ def start_and_measure(bootstrap: str, workdir: Path, emulator: h.Emulator, env: 
 
 
 def run(identities: int, timeout: float, stores: tuple[str, ...] = ("memory://", "rocksdb://"),
-        keep: bool = False, log_level: str = "info") -> dict[str, Any]:
+        keep: bool = False, log_level: str = "info", baseline: bool = True) -> dict[str, Any]:
     load_before = h.load_average()
     results = []
     with h.broker() as bootstrap, contextlib.ExitStack() as stack:
@@ -115,6 +127,11 @@ def run(identities: int, timeout: float, stores: tuple[str, ...] = ("memory://",
                                             topic=changelog))
                 print(f"{store}: pre-filled {identities:,} identities in {time.monotonic() - started:.1f} s",
                       flush=True)
+                if baseline:  # same app id and changelog, a fresh data dir
+                    results.append(start_and_measure(
+                        bootstrap, workdir, emulator, env | {"FPI_DATA_DIR": str(workdir / f"base-{store[:4]}")},
+                        f"{store} ({BASELINE})", timeout, baseline=True))
+                    print(results[-1], flush=True)
                 results.append(start_and_measure(bootstrap, workdir, emulator, env, store, timeout))
                 print(results[-1], flush=True)
                 if store == "rocksdb://":
@@ -132,6 +149,19 @@ def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} s"
 
 
+def _rate(identities: int, ready_s: float | None) -> str:
+    """Identities per second of the time until faust's "Worker ready" (start-up included)."""
+    return "n/a" if not ready_s else f"{identities / ready_s:,.0f}"
+
+
+def _ratio(row: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    """`` (N.Nx faster than faust's loop)`` for a store's row when its baseline ran in the same run."""
+    base = next((x for x in results if x["name"] == f"{row['name']} ({BASELINE})"), None)
+    if base is None or not base["ready_s"] or not row["ready_s"]:
+        return ""
+    return f" ({base['ready_s'] / row['ready_s']:.1f}x faster than {BASELINE})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--identities", type=int, default=1_000_000)
@@ -139,17 +169,24 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--stores", default="memory://,rocksdb://", help="comma-separated stores to measure")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (worker logs, data dirs)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the baseline workers (faust's own recovery loop)")
     parser.add_argument("--log-level", default="info",
                         help="the worker's FPI_LOG_LEVEL (info logs recovery progress and 'Worker ready')")
     args = parser.parse_args()
     if args.smoke:
         args.identities, args.timeout = 500, 90.0
-    r = run(args.identities, args.timeout, tuple(args.stores.split(",")), args.keep, args.log_level)
-    for row in r["results"]:
+    r = run(args.identities, args.timeout, tuple(args.stores.split(",")), args.keep, args.log_level,
+            baseline=not (args.no_baseline or args.smoke))
+    results = r["results"]
+    for row in results:
+        row["rate"] = "-" if "warm" in row["name"] else _rate(r["identities"], row["ready_s"])
+        row["ratio"] = _ratio(row, results)
         print(f"{row['name']:>26}: start-up to first delivery {row['seconds']:.1f} s (faust ready after "
-              f"{_seconds(row['ready_s'])}), RSS {row['rss_mb']:.0f} MB, peak {row['peak_rss_mb']:.0f} MB")
-    rows = "\n".join(f"| {x['name']} | {x['seconds']:.1f} s | {_seconds(x['ready_s'])} | {x['rss_mb']:.0f} MB | "
-                     f"{x['peak_rss_mb']:.0f} MB |" for x in r["results"])
+              f"{_seconds(row['ready_s'])}: {row['rate']} identities/s{row['ratio']}), RSS {row['rss_mb']:.0f} MB, "
+              f"peak {row['peak_rss_mb']:.0f} MB")
+    rows = "\n".join(f"| {x['name']} | {x['seconds']:.1f} s | {_seconds(x['ready_s'])} | {x['rate']}{x['ratio']} | "
+                     f"{x['rss_mb']:.0f} MB | {x['peak_rss_mb']:.0f} MB |" for x in results)
     body = f"""
 - Command: `{h.command_line()}` (from the repository root; `--smoke` for a quick check)
 - Date: {h.now_text()}
@@ -157,9 +194,11 @@ def main() -> None:
 - Setup: {r['identities']:,} identities pre-filled into the `identities` changelog (4 partitions, compacted,
   the app's raw-bytes format); one worker started on a fresh data dir; start-up = process start until a
   marker identify + events produced after start reach the emulator (agents run only after recovery).
+  "{BASELINE}": the same changelog recovered by a worker with faust's own recovery loop (one record at a
+  time), on a fresh data dir just before the store's own row; the ratio is its time until ready over that row's.
 
-| store | start-up incl. recovery | of which until faust "Worker ready" | RSS then | peak RSS |
-|---|---:|---:|---:|---:|
+| store | start-up incl. recovery | of which until faust "Worker ready" | identities/s to ready | RSS then | peak RSS |
+|---|---:|---:|---:|---:|---:|
 {rows}
 """
     h.record("Tables: known identities, rocksdb vs memory (`bench/bench_tables.py`)", body, smoke=args.smoke)

@@ -59,6 +59,9 @@ def _on_instances(module: str, owner: str, user: str, *attributes: str) -> list[
 _CONSUMER = "faust.transport.consumer"
 _AIOKAFKA_DRIVER = "faust.transport.drivers.aiokafka"
 _PRODUCER = "faust.transport.producer"
+_RECOVERY = "faust.tables.recovery"
+_BATCHED = "faust_patches.drain_changelogs_in_batches"
+_DIRECT = "faust_patches.queue_changelog_records_directly"
 
 CONTACTS: Final[tuple[Contact, ...]] = (
     *_on_class(_PRODUCER, "ProducerBuffer", "faust_patches.flush_the_whole_producer_buffer",
@@ -88,6 +91,33 @@ CONTACTS: Final[tuple[Contact, ...]] = (
     *_on_class("faust.streams", "", "faust_patches.make_current", "_current_event"),
     *_on_instances(_CONSUMER, "Consumer", "faust_patches.committed_offset (lag)", "_committed_offset"),
     *_on_instances("faust.channels", "Channel", "faust_patches.bound_stream_buffer", "maxsize"),
+    *_on_class(_RECOVERY, "Recovery", _BATCHED, "_slurp_changelogs", "need_recovery", "flush_buffers",
+               "_set_recovery_ended", "signal_recovery_end", "in_recovery", "standby_remaining_total",
+               "num_samples_required_for_estimate", "_actives_span", "_standbys_span", "_last_flush_at"),
+    *_on_instances(_RECOVERY, "Recovery", _BATCHED, "tables", "app", "tp_to_table", "active_tps", "standby_tps",
+                   "buffers", "buffer_sizes", "_processing_times", "active_offsets", "standby_offsets",
+                   "active_highwaters", "_active_events_received_at", "_standby_events_received_at",
+                   "_last_active_event_processed_at"),
+    *_on_class("mode.services", "", _BATCHED, "ServiceTask"),
+    *_on_class("mode.services", "Service", _BATCHED, "_get_tasks"),
+    *_on_class("faust.utils.tracing", "", _BATCHED, "finish_span"),
+    *_on_class("faust.tables.manager", "TableManager", _BATCHED, "recovery", "changelog_queue", "on_standbys_ready"),
+    *_on_instances("faust.tables.manager", "TableManager", _BATCHED, "standbys_ready"),
+    *_on_class("faust.tables.base", "Collection", _BATCHED, "on_changelog_event", "apply_changelog_batch"),
+    *_on_instances("faust.tables.base", "Collection", _BATCHED, "recovery_buffer_size", "standby_buffer_size",
+                   "_on_changelog_event"),
+    *_on_class("faust.app.base", "App", _BATCHED, "in_transaction"),
+    *_on_class(_CONSUMER, "Consumer", _BATCHED, "position"),
+    *_on_instances(_CONSUMER, "Consumer", _DIRECT, "callback"),
+    *_on_instances("faust.transport.conductor", "Conductor", _DIRECT, "_topic_name_index"),
+    *_on_instances("faust.tables.manager", "TableManager", _DIRECT, "_changelogs"),
+    *_on_class("faust.app.base", "App", _DIRECT, "topics", "conf"),
+    *_on_class("faust.types.settings.settings", "Settings", _DIRECT, "Event"),
+    *_on_class("faust.channels", "Channel", _DIRECT, "queue"),
+    *_on_instances("faust.channels", "Channel", _DIRECT, "schema"),
+    *_on_instances("faust.serializers.schemas", "Schema", _DIRECT, "key_type", "value_type", "key_serializer",
+                   "value_serializer"),
+    *_on_class("mode.utils.queues", "FlowControlQueue", _DIRECT, "pressure_high_size", "qsize", "put_nowait"),
 )
 """Every attribute of faust, mode and aiokafka that ``streams.faust_patches`` and ``streams.app`` rely on."""
 

@@ -4,6 +4,7 @@ that ``streams.faust_patches`` relies on, read from the installed code, so an up
 from __future__ import annotations
 
 import ast
+import hashlib
 import inspect
 import json
 import textwrap
@@ -15,8 +16,12 @@ import aiokafka
 import click
 import pytest
 from click.testing import CliRunner
+from faust.tables.base import Collection
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
+from mode import Service
+from mode.services import ServiceTask
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 import streams.cli
@@ -104,6 +109,32 @@ class TestContracts:
         rewinds = parse_python("if offset and offset > 0:\n    self._fetcher.seek_to(tp, offset)\n"
                             "else:\n    self._fetcher.seek_to(tp, 0)\n")
         assert not _moves_only_partitions_with_a_committed_offset(rewinds)
+
+
+    def test_faust_recovery_loop_is_the_one_the_batched_loop_was_written_from(self) -> None:
+        # drain_changelogs_in_batches repeats faust's per-record steps; on any change to faust's loop (comments
+        # aside), re-read it, carry the change over and update the digest.
+        tree = _tree(Recovery._slurp_changelogs.fun)
+        assert hashlib.sha256(ast.unparse(tree).encode()).hexdigest() == _SLURP_CHANGELOGS_DIGEST
+
+    def test_mode_starts_each_service_task_as_looked_up_on_the_instance(self) -> None:
+        # so that the batched loop, set on one Recovery instance, replaces faust's for that instance only
+        assert isinstance(vars(Recovery)["_slurp_changelogs"], ServiceTask)
+        assert "task = getattr(self, attr_name)" in inspect.getsource(Service._get_tasks)
+        assert "self.add_future(task.fun(self))" in inspect.getsource(Service._actually_start)
+
+    def test_a_table_handles_a_changelog_event_only_with_a_callback_set(self) -> None:
+        # the batched loop skips the per-record coroutine when the table has no on_changelog_event callback
+        [function] = parse_python(textwrap.dedent(inspect.getsource(Collection.on_changelog_event))).body
+        assert isinstance(function, ast.AsyncFunctionDef)
+        docstring, check = function.body
+        assert isinstance(docstring, ast.Expr) and isinstance(check, ast.If) and not check.orelse
+        assert ast.unparse(check.test) == "self._on_changelog_event"
+        assert [ast.unparse(statement) for statement in check.body] == ["await self._on_changelog_event(event)"]
+
+
+_SLURP_CHANGELOGS_DIGEST = "37b7821eba6e4d7b0a48921ec5646bd2979097b14c4b61770e33bf44e1a5ffc8"
+"""SHA-256 of ``ast.unparse`` of faust-streaming 0.15.3's ``Recovery._slurp_changelogs``."""
 
 
 class TestGuard:
