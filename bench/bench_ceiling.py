@@ -163,6 +163,9 @@ def main() -> None:
           f"({time.monotonic() - started:.0f} s in all)")
     print(f"  worker CPU {r['core_share']:.0%} of a core over the window; {r['binding']} calls each second "
           f"(429s in brackets): {r['series']}")
+    probing = sum(n for path, n in r["rate_limited_by"].items() if path in UNPUBLISHED)
+    print(f"  429s at published limits: {r['rate_limited'] - probing} (target 0); while finding the unpublished "
+          f"ones (one overshoot each, at the least): {probing}")
     for path, use in sorted(r["use"].items()):
         print(f"  {path}: {use['calls_per_s']:.1f} calls/s of {r['limits'][path]:g} = {use['use']:.0%} of its "
               f"budget, {use['saturated']:.0%} of seconds at >= 90%; 429s {r['rate_limited_by'].get(path, 0)}")
@@ -180,7 +183,7 @@ def main() -> None:
 | ceiling at the sender's starting guesses for unpublished limits | {guess:,.0f} source events/s |
 | delivered, first to last record | {r['rate']:,.0f} source events/s |
 | **share of the ceiling** (delivered ÷ ceiling x (window + 1 s burst)) | **{r['share']:.1%}** (target ≥ 95%) |
-| **429 answers** | **{r['rate_limited']}** (target 0) |
+| **429 answers** | **{r['rate_limited']}** (target 0), of which at published limits: {r['rate_limited'] - probing} |
 | trackBulk fill (items per call ÷ 1,000) | {r['fill']:.2f} |
 | worker CPU per event (one core allows {1e6 / r['cpu_us']:,.0f} events/s) | {r['cpu_us']:.0f} µs |
 | worker CPU over the window (on a machine whose load average is given above) | {r['core_share']:.0%} of a core |

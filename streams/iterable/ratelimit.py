@@ -178,7 +178,7 @@ class ProbingBucket(TokenBucket):
         settle: float = 0.97,
         creep: float = 0.02,
         probe_every: float = 1.0,
-        reprobe_every: float = 60.0,
+        reprobe_every: float = 300.0,
         server_burst: float = 1.0,
         overshoot_window: float = 0.25,
         history: float = 10.0,
