@@ -46,6 +46,7 @@ from typing import Any
 
 from streams.errors import ConfigError
 from streams.mapping import MappingConfig
+from streams.mapping.config import mapping_values
 from streams.model import Event, ProjectType
 from streams.transforms import Rule, Transformations, load_transformations, parse_transformations, read_toml
 
@@ -58,7 +59,6 @@ _TOP = frozenset({"property", "default", "projects"})
 _PROJECT = frozenset({"values", "property", "api_key_env", "region", "base_url", "project_type", "mapping",
                       "transformations_file", "transformations"})
 _DEPLOYMENT_WIDE = {"carts": "FPI_CARTS", "push_app_name": "FPI_PUSH_APP_NAME"}
-_NOT_IN_MAPPING = frozenset({"transformations", "project_type"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,24 +208,13 @@ def _project(name: str, table: Any, default_property: str, base: MappingConfig, 
 def _mapping(where: str, section: Any, base: MappingConfig) -> MappingConfig:
     if not isinstance(section, Mapping):
         raise ConfigError(f"{where} mapping must be a table ([projects.<name>.mapping])")
-    known = {field.name for field in dataclasses.fields(MappingConfig)} - _NOT_IN_MAPPING
-    changes: dict[str, Any] = {}
-    for key, value in section.items():
+    for key in section:
         if key in _DEPLOYMENT_WIDE:
-            raise ConfigError(f"{where}.mapping {key}: deployment-wide (its table is the worker's); set "
+            raise ConfigError(f"[{where[1:-1]}.mapping] {key}: deployment-wide (its table is the worker's); set "
                               f"{_DEPLOYMENT_WIDE[key]} instead")
-        if key not in known:
-            extra = "; project_type goes in the project table" if key == "project_type" else ""
-            raise ConfigError(f"{where}.mapping: unknown key {key!r}{extra}")
-        current = getattr(base, key)
-        if isinstance(current, frozenset):
-            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-                raise ConfigError(f"{where}.mapping {key} must be a list of strings")
-            value = frozenset(value)
-        elif type(value) is not type(current):
-            raise ConfigError(f"{where}.mapping {key} must be a {type(current).__name__}")
-        changes[key] = value
-    return dataclasses.replace(base, **changes)
+    if "project_type" in section:
+        raise ConfigError(f"[{where[1:-1]}.mapping] project_type: it goes in the project table {where}")
+    return dataclasses.replace(base, **mapping_values(section, f"[{where[1:-1]}.mapping]"))
 
 
 def _rules(where: str, table: Mapping[str, Any], base_dir: Path, inherited: Transformations) -> Transformations:

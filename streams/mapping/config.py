@@ -29,7 +29,6 @@ used by ``explain --config`` is::
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -37,9 +36,9 @@ from typing import Any, Literal
 
 from streams.errors import ConfigError
 from streams.model import ProjectType
-from streams.transforms import Transformations, load_transformations, parse_transformations
+from streams.transforms import Transformations, load_transformations, parse_transformations, read_toml
 
-__all__ = ["MappingConfig", "load_mapping_config"]
+__all__ = ["MappingConfig", "load_mapping_config", "mapping_values"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,47 +104,11 @@ def load_mapping_config(path: str | Path, **overrides: Any) -> MappingConfig:
     Raises ``ConfigError`` for unreadable files, unknown keys and invalid values or rules.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    document = read_toml(path, "config file")
     section = document.get("mapping", {})
     if not isinstance(section, dict):
         raise ConfigError("[mapping] must be a table")
-    known = _SIMPLE | {"project_type", "date_fields", "transformations_file", "cart_max_items", "opt_out_traits"}
-    unknown = set(section) - known
-    if unknown:
-        raise ConfigError(f"unknown [mapping] key(s): {', '.join(sorted(unknown))}")
-    values: dict[str, Any] = {}
-    for name in _SIMPLE:
-        if name in section:
-            expected = bool if isinstance(getattr(MappingConfig(), name), bool) else str
-            if not isinstance(section[name], expected):
-                raise ConfigError(f"[mapping] {name} must be a {expected.__name__}")
-            values[name] = section[name]
-    if "project_type" in section:
-        try:
-            values["project_type"] = ProjectType(section["project_type"])
-        except ValueError:
-            raise ConfigError(
-                f"[mapping] project_type must be one of {', '.join(p.value for p in ProjectType)}"
-            ) from None
-    if "cart_max_items" in section:
-        bound = section["cart_max_items"]
-        low, high = (_CART_MAX_ITEMS.metadata[k] for k in ("ge", "le"))
-        if isinstance(bound, bool) or not isinstance(bound, int) or not low <= bound <= high:
-            raise ConfigError(f"[mapping] cart_max_items must be an integer from {low} to {high}")
-        values["cart_max_items"] = bound
-    if "opt_out_traits" in section:
-        values["opt_out_traits"] = _opt_outs(section["opt_out_traits"])
-    if "date_fields" in section:
-        dates = section["date_fields"]
-        if not isinstance(dates, list) or not all(isinstance(d, str) for d in dates):
-            raise ConfigError("[mapping] date_fields must be a list of strings")
-        values["date_fields"] = frozenset(dates)
+    values = mapping_values(section, "[mapping]", extra=frozenset({"transformations_file"}))
     rules: list[Any] = []
     if "transformations_file" in section:
         rules_path = path.parent / str(section["transformations_file"])
@@ -156,8 +119,45 @@ def load_mapping_config(path: str | Path, **overrides: Any) -> MappingConfig:
     return MappingConfig(**values)
 
 
-def _opt_outs(value: Any) -> dict[str, int]:
+def mapping_values(section: Mapping[str, Any], where: str, extra: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The ``MappingConfig`` values a ``[mapping]``-style table sets (not its rules), checked; ``extra``: other keys
+    the caller reads. Raises ``ConfigError`` naming ``where`` and the key for an unknown key or a wrong value."""
+    known = _SIMPLE | {"project_type", "date_fields", "cart_max_items", "opt_out_traits"} | extra
+    unknown = set(section) - known
+    if unknown:
+        raise ConfigError(f"unknown {where} key(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name in _SIMPLE:
+        if name in section:
+            expected = bool if isinstance(getattr(MappingConfig(), name), bool) else str
+            if not isinstance(section[name], expected):
+                raise ConfigError(f"{where} {name} must be a {expected.__name__}")
+            values[name] = section[name]
+    if "project_type" in section:
+        try:
+            values["project_type"] = ProjectType(section["project_type"])
+        except ValueError:
+            raise ConfigError(
+                f"{where} project_type must be one of {', '.join(p.value for p in ProjectType)}"
+            ) from None
+    if "cart_max_items" in section:
+        bound = section["cart_max_items"]
+        low, high = (_CART_MAX_ITEMS.metadata[k] for k in ("ge", "le"))
+        if isinstance(bound, bool) or not isinstance(bound, int) or not low <= bound <= high:
+            raise ConfigError(f"{where} cart_max_items must be an integer from {low} to {high}")
+        values["cart_max_items"] = bound
+    if "opt_out_traits" in section:
+        values["opt_out_traits"] = _opt_outs(section["opt_out_traits"], where)
+    if "date_fields" in section:
+        dates = section["date_fields"]
+        if not isinstance(dates, list) or not all(isinstance(d, str) for d in dates):
+            raise ConfigError(f"{where} date_fields must be a list of strings")
+        values["date_fields"] = frozenset(dates)
+    return values
+
+
+def _opt_outs(value: Any, where: str) -> dict[str, int]:
     if not isinstance(value, dict) or not all(
             isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value.values()):
-        raise ConfigError("[mapping] opt_out_traits must be a table of trait name = positive channel id")
+        raise ConfigError(f"{where} opt_out_traits must be a table of trait name = positive channel id")
     return dict(value)
