@@ -175,7 +175,7 @@ class ProbingBucket(TokenBucket):
         *,
         max_rate: float = PROBE_MAX_RATE,
         growth: float = 1.3,
-        settle: float = 0.97,
+        settle: float = 0.99,
         creep: float = 0.02,
         probe_every: float = 1.0,
         reprobe_every: float = 300.0,
