@@ -28,8 +28,8 @@ the value of another property, to a project::
 A property value is looked for in the event's ``properties``, then ``context``, then ``traits``; only a
 string matches. Projects are tried in file order, the first that matches wins. A project's transformation
 rules (``transformations_file``, relative to the routing file, then its ``[[...transformations]]``) replace
-``FPI_TRANSFORMATIONS_FILE``'s; without any, that file's rules apply. ``carts`` and ``push_app_name`` are
-deployment-wide (their tables): set ``FPI_CARTS`` / ``FPI_PUSH_APP_NAME``.
+``FPI_TRANSFORMATIONS_FILE``'s; without any, that file's rules apply. ``carts``, ``push_app_name`` and the
+subscription traits are deployment-wide (their tables): set ``FPI_CARTS``, ``FPI_PUSH_APP_NAME``, ``FPI_*_TRAIT(S)``.
 
 Pure: the standard library and the core only. The shell checks that each key variable is set
 (``streams.wiring.build_routing``).
@@ -58,7 +58,12 @@ _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOP = frozenset({"property", "default", "projects"})
 _PROJECT = frozenset({"values", "property", "api_key_env", "region", "base_url", "project_type", "mapping",
                       "transformations_file", "transformations"})
-_DEPLOYMENT_WIDE = {"carts": "FPI_CARTS", "push_app_name": "FPI_PUSH_APP_NAME"}
+_DEPLOYMENT_WIDE = {"carts": "FPI_CARTS", "push_app_name": "FPI_PUSH_APP_NAME",
+                    **{trait: f"FPI_{trait.upper()}" for trait in ("unsubscribed_channels_trait",
+                                                                  "unsubscribed_message_types_trait",
+                                                                  "email_lists_trait", "opt_out_traits")}}
+"""Mapping settings whose table the worker declares from its own settings (``carts``, ``devices``,
+``subscriptions``): one value for every project."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,8 @@ def _project(**fields: Any) -> dict[str, Any]:
     (_project(mapping={"page_event_nam": "x"}), "unknown [projects.prod.mapping] key(s): page_event_nam"),
     (_project(mapping={"merge_nested_objects": "yes"}), "[projects.prod.mapping] merge_nested_objects must be a bool"),
     (_project(mapping={"carts": True}), "[projects.prod.mapping] carts: deployment-wide"),
+    (_project(mapping={"email_lists_trait": "lists"}), "email_lists_trait: deployment-wide (its table is the "
+     "worker's); set FPI_EMAIL_LISTS_TRAIT instead"),
     (_project(mapping={"project_type": "email"}), "project_type: it goes in the project table [projects.prod]"),
     (_project(transformations=[{"action": "explode"}]), "[projects.prod]: transformation rule #1"),
     (_project(mapping={"cart_max_items": 0}), "[projects.prod.mapping] cart_max_items must be an integer from 1"),
