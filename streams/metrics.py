@@ -64,8 +64,8 @@ RATE_LIMITER_WAIT = Histogram("fpi_rate_limiter_wait_seconds", "Time spent waiti
                               ["endpoint"], buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 SENDER_PAUSED = Gauge("fpi_sender_paused", "1 while the sender is paused by a bad API key.")
 PROJECT_REQUESTS = Counter("fpi_project_requests_total",
-                           "Iterable requests with an outcome, by project (FPI_PROJECTS_FILE; \"\" for the single "
-                           "project) and outcome: delivered, or the dead letter's reason.", ["project", "outcome"])
+                           "With a routing file (FPI_PROJECTS_FILE): Iterable requests with an outcome, by project "
+                           "and outcome (delivered, or the dead letter's reason).", ["project", "outcome"])
 PROJECT_PAUSED = Gauge("fpi_project_paused", "1 while a project's sender is paused by a bad API key "
                        "(FPI_PROJECTS_FILE).", ["project"])
 CONSUMER_LAG = Gauge("fpi_consumer_lag", "Messages behind the end of each assigned partition (high watermark "
