@@ -32,12 +32,16 @@ _BY_PATH: tuple[tuple[str, str], ...] = (
     ("streams/iterable/", "send"), ("streams/stages/_send.py", "send"),
     ("streams/faust_patches.py", "framework"), ("streams/faust_compat.py", "framework"),
     ("/faust/", "framework"), ("/mode/", "framework"), ("/aiokafka/", "framework"), ("/kafka/", "framework"),
-    ("/asyncio/", "framework"), ("selectors.py", "framework"), ("/venusian/", "framework"),
-    # A stack read no deeper than the worker's entry point (py-spy --nonblocking reads the stack while it changes).
+    ("/venusian/", "framework"),
+    # A stack with nothing between the worker's entry point and its leaf (but the event loop, see _LOOP).
     ("streams/commands/worker.py", "unattributed"), ("streams/__main__.py", "unattributed"),
     ("streams/cli.py", "unattributed"), ("bench/_gc_worker.py", "unattributed"), ("<frozen runpy>", "unattributed"),
     ("streams/", "our glue"),
 )
+_LOOP = ("/asyncio/", "selectors.py")
+"""The event loop's own files: a sample in them belongs to the first caller above that names a part (a socket
+write under aiohttp is HTTP, under aiokafka framework), and to framework when only the entry point is above."""
+_ENTRY = "unattributed"
 _SHORT = re.compile(r" \(.*/(site-packages|lib/python3\.\d+|work/main)/")
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<path>.*):\d+\)$")
 
@@ -46,20 +50,28 @@ def part_of(stack: str) -> tuple[str, str]:
     """The part a sampled stack (root first, ``;``-separated) belongs to, and the frame that decided it (the
     leaf for "other")."""
     frames = stack.split(";")
+    loop_frame = ""
     for frame in reversed(frames):
         match = _FRAME.match(frame.strip())
         if match is None:
             continue
         path, function = match["path"], match["function"]
         if not path.startswith(("/", "<")):
-            path = "/" + path  # py-spy --native names library files relative to sys.path: "asyncio/events.py"
+            path = "/" + path  # py-spy names library files relative to sys.path: "asyncio/events.py"
         if path.endswith("streams/codecs/_internal.py"):
             if function in _INTERNAL:
                 return _INTERNAL[function], frame
             continue
+        if any(fragment in path for fragment in _LOOP):
+            loop_frame = loop_frame or frame
+            continue
         for fragment, part in _BY_PATH:
             if fragment in path:
+                if part == _ENTRY and loop_frame:
+                    return "framework", loop_frame
                 return part, frame
+    if loop_frame:
+        return "framework", loop_frame
     return "other", frames[-1] if frames else ""
 
 

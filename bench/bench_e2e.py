@@ -329,9 +329,11 @@ Parts: decode = source Avro to Event; hop = internal event frames (encode + deco
 identity/aliases; map = mapping to requests; encode = request records (encode + decode); tables = table
 reads/writes; send = sender, batching and request bodies; HTTP = aiohttp and the Iterable client; our glue =
 the rest of `streams/` (stages, steps, app); framework = faust, mode, aiokafka, asyncio; other = stdlib and
-libraries outside these (logging, metrics); unattributed = samples whose stack py-spy read no deeper than the
-worker's entry point: event loop thread stacks that py-spy's `--nonblocking` read cut short while they changed (a
-`--spy native` run, which stops the worker at each sample, had 2 of 1,800 on 30,000 events)."""
+libraries outside these (logging, metrics); a sample in the event loop's own code (asyncio, selectors) belongs
+to its first caller above that names a part (a socket write under aiohttp is HTTP), else to framework (the
+loop waking up and dispatching); unattributed = samples with nothing but the worker's entry point above the
+leaf. The parts share the measured CPU by samples: py-spy also samples a thread that is runnable but waiting
+for a core, so on a loaded machine the loop's wake-ups (framework) weigh more than the CPU they use."""
 
 
 def inside_table(b: dict[str, Any]) -> str:

@@ -14,11 +14,20 @@ def test_a_sample_belongs_to_the_first_part_from_the_leaf_up() -> None:
     assert part_of(ROOT)[0] == "unattributed"
 
 
-def test_native_frames_name_library_files_relative_to_sys_path() -> None:
-    # py-spy --native writes "asyncio/events.py", not the absolute path
+def test_library_files_are_named_relative_to_sys_path() -> None:
+    # py-spy writes library files relative to sys.path ("asyncio/events.py"), --native or not
     stack = ROOT + ";Handle._run (asyncio/events.py:80);task_step (_asynciomodule.c:2990)"
     assert part_of(stack)[0] == "framework"
     assert part_of(ROOT + ";read_record (fastavro/_read.pyx:100)")[0] == "decode"
+
+
+def test_the_event_loop_belongs_to_its_caller() -> None:
+    loop = ";BaseEventLoop.run_forever (asyncio/base_events.py:607);EpollSelector.select (selectors.py:468)"
+    assert part_of(ROOT + loop) == ("framework", "EpollSelector.select (selectors.py:468)")
+    write = ";StreamWriter._writelines (aiohttp/http_writer.py:116);_SelectorSocketTransport.write (asyncio/x.py:1)"
+    assert part_of(ROOT + write)[0] == "HTTP"
+    kafka = ";AIOKafkaConnection.send (aiokafka/conn.py:423);_SelectorSocketTransport.write (asyncio/x.py:1)"
+    assert part_of(ROOT + kafka)[0] == "framework"
 
 
 def test_samples_by_thread() -> None:
