@@ -48,7 +48,8 @@ class SenderService(Service):
         self._http = new_http_client(
             connect_timeout=self.config.connect_timeout,
             request_timeout=self.config.request_timeout,
-            max_connections=self.config.max_concurrency * 2,
+            # Each project's calls get their own share: a project whose calls hang never takes the others' connections.
+            max_connections=self.config.max_concurrency * 2 * max(1, len(self.projects)),
             verify=self.verify_tls,
         )
         if self.projects:

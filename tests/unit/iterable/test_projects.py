@@ -110,3 +110,16 @@ async def test_when_no_other_project_answers_it_waits_as_one_project_does(rig: R
         await delivery
     await senders.aclose()
 
+
+
+async def test_each_project_has_its_own_share_of_connections() -> None:
+    from streams.services import SenderService
+
+    config = SenderConfig(max_concurrency=8)
+    service = SenderService(config, projects={name: config for name in ("a", "b", "c")})
+    await service.on_start()
+    try:
+        assert service._http is not None and service._http.connector is not None
+        assert service._http.connector.limit == 3 * 16  # a hanging project's 8 calls leave the others theirs
+    finally:
+        await service.on_stop()
