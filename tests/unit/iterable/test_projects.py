@@ -123,3 +123,20 @@ async def test_each_project_has_its_own_share_of_connections() -> None:
         assert service._http.connector.limit == 3 * 16  # a hanging project's 8 calls leave the others theirs
     finally:
         await service.on_stop()
+
+
+async def test_an_outage_of_one_projects_iterable_does_not_stall_another(
+        http: aiohttp.ClientSession, emulator: EmulatorServer) -> None:
+    emulator.state.reset()
+    with EmulatorServer(EmulatorConfig(api_keys=(KEY_EMAIL,), outage_windows=((0.0, 3600.0),))) as down:
+        configs = {"down": SenderConfig(base_url=down.url, api_key=SecretStr(KEY_EMAIL)),
+                   "up": SenderConfig(base_url=emulator.url, api_key=SecretStr(KEY_USER_ID))}
+        senders = ProjectSenders({name: Sender(http, config) for name, config in configs.items()},
+                                 {name: key_probe(http, config) for name, config in configs.items()},
+                                 stall_seconds=1.0)
+        outcomes = await asyncio.wait_for(
+            senders.deliver([update("down", 1, email=True), update("up", 2, email=False)]), 60)
+        await senders.aclose()
+    assert [(outcome.delivered, outcome.reason) for outcome in outcomes] == [
+        (False, "iterable_unavailable"), (True, None)]
+    assert set(emulator.state.projects[KEY_USER_ID].by_user_id) == {"user-2"}
