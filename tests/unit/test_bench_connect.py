@@ -18,7 +18,7 @@ def test_configs_fill_every_placeholder(tmp_path: Path) -> None:
     worker, sink = bench_connect.write_configs(tmp_path, "127.0.0.1:1", tmp_path / "plugins", "t.events",
                                                "http://127.0.0.1:2", 3)
     for path in (worker, sink):
-        assert "$" not in path.read_text(), path.name
+        assert "${" not in path.read_text(), path.name
     w, s = _properties(worker), _properties(sink)
     assert w["bootstrap.servers"] == "127.0.0.1:1"
     assert w["plugin.path"] == str(tmp_path / "plugins")
@@ -35,3 +35,14 @@ def test_connect_runs_the_brokers_kafka_version() -> None:
     connect = re.search(r"<kafka.version>([^<]+)<", (REPO / "bench/connect/pom.xml").read_text())
     assert broker and connect
     assert connect.group(1) == broker.group(1) == bench_connect.KAFKA_VERSION
+
+
+def test_shaped_sink_renames_into_a_track_body(tmp_path: Path) -> None:
+    _, sink = bench_connect.write_configs(tmp_path, "127.0.0.1:1", tmp_path, "t.json", "http://127.0.0.1:2", 1,
+                                          "http-sink-json.properties")
+    s = _properties(sink)
+    assert s["transforms.shape.type"] == "org.apache.kafka.connect.transforms.ReplaceField$Value"
+    renames = dict(pair.split(":") for pair in s["transforms.shape.renames"].split(","))
+    assert renames == {"event": "eventName", "messageId": "id", "properties": "dataFields"}
+    assert s["camel.sink.marshal"] == "json-jackson"
+    assert s["value.converter"] == "org.apache.kafka.connect.json.JsonConverter"
