@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -45,6 +46,7 @@ __all__ = [
     "letter_json",
     "letter_row",
     "mask_key",
+    "names_other_project",
     "read_dead_letters",
     "redrive_letters",
     "redrive_target",
@@ -228,10 +230,13 @@ def selected(
         yield stored
 
 
-def redrive_target(stored: StoredLetter, settings: Settings) -> tuple[str, bytes | None, bytes] | None:
+def redrive_target(stored: StoredLetter, settings: Settings,
+                   project: str = "") -> tuple[str, bytes | None, bytes] | None:
     """``(topic, key, value)`` a record is re-driven as, or ``None`` when it holds nothing to send.
 
-    Raises ``InvalidEvent`` when a stored event cannot be re-encoded.
+    ``project``: the project (``FPI_PROJECTS_FILE``) a failed request goes to; a request letter does not
+    record it (the dead-letter format is published). Raises ``InvalidEvent`` when a stored event cannot be
+    re-encoded.
     """
     from streams.codecs import FrameItem, encode_event, encode_frame, encode_request
 
@@ -242,7 +247,8 @@ def redrive_target(stored: StoredLetter, settings: Settings) -> tuple[str, bytes
         # The requests topic carries frames (streams.app); a re-driven request is a frame of one.
         person = letter.request.person_key.encode()
         source = (letter.source_topic, letter.source_partition, letter.source_offset)
-        frame = encode_frame([FrameItem(person, encode_request(letter.request), source)])
+        request = dataclasses.replace(letter.request, project=project) if project else letter.request
+        frame = encode_frame([FrameItem(person, encode_request(request), source)])
         return settings.requests_topic, person, frame
     if letter.event is not None:
         event = letter.event
@@ -256,6 +262,15 @@ def redrive_target(stored: StoredLetter, settings: Settings) -> tuple[str, bytes
     if letter.original_bytes is not None:
         return settings.replay_topic, stored.key, letter.original_bytes
     return None
+
+
+def names_other_project(stored: StoredLetter, project: str) -> bool:
+    """Whether ``stored`` is a request letter the sender wrote for another project than ``project`` (its detail
+    starts ``project '<name>':``, as ``ProjectSenders`` writes it)."""
+    letter = stored.letter
+    if letter is None or letter.request is None or not letter.detail.startswith("project '"):
+        return False
+    return not letter.detail.startswith(f"project {project!r}:")
 
 
 async def read_dead_letters(settings: Settings, topic: str | None = None) -> AsyncIterator[StoredLetter]:
@@ -290,9 +305,9 @@ class RedriveReport:
         return sum(len(v) for v in self.sent.values())
 
 
-async def redrive_letters(settings: Settings, letters: Sequence[StoredLetter]) -> RedriveReport:
-    """Produce each record to its ``redrive_target`` and wait for the broker's acks. A record with
-    nothing to send (or an event that no longer encodes) is listed in ``skipped``."""
+async def redrive_letters(settings: Settings, letters: Sequence[StoredLetter], project: str = "") -> RedriveReport:
+    """Produce each record to its ``redrive_target`` (failed requests to ``project``) and wait for the broker's
+    acks. A record with nothing to send (or an event that no longer encodes) is listed in ``skipped``."""
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
     from streams.brokers import client_options, start_client
@@ -305,7 +320,7 @@ async def redrive_letters(settings: Settings, letters: Sequence[StoredLetter]) -
     try:
         for stored in letters:
             try:
-                target = redrive_target(stored, settings)
+                target = redrive_target(stored, settings, project)
             except InvalidEvent:
                 target = None
             if target is None:
@@ -468,12 +483,15 @@ def show(position: str) -> None:
 @_with_select
 @click.argument("positions", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Re-drive every record (no other selection needed).")
+@click.option("--project", default="", help="With FPI_PROJECTS_FILE: the project failed requests go to (a letter "
+              "does not record it); letters that name another project in their detail are left out.")
 def redrive(
     reasons: tuple[str, ...],
     since: str | None,
     limit: int | None,
     positions: tuple[str, ...],
     everything: bool,
+    project: str,
 ) -> None:
     """Re-drive the selected records (by --reason, --since, positions partition:offset, or --all).
 
@@ -487,7 +505,9 @@ def redrive(
 
     async def run() -> tuple[RedriveReport, Counter[str]]:
         rows, counts, _ = await _collect(settings, _criteria(reasons, since, positions), limit)
-        return await redrive_letters(settings, rows), counts
+        if project:
+            rows = [row for row in rows if not names_other_project(row, project)]
+        return await redrive_letters(settings, rows, project), counts
 
     report, counts = asyncio.run(run())
     click.echo(

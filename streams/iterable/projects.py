@@ -137,8 +137,8 @@ class ProjectSenders:
         log.error("project %s: Iterable %s while another project's answers: %d requests dead-lettered (%s) "
                   "so the other projects' events go on", name, why, len(part), reason.value)
         detail = (f"project {name!r}: Iterable {why} while another project's answered, so they were held no "
-                  f"longer than FPI_PROJECT_STALL_SECONDS ({self.stall_seconds:g} s); re-send them by replaying "
-                  "their source range (freshpaint-iterable replay) once the project works")
+                  f"longer than FPI_PROJECT_STALL_SECONDS ({self.stall_seconds:g} s); once the project works, "
+                  f"re-send them: freshpaint-iterable dead-letters redrive --project {name}")
         return [Outcome(request=request, delivered=False, reason=reason.value, detail=detail) for request in part]
 
     async def _another_answers(self, stalled: str) -> bool:

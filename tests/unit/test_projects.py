@@ -187,7 +187,8 @@ def test_without_a_routing_file_there_is_none() -> None:
 def test_load_routing_reads_the_example_of_the_docstring(tmp_path: Path) -> None:
     import streams.projects
 
-    example = streams.projects.__doc__.split("::", 1)[1].split("A property value", 1)[0]  # type: ignore[union-attr]
+    assert streams.projects.__doc__ is not None
+    example = streams.projects.__doc__.split("::", 1)[1].split("A property value", 1)[0]
     path = tmp_path / "projects.toml"
     path.write_text("\n".join(line[4:] for line in example.splitlines()))
     rules = load_routing(path, BASE)
@@ -247,3 +248,31 @@ class TestExplain:
         records = [json.loads(line) for line in result.stdout.splitlines()]
         assert [(r["decision"], r.get("project"), r["reason"]) for r in records] == [
             ("send", "staging", None), ("send", "staging", None), ("drop", None, "no_project")]
+
+
+class TestRedriveToAProject:
+    """``dead-letters redrive --project``: a request letter does not record its project, the operator names it."""
+
+    def test_the_redriven_request_carries_the_project(self) -> None:
+        from streams.codecs import decode_frame, decode_request
+        from streams.commands.dead_letters import redrive_target
+        from tests.unit.test_replay_dead_letters import REQUEST, SETTINGS, letter, stored
+
+        for project in ("staging", ""):
+            topic, _, value = redrive_target(stored(letter(request=REQUEST)), SETTINGS, project) or ("", None, b"")
+            [item] = decode_frame(value)
+            assert topic == "r.requests" and decode_request(item.value).project == project
+
+    def test_letters_given_up_for_another_project_are_left_out(self) -> None:
+        import dataclasses
+
+        from streams.commands.dead_letters import StoredLetter, names_other_project
+        from tests.unit.test_replay_dead_letters import REQUEST, letter, stored
+
+        def given_up(detail: str) -> StoredLetter:
+            return stored(dataclasses.replace(letter("bad_api_key", request=REQUEST), detail=detail))
+
+        assert names_other_project(given_up("project 'prod': Iterable rejects its key (401)"), "staging")
+        assert not names_other_project(given_up("project 'staging': Iterable rejects its key (401)"), "staging")
+        assert not names_other_project(given_up("Iterable said no"), "staging")
+        assert not names_other_project(stored(None), "staging")
