@@ -15,7 +15,7 @@ import pytest
 
 from streams._support import LocalBroker
 from tests.reliability.conftest import LONG, PROFILE
-from tests.reliability.workload import expect, generate
+from tests.reliability.workload import planned
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(PROFILE.deliver_timeout * 3)]
@@ -30,8 +30,7 @@ def private_broker(tmp_path: Path) -> Iterator[LocalBroker]:
 
 
 def test_broker_restart_mid_run_loses_nothing(rig_factory: Any, private_broker: LocalBroker) -> None:
-    workload = generate(PROFILE.broker_events // 15, PROFILE.broker_events, seed=13)
-    expected = expect(workload.lines)
+    workload, expected = planned(PROFILE.broker_events, seed=13)
     half = len(workload.lines) // 2
     rig = rig_factory(bootstrap=private_broker.bootstrap)
     worker = rig.start_worker()

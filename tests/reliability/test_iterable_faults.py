@@ -14,15 +14,14 @@ from typing import Any
 import pytest
 
 from tests.reliability.conftest import PROFILE, metric_sum, scrape
-from tests.reliability.workload import Expected, expect, generate
+from tests.reliability.workload import Expected, expect, generate, planned
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(PROFILE.deliver_timeout * 3)]
 
 
 def test_outage_then_refused_connections_delays_but_loses_nothing(rig_factory: Any) -> None:
-    workload = generate(PROFILE.outage_events // 15, PROFILE.outage_events, seed=11)
-    expected = expect(workload.lines)
+    workload, expected = planned(PROFILE.outage_events, seed=11)
     half = len(workload.lines) // 2
     rig = rig_factory()
     worker, produced = rig.start_delivering(workload.lines[:half])
@@ -62,8 +61,7 @@ def test_outage_then_refused_connections_delays_but_loses_nothing(rig_factory: A
 
 
 def test_throttling_storm_slows_the_sender_and_loses_nothing(rig_factory: Any) -> None:
-    workload = generate(PROFILE.throttle_events // 15, PROFILE.throttle_events, seed=12)
-    expected = expect(workload.lines)
+    workload, expected = planned(PROFILE.throttle_events, seed=12)
     rig = rig_factory()
     worker = rig.start_worker()
     port = rig.env["FPI_WEB_PORT"]

@@ -8,15 +8,14 @@ from typing import Any
 import pytest
 
 from tests.reliability.conftest import PROFILE, message_ids
-from tests.reliability.workload import expect, generate
+from tests.reliability.workload import planned
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(PROFILE.deliver_timeout * 3)]
 
 
 def test_second_worker_joins_and_leaves_without_loss(rig_factory: Any) -> None:
-    workload = generate(PROFILE.rebalance_events // 15, PROFILE.rebalance_events, seed=31)
-    expected = expect(workload.lines)
+    workload, expected = planned(PROFILE.rebalance_events, seed=31)
     third = len(workload.lines) // 3
     rig = rig_factory()
     first, produced = rig.start_delivering(workload.lines[:third])

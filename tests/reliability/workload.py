@@ -28,7 +28,7 @@ from streams.explain import explain_lines
 from streams.mapping import MappingConfig
 from streams.model import ProjectType
 
-__all__ = ["Expected", "Workload", "expect", "generate", "iterable_state"]
+__all__ = ["Expected", "Workload", "expect", "generate", "iterable_state", "planned"]
 
 QUIET = frozenset({"anonymous", "filtered_by_transformation", "stale_identify", "unchanged"})
 _BASE = datetime(2024, 3, 5, 12, 0, tzinfo=UTC)
@@ -161,6 +161,12 @@ def expect(lines: list[str], config: MappingConfig | None = None) -> Expected:
             assert status == 200, f"the expected state itself rejected {request['path']}: {body}"
     return out
 
+
+def planned(events: int, seed: int) -> tuple[Workload, Expected]:
+    """A scenario's workload, about ``events`` lines over ``events // 15`` people, and what Iterable must hold
+    after it."""
+    workload = generate(events // 15, events, seed=seed)
+    return workload, expect(workload.lines)
 
 def iterable_state(project: Project) -> dict[str, Any]:
     """The comparable part of a project: users, events and purchases (no timestamps of arrival)."""
