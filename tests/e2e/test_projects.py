@@ -6,13 +6,16 @@ of each environment token, and of a token no project claims, go to the source to
 receives exactly its own events, mapped by its own type and settings; ``old``'s key is rejected (401) and,
 since the other projects answer, its requests become ``bad_api_key`` dead letters instead of holding the
 others back; the unclaimed events are dead-lettered ``no_project``. ``check`` passes both good keys and
-fails ``old``'s.
+fails ``old``'s. Then, as the runbook says, ``old``'s key is rotated, the worker restarted, and
+``dead-letters redrive --reason bad_api_key --project old`` brings its requests to its project.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,19 +28,20 @@ from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorConfig, EmulatorServer
 from streams.model import ProjectType
 from tests.e2e.test_sample_pipeline import read_dead_letters
-from tests.support import WorkerProcess, settings_of, wait_for, worker_env
+from tests.support import REPO, WorkerProcess, settings_of, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 SHOP_KEY = "shop-project-key-0123456789"
 APP_KEY = "app-project-key-0123456789"
+OLD_NEW_KEY = "old-project-rotated-key-0123456789"
 TIME = 1709647620
 
 
 @pytest.fixture()
 def emulator() -> Iterator[EmulatorServer]:
     config = EmulatorConfig(api_keys=(SHOP_KEY,), project_type=ProjectType.EMAIL, project_name="shop",
-                            projects={APP_KEY: ProjectType.USER_ID})
+                            projects={APP_KEY: ProjectType.USER_ID, OLD_NEW_KEY: ProjectType.HYBRID})
     with EmulatorServer(config) as server:
         yield server
 
@@ -151,3 +155,23 @@ async def test_two_projects_receive_exactly_their_own_events(
     assert results["iterable project shop"].status == "pass"
     assert results["iterable project app"].status == "pass"
     assert results["iterable project old"].status == "fail" and "401" in results["iterable project old"].detail
+
+    # The runbook: rotate the old project's key, restart, re-drive its letters to it.
+    old = emulator.state.projects[OLD_NEW_KEY]
+    env["FPI_TEST_OLD_KEY"] = OLD_NEW_KEY
+    worker = WorkerProcess(env, tmp_path / "worker-2.log").start()
+    try:
+        redrive = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "streams", "dead-letters", "redrive", "--reason", "bad_api_key",
+                             "--project", "old"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert redrive.returncode == 0, redrive.stderr
+        assert "re-drove 2 of 2" in redrive.stdout
+        await asyncio.to_thread(wait_for, lambda: "old-2" in old.events and "bo@old.example" in old.by_email, 120,
+                                what="the old project's re-driven requests")
+    except BaseException:
+        print(worker.log_text()[-6000:])
+        raise
+    finally:
+        worker.stop()
+    assert set(old.events) == {"old-2"} and old.events["old-2"]["eventName"] == "Opened"
+    assert "nobody-2" not in shop.events | app.events | old.events
