@@ -285,6 +285,12 @@ class Project:
         setattr(user, attribute, value)
         index.setdefault(value, user)
 
+    def _valid_identifiers(self, body: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        """The body's ``email`` and ``userId``, each checked when present; ``_Fail`` (400) for a malformed one."""
+        email, user_id = body.get("email"), body.get("userId")
+        return (None if email is None else self._valid_email(email),
+                None if user_id is None else self._valid_user_id(user_id))
+
     def _refuse_forgotten(self, email: Any, user_id: Any) -> None:
         """409 ``ForgottenUserError`` for a GDPR-forgotten identifier (iterable-api.md §2.1 "Contact is
         GDPR forgotten"; in a bulk answer, its ``forgotten*`` list, §3.3)."""
@@ -295,12 +301,7 @@ class Project:
 
     def _upsert_user(self, body: Mapping[str, Any]) -> _User:
         """Find or create the user of a users/update-shaped body (§5.2, §5.3); raises ``_Fail``."""
-        email = body.get("email")
-        user_id = body.get("userId")
-        if email is not None:
-            email = self._valid_email(email)
-        if user_id is not None:
-            user_id = self._valid_user_id(user_id)
+        email, user_id = self._valid_identifiers(body)
         self._refuse_forgotten(email, user_id)
         pt = self.project_type
         user: _User | None
@@ -380,12 +381,7 @@ class Project:
 
     def _find_for_event(self, body: Mapping[str, Any]) -> _User:
         """The user an event belongs to; raises ``_Fail`` (notFound*) when Iterable would not know it."""
-        email = body.get("email")
-        user_id = body.get("userId")
-        if email is not None:
-            email = self._valid_email(email)
-        if user_id is not None:
-            user_id = self._valid_user_id(user_id)
+        email, user_id = self._valid_identifiers(body)
         self._refuse_forgotten(email, user_id)
         now = self.clock()
         pt = self.project_type
@@ -769,11 +765,9 @@ class Project:
 
     # --- GDPR -----------------------------------------------------------------------------------
     def _gdpr_identifier(self, body: Mapping[str, Any]) -> tuple[str | None, str | None]:
-        email, user_id = body.get("email"), body.get("userId")
-        if email is None and user_id is None:
+        if body.get("email") is None and body.get("userId") is None:
             raise _BadRequest("BadParams", "email or userId is required")
-        return (None if email is None else self._valid_email(email),
-                None if user_id is None else self._valid_user_id(user_id))
+        return self._valid_identifiers(body)
 
     def forget(self, body: Mapping[str, Any]) -> Answer:
         """users/forget: the user and their events are deleted, and each of their identifiers is refused
