@@ -267,7 +267,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
         @app.agent(topics.by_device, name="resolve")
         async def resolve(stream: Any) -> None:
             """Attach the person key to each event; drop events of never-identified devices."""
-            async for batch in stream.noack_take(FRAMES_PER_TAKE, within=batch_wait):
+            async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.frame_take_seconds):
                 try:
                     await stages.resolve.handle(batch)
                     await ack(stream, batch)
@@ -277,7 +277,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
     @app.agent(topics.by_person, name="apply")
     async def apply(stream: Any) -> None:
         """Run the mapping core per person; emit Iterable requests or dead letters."""
-        async for batch in stream.noack_take(FRAMES_PER_TAKE, within=batch_wait):
+        async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.frame_take_seconds):
             try:
                 await stages.apply.handle(batch)
                 await ack(stream, batch)
