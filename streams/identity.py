@@ -28,7 +28,9 @@ watermark): they happened more than ``window`` before it. Both rules read event 
 Forgetting (``freshpaint-iterable forget``): ``forgotten_key`` names the marker that says a person key is
 forgotten. It is a SHA-256 of the key, so the marker does not keep the email or user id in plain text
 (unsalted: whoever already knows an address can test it against the marker, which is what lets the worker
-recognise the person's later events; it is pseudonymous, not anonymous).
+recognise the person's later events; it is pseudonymous, not anonymous). ``person_devices_key`` names, the same
+way, the resolve stage's index of the devices it linked to a person on one partition, which ``forget`` reads to
+delete the person's links.
 """
 
 
@@ -42,8 +44,8 @@ from typing import Generic, TypeVar
 
 from streams.model import DropReason, Event, EventType
 
-__all__ = ["Held", "HoldRule", "Link", "Resolution", "expired", "forgotten_key", "person_key_of", "resolve",
-           "routing_key", "settle"]
+__all__ = ["Held", "HoldRule", "Link", "Resolution", "expired", "forgotten_key", "person_devices_key",
+           "person_key_of", "resolve", "routing_key", "settle"]
 
 P = TypeVar("P")
 
@@ -105,6 +107,13 @@ def forgotten_key(person_key: str) -> str:
     """The key of the marker that says ``person_key`` is forgotten: ``forgotten:`` and the SHA-256 of the
     key in hex (no email in it; see the module docstring)."""
     return "forgotten:" + hashlib.sha256(person_key.encode()).hexdigest()
+
+
+def person_devices_key(person_key: str, partition: int) -> str:
+    """The key of the index of the devices linked to ``person_key`` on by-device ``partition``: ``devices-of:``,
+    the SHA-256 of the key in hex, ``:`` and the partition (one entry per partition: each partition's stage writes
+    its own)."""
+    return f"devices-of:{hashlib.sha256(person_key.encode()).hexdigest()}:{partition}"
 
 
 def routing_key(event: Event) -> str | None:

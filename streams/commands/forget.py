@@ -13,10 +13,13 @@
    changelog written from outside would not be seen by the running worker. The by-person topic rather than
    the replay topic: the apply stage is the one that keeps person state, the records reach it in order with
    the person's events, and ``dead-letters redrive`` writes frames to an internal topic the same way.
+   The same record also goes to every partition of the by-device topic: the resolve agent of each deletes
+   the ``aliases`` links to the person it indexed there (tombstones) and stores no new one until ``unforget``
+   (``AliasTable.forget``). Not with ``FPI_SOURCE_KEYED_BY_DEVICE``: that worker has no by-device topic.
 
-``unforget`` calls ``users/unforget`` and clears the marker. What is not removed (the ``aliases`` entries,
-held events of devices not linked yet, the internal and dead-letter topics until their retention): README,
-"The right to be forgotten".
+``unforget`` calls ``users/unforget`` and clears the markers. What is not removed (links stored before the
+index existed, held events of devices not linked yet, the internal and dead-letter topics until their
+retention): README, "The right to be forgotten".
 """
 
 from __future__ import annotations
@@ -40,9 +43,11 @@ __all__ = ["ForgetReport", "forget", "tell_worker", "unforget"]
 
 @dataclass(frozen=True, slots=True)
 class ForgetReport:
-    """Where each person key's control record went: ``(marker, by-person partition)``."""
+    """Where each person key's control record went: ``(marker, by-person partition)``, and how many by-device
+    partitions got it (0 with ``FPI_SOURCE_KEYED_BY_DEVICE``)."""
 
     written: tuple[tuple[str, int], ...]
+    by_device: int = 0
 
 
 def _person_keys(email: str | None, user_id: str | None) -> list[str]:
@@ -53,7 +58,8 @@ def _person_keys(email: str | None, user_id: str | None) -> list[str]:
 
 
 async def tell_worker(settings: Settings, person_keys: list[str], control: Control) -> ForgetReport:
-    """Write one control record per person key to the by-person topic and wait for the broker's acks.
+    """Write one control record per person key to the by-person topic (and to every partition of the by-device
+    topic, unless ``FPI_SOURCE_KEYED_BY_DEVICE``) and wait for the broker's acks.
 
     Raises ``BrokerUnavailable``, or ``click.ClickException`` when the topic does not exist.
     """
@@ -67,6 +73,8 @@ async def tell_worker(settings: Settings, person_keys: list[str], control: Contr
     options = client_options(settings)
     topic = settings.by_person_topic
     partition_of = Partitioner(len(await partitions_of(options, topic)))
+    by_device_topic = f"{settings.app_id}-by-device"
+    by_device = [] if settings.source_keyed_by_device else await partitions_of(options, by_device_topic)
     producer = AIOKafkaProducer(acks="all", **options)
     await start_client(producer, settings.kafka_bootstrap)
     written: list[tuple[str, int]] = []
@@ -78,10 +86,12 @@ async def tell_worker(settings: Settings, person_keys: list[str], control: Contr
             # outboxes send frames unkeyed, to a partition they choose), so the email is not a message key.
             frame = encode_frame([FrameItem(key, control_to_bytes(control), ("forget", None, None))])
             await producer.send_and_wait(topic, frame, partition=partition)
+            for device_partition in by_device:
+                await producer.send_and_wait(by_device_topic, frame, partition=device_partition)
             written.append((forgotten_key(person_key), partition))
     finally:
         await producer.stop()
-    return ForgetReport(tuple(written))
+    return ForgetReport(tuple(written), len(by_device))
 
 
 def _projects(settings: Settings) -> list[tuple[str, SecretStr]]:
@@ -126,7 +136,10 @@ def _run(email: str | None, user_id: str | None, control: Control) -> None:
     where = f"every project of {settings.projects_file}" if settings.projects_file else settings.iterable_url
     click.echo(f"Iterable: {done} ({where})")
     for marker, partition in report.written:
-        click.echo(f"worker: {control.value} record for {marker} on {settings.by_person_topic}[{partition}]")
+        click.echo(f"worker: {control.value} record for {marker} on {settings.by_person_topic}[{partition}]"
+                   f" and {report.by_device} partitions of {settings.app_id}-by-device")
+    if settings.source_keyed_by_device:
+        click.echo("worker: FPI_SOURCE_KEYED_BY_DEVICE is set: the person's aliases links are not deleted")
 
 
 _EMAIL = click.option("--email", help="The person's email (their person key when they have no user id).")

@@ -1,9 +1,11 @@
 """Stage "resolve": attach each event's person, through the ``aliases`` table; drop anonymous events, or
-hold them in the ``held`` table until their device is linked (``FPI_HOLD_ANONYMOUS_SECONDS``)."""
+hold them in the ``held`` table until their device is linked (``FPI_HOLD_ANONYMOUS_SECONDS``); obey the control
+records of ``forget`` / ``unforget`` (``_control``: the person's links are deleted)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -11,17 +13,24 @@ from typing import Any
 
 from streams import metrics
 from streams.codecs import Source, decode_event_routing
-from streams.identity import Held, HoldRule, expired
+from streams.identity import Held, HoldRule, expired, forgotten_key
 from streams.model import DropReason, Event
 from streams.outbox import Outbox
 from streams.steps import hold_step, resolve_step
 
+from ._control import Control, control_from_bytes, is_control
 from ._dead_letters import DeadLetterSink
 from ._records import EnterRecord, InputRecord, nothing_to_enter
 from ._route import Decoded
 from ._tables import AliasTable, HeldEntry, HeldRecord, HeldTable
 
 __all__ = ["ResolveStage"]
+
+log = logging.getLogger("streams.stages")
+
+
+def _decode(raw: bytes) -> Event | Control:
+    return control_from_bytes(raw) if is_control(raw) else decode_event_routing(raw)
 
 
 class _HeldView:
@@ -68,6 +77,10 @@ class ResolveStage:
     devices of its partitions whose oldest held event is older than the partition's latest event time by
     more than the window are expired (the sweep; its index lives in memory and is rebuilt from the table
     after a start or a rebalance).
+
+    A ``forget`` control record (one on each by-device partition, keyed by the person key) deletes the links
+    to the person stored on its partition and keeps new ones from being stored (``AliasTable.forget``); an
+    ``unforget`` record lets them be stored again.
     """
 
     def __init__(self, aliases: AliasTable, dead_letters: DeadLetterSink, to_apply: Outbox,
@@ -95,9 +108,19 @@ class ResolveStage:
         view = self._begin()
         for frame in frames:
             self.enter(frame)
+            self.aliases.partition = frame.message.partition
             if view is not None:
                 view.at(frame)
-            for item, event in await self.dead_letters.frame_items(frame, decode_event_routing):
+            for item, event in await self.dead_letters.frame_items(frame, _decode):
+                if isinstance(event, Control):
+                    assert item.key is not None, "control records are keyed by person"
+                    person_key = item.key.decode()
+                    deleted = self.aliases.forget(person_key, event is Control.FORGET)
+                    # The marker only: the person key (an email, maybe) is not logged.
+                    log.log(logging.INFO if deleted else logging.DEBUG,
+                            "control record %s for person %s: %d links deleted on partition %d", event.value,
+                            forgotten_key(person_key), deleted, self.aliases.partition)
+                    continue
                 self._resolve(event, item.value, item.source, drops, view)
         await self._finish(view, drops)
 
@@ -108,6 +131,7 @@ class ResolveStage:
         view = self._begin()
         for record, source, event, value in decoded:
             self.enter(record)
+            self.aliases.partition = record.message.partition
             if view is not None:
                 view.at(record)
             self._resolve(event, value, source, drops, view)

@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 import orjson
 
 from streams.codecs import Source
-from streams.identity import Held, Link
+from streams.identity import Held, Link, person_devices_key
 from streams.mapping import Cart, Registered
 from streams.mapping.subscriptions import Sent
 from streams.model import Identity
@@ -83,17 +83,62 @@ def link_from_bytes(data: bytes) -> Link:
 
 
 class AliasTable:
-    """``aliases``: device (anonymous id) -> ``Link`` to a person."""
+    """``aliases``: device (anonymous id) -> ``Link`` to a person; and, per person and by-device partition, the
+    index of the devices linked to them there (``identity.person_devices_key``: a hash and the partition, so no
+    email in the key; the value is ``[forgotten, [device, ...]]`` as JSON after a version byte).
+
+    ``forget`` reads the index to write a tombstone for each of the person's links, then marks the index entry
+    forgotten: from then on no link to the person is stored on that partition, until ``unforget``. Both land in
+    the changelog partition of the record being handled, in order, so a forgotten mark in the changelog means
+    the tombstones before it are there too.
+    """
 
     def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
         self.table = table
+        self.partition = 0
+        """The by-device partition of the record being resolved (set by the stage): the index entry it writes."""
 
     def get(self, device: str, /) -> Link | None:
         stored = self.table.get(device.encode())
         return link_from_bytes(stored) if stored else None
 
     def __setitem__(self, device: str, link: Link, /) -> None:
+        """Store the link and index the device under its person, unless the person is forgotten here (then nothing
+        is stored: the event still resolves to the person, whose apply stage drops it ``forgotten``)."""
+        key = person_devices_key(link.person_key, self.partition).encode()
+        forgotten, devices = _person_devices(self.table.get(key))
+        if forgotten:
+            return
+        if device not in devices:
+            # The index first: an indexed device without a link is harmless, a link missing from the index is not.
+            self.table[key] = _LINK_VERSION + orjson.dumps([False, [*devices, device]])
         self.table[device.encode()] = link_to_bytes(link)
+
+    def forget(self, person_key: str, forgotten: bool = True) -> int:
+        """Delete the links to ``person_key`` indexed on this partition (tombstones) and mark them forgotten; with
+        ``forgotten=False`` (``unforget``) delete the mark. Returns how many links were deleted. Idempotent."""
+        key = person_devices_key(person_key, self.partition).encode()
+        if not forgotten:
+            if key in self.table:
+                del self.table[key]
+            return 0
+        deleted = 0
+        for device in _person_devices(self.table.get(key))[1]:
+            link = self.get(device)
+            if link is not None and link.person_key == person_key:  # the device may have been linked to another since
+                del self.table[device.encode()]
+                deleted += 1
+        self.table[key] = _LINK_VERSION + orjson.dumps([True, []])
+        return deleted
+
+
+def _person_devices(stored: bytes | None) -> tuple[bool, list[str]]:
+    if not stored:
+        return False, []
+    if stored[:1] != _LINK_VERSION:
+        raise ValueError(f"unknown aliases-index format {stored[:1]!r}")
+    forgotten, devices = orjson.loads(stored[1:])
+    return bool(forgotten), list(devices)
 
 
 class IdentityTable:

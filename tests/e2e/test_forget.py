@@ -2,8 +2,10 @@
 
 A person identifies and has an event; both reach Iterable (the emulator). ``freshpaint-iterable forget
 --email`` is run as an operator runs it: Iterable forgets the user, and the worker deletes the person's
-identity (the latest record of the identities changelog for them is a tombstone) and drops their later
-events (``forgotten``), so no further request for them is sent, while another person's events still are.
+identity and their device's link (the latest record of every key of the identities and aliases changelogs that
+names their email is a tombstone, so compaction removes it: compaction itself is not forced here) and drops their
+later events (``forgotten``), so no further request for them is sent and no new link to them is stored, while
+another person's events still are.
 """
 
 from __future__ import annotations
@@ -43,10 +45,10 @@ AFTER = [line("track", "f-3", EMAIL, "dev-f", 2, event="Viewed"), line("identify
          line("identify", "o-1", OTHER, "dev-o", 4), line("track", "o-2", OTHER, "dev-o", 5, event="Viewed")]
 
 
-def dropped_forgotten(port: str) -> float:
+def dropped(port: str, reason: str = "forgotten") -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         for text in answer.read().decode().splitlines():
-            if text.startswith('fpi_events_dropped_total{reason="forgotten"}'):
+            if text.startswith(f'fpi_events_dropped_total{{reason="{reason}"}}'):
                 return float(text.rsplit(" ", 1)[1])
     return 0.0
 
@@ -68,12 +70,35 @@ async def latest_changelog_value(bootstrap: str, topic: str, key: bytes) -> tupl
     return seen, latest
 
 
+async def latest_records(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
+    """The latest value of each key of ``topic`` (``None``: a tombstone), read from the start."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    latest: dict[bytes, bytes | None] = {}
+    try:
+        for _ in range(6):
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    latest[message.key] = message.value
+    finally:
+        await consumer.stop()
+    return latest
+
+
+def naming(latest: dict[bytes, bytes | None], email: str) -> list[bytes]:
+    """The keys whose latest record still holds ``email`` (in its key or its value)."""
+    return [key for key, value in latest.items()
+            if value is not None and (email.encode() in key or email.encode() in value)]
+
+
 async def test_forget_deletes_the_identity_and_stops_the_persons_events(
     kafka_bootstrap: str, emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     project = emulator.state.project
     env = worker_env(kafka_bootstrap, emulator.url, tmp_path / "data")
     changelog = f"{env['FPI_APP_ID']}-identities-changelog"
+    aliases = f"{env['FPI_APP_ID']}-aliases-changelog"
     worker = WorkerProcess(env, tmp_path / "worker.log")
     with running(worker):
         await produce_lines(BEFORE, bootstrap=kafka_bootstrap, topic=env["FPI_SOURCE_TOPIC"])
@@ -81,6 +106,7 @@ async def test_forget_deletes_the_identity_and_stops_the_persons_events(
                                 what="the person's identify and event in Iterable")
         seen, value = await latest_changelog_value(kafka_bootstrap, changelog, EMAIL.encode())
         assert seen and value, "the identity is in the changelog before forget"
+        assert naming(await latest_records(kafka_bootstrap, aliases), EMAIL) == [b"dev-f"]
 
         forgot = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "streams", "forget", "--email", EMAIL], env=env, cwd=REPO,
@@ -98,10 +124,17 @@ async def test_forget_deletes_the_identity_and_stops_the_persons_events(
         assert await tombstoned(), "the latest identities changelog record of the person is not a tombstone"
 
         await produce_lines(AFTER, bootstrap=kafka_bootstrap, topic=env["FPI_SOURCE_TOPIC"])
+        # f-4 names the person: dropped forgotten (and no link stored); f-3 has only the device, whose link is
+        # gone: anonymous.
         await asyncio.to_thread(wait_for, lambda: "o-2" in project.events and
-                                dropped_forgotten(env["FPI_WEB_PORT"]) >= 2, 120,
-                                what="the other person's event and the forgotten person's two drops")
+                                dropped(env["FPI_WEB_PORT"]) >= 1 and dropped(env["FPI_WEB_PORT"], "anonymous") >= 1,
+                                120, what="the other person's event and the forgotten person's two drops")
         await asyncio.sleep(1)
+        for topic in (changelog, aliases):
+            latest = await latest_records(kafka_bootstrap, topic)
+            assert naming(latest, EMAIL) == [], f"{topic} still holds the forgotten person's email"
+        assert b"dev-f" in latest and latest[b"dev-f"] is None, "the device's link is not a tombstone"
+        assert naming(latest, OTHER) == [b"dev-o"], "the other person's link is missing"
     assert "f-3" not in project.events and EMAIL not in project.by_email
     forgotten_answers = {k: n for k, n in project.counters.responses.items() if k.endswith(" 409")}
     assert forgotten_answers == {}, "a request for the forgotten person was sent after forget"

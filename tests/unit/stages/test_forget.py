@@ -8,6 +8,7 @@ from streams.identity import forgotten_key
 from streams.iterable import Outcome
 from streams.model import IterableRequest
 from streams.stages import (
+    AliasTable,
     Control,
     DeadLetterSink,
     IdentityTable,
@@ -116,3 +117,71 @@ async def test_send_dead_letters_a_forgotten_answer_without_personal_data() -> N
     assert (letter.reason, key, letter.request, letter.iterable_response) == (Reason.FORGOTTEN.value, None, None, None)
     assert letter.iterable_status == 409 and letter.source_offset == 0
     assert EMAIL.encode() not in value and b"u-1" not in value
+
+
+def _by_device(device: str, email: str, message_id: str) -> FrameItem:
+    text = (f'{{"type":"identify","anonymousId":"{device}","messageId":"{message_id}",'
+            f'"traits":{{"email":"{email}"}}}}')
+    return FrameItem(device.encode(), encode_event_internal(_event(text)), ("src", 0, 0))
+
+
+def _device_frame(items: list[FrameItem], partition: int, offset: int) -> Record:
+    return Record(encode_frame(items), message=At("by-device", partition, offset))
+
+
+def _naming(aliases: dict[bytes, bytes], email: str) -> list[bytes]:
+    return [key for key, value in aliases.items() if email.encode() in key or email.encode() in value]
+
+
+class TestResolveForgets:
+    """The resolve stage deletes the person's aliases links (tombstones) on each partition a control reaches."""
+
+    async def _linked(self) -> Pipeline:
+        pipeline = Pipeline()
+        await pipeline.resolve.handle([
+            _device_frame([_by_device("d-1", EMAIL, "i-1"), _by_device("d-o", "o@example.com", "o-1")], 0, 0),
+            _device_frame([_by_device("d-2", EMAIL, "i-2")], 1, 0)])
+        assert {b"d-1", b"d-2", b"d-o"} <= set(pipeline.aliases)
+        return pipeline
+
+    async def test_forget_deletes_the_links_on_every_partition_and_stores_no_new_one(self) -> None:
+        pipeline = await self._linked()
+        forwarded = len(pipeline.by_person.items())
+        await pipeline.resolve.handle([_device_frame([_control(Control.FORGET)], 0, 1),
+                                       _device_frame([_control(Control.FORGET)], 1, 1)])
+        assert b"d-1" not in pipeline.aliases and b"d-2" not in pipeline.aliases
+        assert _naming(pipeline.aliases, EMAIL) == [], "an aliases record still names the forgotten person"
+        assert AliasTable(pipeline.aliases).get("d-o") is not None, "another person's link was deleted"
+
+        await pipeline.resolve.handle([_device_frame([_by_device("d-3", EMAIL, "i-3")], 0, 2)])
+        assert _naming(pipeline.aliases, EMAIL) == [] and b"d-3" not in pipeline.aliases
+        assert len(pipeline.by_person.items()) == forwarded + 1, "the event still goes on (apply drops it forgotten)"
+        assert pipeline.dead.letters() == []
+
+    async def test_a_control_only_deletes_the_links_of_its_own_partition(self) -> None:
+        pipeline = await self._linked()
+        await pipeline.resolve.handle([_device_frame([_control(Control.FORGET)], 0, 1)])
+        assert b"d-1" not in pipeline.aliases and b"d-2" in pipeline.aliases
+
+    async def test_a_redelivered_forget_changes_nothing_more(self) -> None:
+        pipeline = await self._linked()
+        forget = _device_frame([_control(Control.FORGET)], 0, 1)
+        await pipeline.resolve.handle([forget])
+        once = dict(pipeline.aliases)
+        await pipeline.resolve.handle([forget])
+        assert pipeline.aliases == once
+
+    async def test_a_device_linked_to_someone_else_since_is_kept(self) -> None:
+        pipeline = await self._linked()
+        await pipeline.resolve.handle([_device_frame([_by_device("d-1", "new@example.com", "n-1")], 0, 1),
+                                       _device_frame([_control(Control.FORGET)], 0, 2)])
+        link = AliasTable(pipeline.aliases).get("d-1")
+        assert link is not None and link.person_key == "new@example.com"
+
+    async def test_unforget_stores_links_again(self) -> None:
+        pipeline = await self._linked()
+        await pipeline.resolve.handle([_device_frame([_control(Control.FORGET)], 0, 1),
+                                       _device_frame([_control(Control.UNFORGET)], 0, 2),
+                                       _device_frame([_by_device("d-3", EMAIL, "i-3")], 0, 3)])
+        link = AliasTable(pipeline.aliases).get("d-3")
+        assert link is not None and link.person_key == EMAIL
