@@ -1,5 +1,5 @@
 """Helpers shared by the local run (``freshpaint-iterable dev``), the tests and the benchmarks: a free port
-on loopback, a private Kafka broker, waiting for a condition, reading the worker's ``/metrics`` text, a
+on loopback, a private Kafka broker, waiting for a condition, reading and parsing the worker's ``/metrics``, a
 process's memory, and the settings of a worker that shares a broker with others.
 
 They live in the package because ``dev`` ships in it and cannot import from ``tests/``.
@@ -29,6 +29,7 @@ __all__ = [
     "metric_samples",
     "metric_sum",
     "process_memory_kib",
+    "scrape_metrics",
     "wait_for",
 ]
 
@@ -140,6 +141,17 @@ def metric_samples(text: str) -> list[Sample]:
 
     return [Sample(s.name, dict(s.labels), float(s.value))
             for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def scrape_metrics(port: str | int, timeout: float = 5) -> list[Sample]:
+    """The samples of the worker's ``/metrics`` page at ``127.0.0.1:port``; empty while it does not answer."""
+    import httpx
+
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout, trust_env=False).raise_for_status()
+    except httpx.HTTPError:
+        return []
+    return metric_samples(answer.text)
 
 
 def metric_sum(samples: Iterable[Sample], name: str, **labels: str) -> float:

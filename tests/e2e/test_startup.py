@@ -16,6 +16,7 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
+from streams._support import Sample, scrape_metrics
 from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorServer
 from tests.support import WorkerProcess, wait_for, worker_env
@@ -63,12 +64,11 @@ async def test_a_worker_on_64_partitions_starts_delivers_and_reports_no_false_la
         await asyncio.to_thread(wait_for, lambda: len(emulator.state.project.events) >= people, 60,
                                 what="the events produced before the worker joined")
 
-        def idle_lag() -> str | None:  # sampled every 5 s; 0 once everything is committed
-            text = httpx.get(f"http://127.0.0.1:{env['FPI_WEB_PORT']}/metrics", timeout=10).text
-            series = re.findall(r'^fpi_consumer_lag\{partition="\d+",topic="([^"]+)"\} (\S+)$', text, re.M)
-            return text if series and all(float(value) == 0 for _, value in series) else None
+        def idle_lag() -> list[Sample] | None:  # sampled every 5 s; 0 once everything is committed
+            lag = [s for s in scrape_metrics(env["FPI_WEB_PORT"], timeout=10) if s.name == "fpi_consumer_lag"]
+            return lag if lag and all(s.value == 0 for s in lag) else None
 
-        metrics_text = await asyncio.to_thread(wait_for, idle_lag, 60, what="zero consumer lag on an idle worker")
+        lag = await asyncio.to_thread(wait_for, idle_lag, 60, what="zero consumer lag on an idle worker")
     except BaseException:
         print(worker.log_text()[-6000:])
         raise
@@ -78,7 +78,7 @@ async def test_a_worker_on_64_partitions_starts_delivers_and_reports_no_false_la
     # one step for all of them; faust's one-partition leader topic may be among them
     rewound = re.search(r"Rewound (\d+) stream partitions", log)
     assert rewound and int(rewound.group(1)) in (STREAM_TOPICS * PARTITIONS, STREAM_TOPICS * PARTITIONS + 1), log
-    lag_topics = set(re.findall(r'^fpi_consumer_lag\{partition="\d+",topic="([^"]+)"\}', metrics_text, re.M))
+    lag_topics = {s.labels["topic"] for s in lag}
     assert env["FPI_SOURCE_TOPIC"] in lag_topics
     assert not [topic for topic in lag_topics if topic.endswith("-changelog")], lag_topics
     errors = [line for line in log.splitlines() if '"level":"error"' in line]

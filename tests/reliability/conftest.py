@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams._support import Sample, metric_samples, process_memory_kib
 from streams._support import metric_sum as metric_sum  # the reliability tests import it from here
+from streams._support import process_memory_kib
+from streams._support import scrape_metrics as scrape  # the worker's /metrics samples; empty while it does not answer
 from streams.codecs import decode_dead_letter
 from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorServer
@@ -63,14 +63,6 @@ PROFILE = (
             outage_503_seconds=8, outage_refused_seconds=8, throttle_events=2_400, throttle_seconds=8,
             broker_events=3_000, rebalance_events=4_000, deliver_timeout=150)
 )
-
-
-def scrape(port: str | int) -> list[Sample]:
-    """The worker's /metrics samples (empty when it does not answer)."""
-    try:
-        return metric_samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
-    except httpx.HTTPError:
-        return []
 
 
 class Rig:

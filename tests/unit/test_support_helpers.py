@@ -6,11 +6,22 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from streams._support import free_port, metric_by, metric_samples, metric_sum, process_memory_kib, wait_for
+from streams._support import (
+    free_port,
+    metric_by,
+    metric_samples,
+    metric_sum,
+    process_memory_kib,
+    scrape_metrics,
+    wait_for,
+)
 
 METRICS = """\
 # HELP fpi_dead_letters_total Dead letters
@@ -48,6 +59,41 @@ def test_metric_sum_and_metric_by() -> None:
     assert metric_by(samples, "fpi_dead_letters_total", "reason") == Counter(anonymous=3, too_large=1)
     assert metric_by(samples, "fpi_iterable_http_requests_total", "endpoint") == Counter(
         {"events/trackBulk": 5, "users/bulkUpdate": 3})
+
+
+class _Pages(BaseHTTPRequestHandler):
+    """``/metrics`` answers ``METRICS``; any other path 404."""
+
+    def do_GET(self) -> None:
+        found = self.path == "/metrics"
+        body = METRICS.encode() if found else b"not found"
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def metrics_server() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_scrape_metrics_reads_a_worker_page_and_is_empty_while_none_answers(
+    metrics_server: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # loopback is read directly
+    samples = scrape_metrics(metrics_server.server_address[1])
+    assert metric_by(samples, "fpi_dead_letters_total", "reason") == Counter(anonymous=3, too_large=1)
+    assert scrape_metrics(free_port()) == []
 
 
 def test_process_memory_of_a_live_and_of_a_gone_process() -> None:
