@@ -26,9 +26,9 @@ and the requests topic, so no schema registry. On those topics the values below 
 * Dead letters: the bare Avro body of ``avro/dead_letter.avsc``, a published format (times as
   timestamp-micros; a nested source event keeps the source schema's milliseconds).
 
-Changing any of these formats needs the topics drained first: a reader knows only its own
-version, and any other payload (the schemaless Avro of earlier releases included) is a
-``DecodeError`` that says so.
+Changing any of these formats needs the topics drained first (for a rolling update): a reader knows
+only its own version (the event reader also version 1), and any other payload (the schemaless Avro
+of earlier releases included) is a ``DecodeError`` that says so.
 """
 
 from __future__ import annotations
