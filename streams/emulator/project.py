@@ -348,6 +348,15 @@ class Project:
                     self._set_user_id(user, user_id)
         return user
 
+    def _update_user(self, body: Mapping[str, Any], where: str) -> _User:
+        """Check the types of a users/update-shaped body's dataFields (``where``: its path in the request, named
+        in the 400), then find or create its user and apply them; raises ``_BadRequest`` or ``_Fail``."""
+        pending: dict[str, str] = {}
+        self._check_types(self.user_field_types, pending, body.get("dataFields"), "user", where)
+        user = self._upsert_user(body)
+        self._apply_user_fields(user, body, pending)
+        return user
+
     def _apply_user_fields(self, user: _User, body: Mapping[str, Any], pending: dict[str, str]) -> None:
         data = dict(body.get("dataFields") or {})
         kind_mail = "invalidDataEmails" if user.email is not None else "invalidDataUserIds"
@@ -464,10 +473,7 @@ class Project:
     # --- endpoints ----------------------------------------------------------------------------
     def users_update(self, body: Mapping[str, Any]) -> Answer:
         try:
-            pending: dict[str, str] = {}
-            self._check_types(self.user_field_types, pending, body.get("dataFields"), "user", "")
-            user = self._upsert_user(body)
-            self._apply_user_fields(user, body, pending)
+            self._update_user(body, "")
         except _BadRequest as exc:
             return exc.status, envelope(exc.msg, exc.code, exc.params)
         except _Fail as exc:
@@ -617,10 +623,7 @@ class Project:
             purchase_id = body.get("id")
             if purchase_id is not None and (not isinstance(purchase_id, str) or len(purchase_id) > 512):
                 raise _BadRequest("BadParams", "Invalid purchase id", {"obj.id": "Invalid id"})
-            pending: dict[str, str] = {}
-            self._check_types(self.user_field_types, pending, user_body.get("dataFields"), "user", ".user")
-            user = self._upsert_user(user_body)
-            self._apply_user_fields(user, user_body, pending)
+            user = self._update_user(user_body, ".user")
         except _BadRequest as exc:
             return exc.status, envelope(exc.msg, exc.code, exc.params)
         except _Fail as exc:
@@ -649,10 +652,7 @@ class Project:
             if not isinstance(user_body, dict):
                 raise _BadRequest("BadJsonBody", "Invalid JSON body", {"obj.user": "Object expected"})
             self._check_items(body.get("items"))
-            pending: dict[str, str] = {}
-            self._check_types(self.user_field_types, pending, user_body.get("dataFields"), "user", ".user")
-            user = self._upsert_user(user_body)
-            self._apply_user_fields(user, user_body, pending)
+            user = self._update_user(user_body, ".user")
         except _BadRequest as exc:
             return exc.status, envelope(exc.msg, exc.code, exc.params)
         except _Fail as exc:
