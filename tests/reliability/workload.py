@@ -25,6 +25,7 @@ from typing import Any
 
 from streams.emulator.project import Project
 from streams.explain import explain_lines
+from streams.identity import HoldRule
 from streams.mapping import MappingConfig
 from streams.model import ProjectType
 
@@ -142,10 +143,12 @@ _CALLS: Mapping[str, Callable[[Project, Any], tuple[int, Any]]] = {
 }
 
 
-def expect(lines: list[str], config: MappingConfig | None = None) -> Expected:
-    """Explain ``lines`` in order and apply every request to a fresh emulated project."""
+def expect(lines: list[str], config: MappingConfig | None = None, hold: HoldRule | None = None) -> Expected:
+    """Explain ``lines`` in order (holding anonymous events with ``hold``) and apply every request to a fresh
+    emulated project. A held event that is released has a record of its own later (``produced`` counts it
+    again); one still held at the end has no drop record (the worker's expiry sweep is not modelled)."""
     out = Expected()
-    for record in explain_lines(lines, config or MappingConfig()):
+    for record in explain_lines(lines, config or MappingConfig(), hold=hold):
         if record["decision"] == "error":
             continue
         out.produced += 1
