@@ -11,10 +11,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from streams._support import Sample, metric_sum, scrape_metrics
 from streams.codecs import decode_dead_letter
 from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorConfig, EmulatorServer
@@ -88,13 +88,12 @@ async def run_sample(project_type: ProjectType, kafka_bootstrap: str, emulator: 
         await asyncio.to_thread(wait_for, delivered, 120, what="sample events in the emulator")
         letters = [decode_dead_letter(v) for v in
                    await read_dead_letters(kafka_bootstrap, env["FPI_DEAD_LETTER_TOPIC"], sum(dead.values()))]
-        metrics_url = f"http://127.0.0.1:{env['FPI_WEB_PORT']}/metrics"
 
-        def lag_sampled() -> str | None:  # consumer lag is sampled every 5 s
-            text = httpx.get(metrics_url, timeout=10).text
-            return text if "fpi_consumer_lag{" in text else None
+        def lag_sampled() -> list[Sample] | None:  # consumer lag is sampled every 5 s
+            samples = scrape_metrics(env["FPI_WEB_PORT"], timeout=10)
+            return samples if any(s.name == "fpi_consumer_lag" for s in samples) else None
 
-        metrics_text = await asyncio.to_thread(wait_for, lag_sampled, 20, what="the consumer lag series")
+        samples = await asyncio.to_thread(wait_for, lag_sampled, 20, what="the consumer lag series")
     except BaseException:
         print(worker.log_text()[-6000:])
         raise
@@ -107,29 +106,19 @@ async def run_sample(project_type: ProjectType, kafka_bootstrap: str, emulator: 
     assert Counter(letter.reason for letter in letters) == dead
     assert all(letter.source_topic == env["FPI_SOURCE_TOPIC"] for letter in letters)
 
-    assert_metrics_moved(metrics_text, delivered_events=len(event_ids))
+    assert_metrics_moved(samples, delivered_events=len(event_ids))
     assert_no_secrets_or_emails(worker.log_text(), lines)
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{key}="{value}"' in line for key, value in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def assert_metrics_moved(text: str, *, delivered_events: int) -> None:
-    assert metric(text, "fpi_events_in_total", type="identify") > 0
-    assert metric(text, "fpi_events_dropped_total", reason="anonymous") > 0
-    assert metric(text, "fpi_dead_letters_total") > 0
+def assert_metrics_moved(samples: list[Sample], *, delivered_events: int) -> None:
+    assert metric_sum(samples, "fpi_events_in_total", type="identify") > 0
+    assert metric_sum(samples, "fpi_events_dropped_total", reason="anonymous") > 0
+    assert metric_sum(samples, "fpi_dead_letters_total") > 0
     bulk = "/api/events/trackBulk"
-    assert metric(text, "fpi_iterable_http_requests_total", endpoint=bulk, status="200") > 0
-    assert metric(text, "fpi_iterable_batch_items_sum", endpoint="/api/events/trackBulk") >= delivered_events
+    assert metric_sum(samples, "fpi_iterable_http_requests_total", endpoint=bulk, status="200") > 0
+    assert metric_sum(samples, "fpi_iterable_batch_items_sum", endpoint=bulk) >= delivered_events
     # the lag alert's series, sampled from the consumer
-    assert "fpi_consumer_lag{" in text
+    assert any(s.name == "fpi_consumer_lag" for s in samples)
 
 
 def assert_no_secrets_or_emails(log: str, lines: list[str]) -> None:
