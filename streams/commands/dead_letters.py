@@ -1,4 +1,4 @@
-"""``freshpaint-iterable dead-letters list|show|redrive``: inspect and re-drive the dead-letter topic.
+"""``freshpaint-iterable dead-letters list|show|redrive|purge``: inspect, re-drive and purge the dead-letter topic.
 
 The dead-letter topic (``FPI_DEAD_LETTER_TOPIC``) is read from its start up to its end offsets
 when the command starts, with a consumer that has no consumer group (``streams.commands.replay``):
@@ -16,6 +16,10 @@ Re-drive sends a record back to where it can succeed now that its cause is fixed
 Each carries the ``fpi-source`` header of its original source record, so if it fails again its
 new dead letter names the same source. The dead-letter topic is append-only: re-driven records
 stay there, and re-driving twice is harmless because Iterable ids are deterministic.
+
+Purge (the right to be forgotten): Kafka cannot delete single records of a topic (``DeleteRecords`` only cuts a
+partition's start), so ``purge`` copies every record that does not name the person to a new topic (same
+partition, key, value, headers and timestamp) and the operator switches the worker to it and deletes the old one.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from streams.errors import DecodeError
 from streams.model import DeadLetter, Event
 from streams.replay import REPLAY_SOURCE_HEADER, parse_time
 from streams.settings import Settings, load_settings
+from streams.topics import DEAD_LETTER_RETENTION_MS
 
 __all__ = [
     "RedriveReport",
@@ -47,6 +52,8 @@ __all__ = [
     "letter_row",
     "mask_key",
     "names_other_project",
+    "names_person",
+    "purge_person",
     "read_dead_letters",
     "redrive_letters",
     "redrive_target",
@@ -348,6 +355,88 @@ async def redrive_letters(settings: Settings, letters: Sequence[StoredLetter], p
     return report
 
 
+def names_person(key: bytes | None, value: bytes, letter: DeadLetter | None, email: str | None,
+                 user_id: str | None) -> bool:
+    """Whether a dead-letter record names the person: the email anywhere in its key or bytes (case-insensitive:
+    an address is specific enough); the user id in a decoded letter's event (user id, previous id) or request
+    (person key, body ``userId``), or anywhere in the bytes of a record that does not decode."""
+    raw = ((key or b"") + b"\0" + value).lower()
+    if email and email.strip().lower().encode() in raw:
+        return True
+    if not user_id:
+        return False
+    user_id = user_id.strip()
+    if letter is None:
+        return user_id.lower().encode() in raw
+    event, request = letter.event, letter.request
+    if event is not None and user_id in (event.user_id, event.previous_id):
+        return True
+    return request is not None and user_id in (request.person_key, request.body.get("userId"))
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What ``purge_person`` copied and left out (positions in the old topic)."""
+
+    copied: int
+    left_out: list[str]
+    created: bool
+
+
+async def purge_person(settings: Settings, to: str, email: str | None, user_id: str | None,
+                       source: str | None = None) -> PurgeReport:
+    """Copy every record of the dead-letter topic (``source``, else ``FPI_DEAD_LETTER_TOPIC``) up to its end
+    now that does not name the person to ``to``, in the same partition, and wait for the broker's acks. ``to`` is
+    created like the dead-letter topic (its partitions, retention) when missing; an existing one must be empty."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+
+    from streams.brokers import client_options, start_client
+    from streams.codecs import decode_dead_letter
+    from streams.commands._kafka_io import partitions_of, read_ranges, whole_topic
+    from streams.errors import StreamsError
+    from streams.topics import TopicSpec, _new_topic
+
+    source = source or settings.dead_letter_topic
+    if to == source:
+        raise click.UsageError("--to must name a new topic, not the one purged")
+    options = client_options(settings)
+    ranges = await whole_topic(options, source)
+    admin = AIOKafkaAdminClient(**options)
+    await start_client(admin, settings.kafka_bootstrap)
+    try:
+        created = to not in await admin.list_topics()
+        if created:
+            spec = TopicSpec(to, len(ranges), retention_ms=DEAD_LETTER_RETENTION_MS)
+            await admin.create_topics([_new_topic(NewTopic, spec, settings)])
+    finally:
+        await admin.close()
+    if not created:
+        if len(await partitions_of(options, to)) != len(ranges):
+            raise click.ClickException(f"topic {to!r} exists with another partition count than {source!r}")
+        if any(r.size for r in await whole_topic(options, to)):
+            raise click.ClickException(f"topic {to!r} exists and is not empty: name a new topic")
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, **options)
+    await start_client(producer, settings.kafka_bootstrap)
+    left_out: list[str] = []
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        async for message in read_ranges(options, source, ranges):
+            try:
+                letter: DeadLetter | None = decode_dead_letter(message.value)
+            except (StreamsError, ValueError, TypeError, EOFError):
+                letter = None
+            if names_person(message.key, message.value or b"", letter, email, user_id):
+                left_out.append(f"{message.partition}:{message.offset}")
+                continue
+            pending.append(await producer.send(to, message.value, key=message.key, partition=message.partition,
+                                               timestamp_ms=message.timestamp, headers=list(message.headers or [])))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return PurgeReport(len(pending), left_out, created)
+
+
 async def _collect(
     settings: Settings, keep: Callable[[Iterable[StoredLetter]], Iterable[StoredLetter]], limit: int | None
 ) -> tuple[list[StoredLetter], Counter[str], int]:
@@ -520,3 +609,31 @@ def redrive(
         click.echo(f"  -> {topic}: {len(sent)} ({', '.join(sent[:50])}{', ...' if len(sent) > 50 else ''})")
     if report.skipped:
         click.echo(f"  skipped (nothing to re-drive): {', '.join(report.skipped)}")
+
+
+@dead_letters.command()
+@click.option("--email", help="The person's email: records holding it anywhere are left out.")
+@click.option("--user-id", "user_id", help="The person's user id: records whose event or request names it.")
+@click.option("--to", "to", required=True, help="The new topic to copy the other records to (created like the "
+              "dead-letter topic when missing; an existing one must be empty).")
+@click.option("--from", "source", default=None, help="The topic to purge (default FPI_DEAD_LETTER_TOPIC).")
+def purge(email: str | None, user_id: str | None, to: str, source: str | None) -> None:
+    """Copy every dead letter that does not name the person to a new topic (the right to be forgotten).
+
+    \b
+    Kafka cannot delete single records, so the old topic keeps them until you delete it:
+      1. stop the worker (records it writes meanwhile would not be copied),
+      2. freshpaint-iterable dead-letters purge --email E --user-id U --to NEW,
+      3. set FPI_DEAD_LETTER_TOPIC=NEW, start the worker, delete the old topic.
+    Until then the old topic's retention bounds how long the person's records stay.
+    """
+    if not ((email and email.strip()) or (user_id and user_id.strip())):
+        raise click.UsageError("give --email, --user-id, or both")
+    settings = _settings()
+    old = source or settings.dead_letter_topic
+    report = asyncio.run(purge_person(settings, to, email, user_id, source))
+    click.echo(f"copied {report.copied} records from {old} to {to}{' (created)' if report.created else ''}; "
+               f"left out {len(report.left_out)} naming the person"
+               + (f" ({', '.join(report.left_out[:50])}{', ...' if len(report.left_out) > 50 else ''})"
+                  if report.left_out else ""))
+    click.echo(f"next: set FPI_DEAD_LETTER_TOPIC={to}, restart the worker, then delete {old}")

@@ -139,3 +139,63 @@ async def test_forget_deletes_the_identity_and_stops_the_persons_events(
     forgotten_answers = {k: n for k, n in project.counters.responses.items() if k.endswith(" 409")}
     assert forgotten_answers == {}, "a request for the forgotten person was sent after forget"
     assert_no_secrets_or_emails(worker.log_text(), BEFORE + AFTER)
+
+
+async def test_dead_letters_purge_copies_all_but_the_persons_records(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """``dead-letters purge`` on the real broker: the new topic holds every other record, in its partition, and
+    none that names the person (by email, in any case, also in a record that does not decode); the old topic is
+    left as it was."""
+    from datetime import UTC, datetime
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from streams.codecs import decode_dead_letter, encode_dead_letter
+    from streams.model import DeadLetter, Event, EventType
+
+    env = worker_env(kafka_bootstrap, "http://127.0.0.1:9", tmp_path / "data")
+    old, new = f"{env['FPI_APP_ID']}.dead-letters", f"{env['FPI_APP_ID']}.dead-letters-purged"
+    env["FPI_DEAD_LETTER_TOPIC"] = old
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(old, 2, 1)])
+    finally:
+        await admin.close()
+
+    def dead(message_id: str, email: str) -> bytes:
+        event = Event(type=EventType.TRACK, message_id=message_id, timestamp=datetime(2024, 3, 5, tzinfo=UTC),
+                      event_name="Viewed", email=email)
+        return encode_dead_letter(DeadLetter(reason="purchase_incomplete", detail="no items",
+                                             failed_at=datetime(2024, 3, 5, tzinfo=UTC), source_topic="src",
+                                             source_partition=0, source_offset=1, event=event))
+
+    records = [(0, b"k-1", dead("f-1", EMAIL)), (1, b"k-2", dead("o-1", OTHER)), (1, None, b"junk " + EMAIL.encode()),
+               (0, None, b"junk"), (0, b"k-3", dead("o-2", OTHER))]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for partition, key, value in records:
+            await producer.send_and_wait(old, value, key=key, partition=partition)
+    finally:
+        await producer.stop()
+
+    purged = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "streams", "dead-letters", "purge", "--email", EMAIL.upper(),
+                         "--to", new], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert purged.returncode == 0, purged.stderr
+    assert f"copied 3 records from {old} to {new} (created); left out 2 naming the person" in purged.stdout
+    assert EMAIL not in purged.stdout
+
+    consumer = AIOKafkaConsumer(new, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    copied: list[tuple[int, bytes | None, bytes]] = []
+    try:
+        for _ in range(6):
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                copied += [(m.partition, m.key, m.value) for m in messages]
+    finally:
+        await consumer.stop()
+    assert sorted(copied, key=repr) == sorted([r for r in records if EMAIL.encode() not in r[2]], key=repr)
+    assert decode_dead_letter(next(v for _, k, v in copied if k == b"k-3")).event is not None
+    assert set(await latest_records(kafka_bootstrap, old)) == {b"k-1", b"k-2", b"k-3", None}, "the old topic is kept"

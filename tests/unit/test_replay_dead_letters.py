@@ -120,3 +120,30 @@ class TestRedriveTarget:
     def test_nothing_to_send(self) -> None:
         assert redrive_target(stored(letter()), SETTINGS) is None
         assert redrive_target(stored(None), SETTINGS) is None
+
+
+class TestNamesPerson:
+    """Which dead-letter records ``dead-letters purge`` leaves out for a person."""
+
+    def test_email_anywhere_in_the_record_any_case(self) -> None:
+        from streams.commands.dead_letters import names_person
+
+        assert names_person(None, b"...JANE@Example.com...", None, EMAIL, None)
+        assert names_person(EMAIL.encode(), b"", None, EMAIL, None)
+        assert not names_person(b"k", b"other@example.com", None, EMAIL, None)
+
+    def test_user_id_in_the_event_or_request_of_a_decoded_letter(self) -> None:
+        from streams.commands.dead_letters import names_person
+
+        by_event = letter(event=event(user_id="u-1"))
+        assert names_person(None, b"", by_event, None, "u-1")
+        assert not names_person(None, b"", by_event, None, "u-12"), "a user id is matched whole"
+        by_request = letter(request=IterableRequest(endpoint=Endpoint.EVENTS_TRACK, body={"userId": "u-1"},
+                                                    person_key="u-1", source_event_id="m-1"))
+        assert names_person(None, b"", by_request, None, "u-1")
+        assert not names_person(None, b"", letter(event=event(user_id="u-2")), None, "u-1")
+
+    def test_user_id_anywhere_in_a_record_that_does_not_decode(self) -> None:
+        from streams.commands.dead_letters import names_person
+
+        assert names_person(None, b'{"userId":"u-1"}', None, None, "u-1")
