@@ -32,8 +32,8 @@ import click
 from streams.brokers import client_options, start_client
 from streams.codecs import SourceCodec, load_schemas
 from streams.commands._kafka_io import consumer_without_group, partitions_of, read_ranges
-from streams.errors import DecodeError, InvalidEvent
-from streams.explain import ExplainState, decision_record, explain_event
+from streams.errors import DecodeError, InvalidEvent, StreamsError
+from streams.explain import ExplainState, decision_record, explain_all
 from streams.mapping import MappingConfig
 from streams.model import Event
 from streams.replay import (
@@ -142,27 +142,32 @@ async def replay_range(
     ``event_filter`` unchanged to ``settings.replay_topic``, at most ``rate`` per second; waits
     until the broker acked them all. With ``dry_run`` nothing is produced: each selected event's
     ``explain`` record (plus ``partition``/``offset``) goes to ``on_explain``, identity state
-    starting empty. Raises aiokafka errors, and ``RegistryUnavailable`` when a configured schema
-    registry cannot be reached (nothing is committed anywhere: run the replay again).
+    starting empty; anonymous events are held as the worker holds them (``FPI_HOLD_ANONYMOUS_SECONDS``), and
+    each event is mapped by its project (``FPI_PROJECTS_FILE``). Raises aiokafka errors, and
+    ``RegistryUnavailable`` when a configured schema registry cannot be reached (nothing is committed anywhere:
+    run the replay again).
     """
     from aiokafka import AIOKafkaProducer
 
     from streams.codecs import SchemaRegistryClient
-    from streams.wiring import build_event_decoder, build_mapping_config
+    from streams.wiring import build_event_decoder, build_mapping_config, build_routing
 
     topic = topic or settings.source_topic
     options = client_options(settings)
     started = clock()
+    config = build_mapping_config(settings)
+    routing = build_routing(settings, config, need_keys=False) if dry_run else None
     registry = SchemaRegistryClient.connect(settings) if settings.schema_registry_url else None
     run = _Run(
         report=ReplayReport(ranges=tuple(ranges), dry_run=dry_run),
         event_filter=event_filter or EventFilter(),
         codec=SourceCodec(build_event_decoder(settings), registry),
         replay_topic=settings.replay_topic,
-        config=build_mapping_config(settings) if dry_run else None,
+        config=config if dry_run else None,
         producer=None if dry_run else AIOKafkaProducer(acks="all", linger_ms=5, **options),
         pacer=Pacer(None if dry_run else rate, clock),
         on_explain=on_explain,
+        state=ExplainState(hold=settings.hold_rule(), routing=routing),
     )
     try:
         if run.producer is not None:
@@ -212,8 +217,16 @@ class _Run:
             self.report.undecodable_forwarded += 1
         if self.config is not None:
             if event is not None:
-                self._explain(message, decision_record(event.message_id, explain_event(
-                    event, self.config, self.state, datetime.now(UTC))))
+                try:
+                    decisions = explain_all(event, self.config, self.state, datetime.now(UTC))
+                except StreamsError as exc:
+                    decisions = [(event, exc)]
+                # The event's own record (``hold`` when held), then one per held event it releases or expires.
+                for decided, decision in decisions:
+                    if isinstance(decision, StreamsError):
+                        self._explain(message, _error(decided.message_id, decision))
+                    else:
+                        self._explain(message, decision_record(decided.message_id, decision))
         elif self.producer is not None:
             await self._forward(message)
 
@@ -224,11 +237,12 @@ class _Run:
         except (DecodeError, InvalidEvent) as exc:
             self.report.undecodable += 1
             if self.config is not None and not self.event_filter.active:
-                self._explain(message, {"message_id": None, "decision": "error", "reason": exc.reason.value,
-                                        "detail": str(exc), "requests": []})
+                self._explain(message, _error(None, exc))
             return None
 
     def _explain(self, message: Any, record: dict[str, Any]) -> None:
+        """Print ``record`` with the position of the record it came from (a released held event: the one that
+        released it)."""
         if self.on_explain is not None:
             self.on_explain({"partition": message.partition, "offset": message.offset, **record})
 
@@ -241,6 +255,11 @@ class _Run:
         if len(self.pending) >= 1000:
             await asyncio.gather(*self.pending)
             self.pending.clear()
+
+
+def _error(message_id: str | None, exc: StreamsError) -> dict[str, Any]:
+    return {"message_id": message_id, "decision": "error", "reason": exc.reason.value, "detail": str(exc),
+            "requests": []}
 
 
 def _summary(report: ReplayReport, topic: str, replay_topic: str) -> str:
@@ -292,8 +311,12 @@ share.
 \b
 --dry-run prints the explain output (one JSON object per selected event, with partition and
 offset) instead of producing. Identity state starts empty in a dry run, so events of people
-identified before the range show as dropped "anonymous"/"missing_identifier" there. Dry-run
-output contains request bodies, including emails.
+identified before the range show as dropped "anonymous"/"missing_identifier" there. With
+FPI_HOLD_ANONYMOUS_SECONDS anonymous events are held as the worker holds them ("hold"), and a later
+link prints a record for each held event it releases (at the linking record's position); events still
+held at the end of the range stay "hold" (the worker drops them "anonymous" once their window ends).
+With FPI_PROJECTS_FILE each event is mapped by its project. Dry-run output contains request bodies,
+including emails.
 """
 
 

@@ -255,6 +255,30 @@ async def test_dry_run_prints_what_would_be_sent_and_produces_nothing(pipeline: 
     assert await _ends(p.bootstrap, settings.replay_topic, partitions) == replay_ends
 
 
+async def test_dry_run_holds_anonymous_events_as_the_worker_does(pipeline: Pipeline) -> None:
+    """With FPI_HOLD_ANONYMOUS_SECONDS the dry run holds a device's anonymous page and prints it again, released
+    under the person, after the identify that links the device; without it the page is dropped anonymous."""
+    p = pipeline
+    user, email = _people("hold")
+    t0 = datetime.now(UTC) - timedelta(hours=4)
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    page = json.dumps({"type": "page", "messageId": f"{user}-pv", "timestamp": t0.isoformat(),
+                       "anonymousId": f"dev-{user}", "name": "Pricing"})
+    await _produce(p, [page, _line("identify", f"{user}-id", t0 + timedelta(seconds=30), user,
+                                   traits={"email": email})])
+
+    def dry_run(**env: str) -> list[tuple[str, str]]:
+        done = subprocess.run([sys.executable, "-m", "streams", "replay", "--from-time", started.isoformat(),
+                               "--user", f"dev-{user}", "--dry-run"], env={**os.environ, **p.env, **env}, cwd=REPO,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return [(r["message_id"], r["decision"]) for r in map(json.loads, done.stdout.splitlines())]
+
+    assert dry_run(FPI_HOLD_ANONYMOUS_SECONDS="600") == [
+        (f"{user}-pv", "hold"), (f"{user}-id", "send"), (f"{user}-pv", "send")]
+    assert dry_run(FPI_HOLD_ANONYMOUS_SECONDS="") == [(f"{user}-pv", "drop"), (f"{user}-id", "send")]
+
+
 SAMPLE = REPO / "tests" / "data" / "sample_events.jsonl"
 
 
