@@ -3,9 +3,12 @@
 A person identifies and has an event; both reach Iterable (the emulator). ``freshpaint-iterable forget
 --email`` is run as an operator runs it: Iterable forgets the user, and the worker deletes the person's
 identity and their device's link (the latest record of every key of the identities and aliases changelogs that
-names their email is a tombstone, so compaction removes it: compaction itself is not forced here) and drops their
-later events (``forgotten``), so no further request for them is sent and no new link to them is stored, while
-another person's events still are.
+names their email is a tombstone) and drops their later events (``forgotten``), so no further request for them is
+sent and no new link to them is stored, while another person's events still are. Then compaction is forced on the
+two changelogs (``segment.ms`` 1 s, ``min.cleanable.dirty.ratio`` 0.001 and ``delete.retention.ms`` 1 s set before
+the forget; segments rolled by tombstones of an unused key): no record of either holds the email any more, the
+identities tombstone included (its key is the email: Kafka keeps a tombstone ``delete.retention.ms`` after
+compaction, a day by default).
 """
 
 from __future__ import annotations
@@ -92,6 +95,36 @@ def naming(latest: dict[bytes, bytes | None], email: str) -> list[bytes]:
             if value is not None and (email.encode() in key or email.encode() in value)]
 
 
+async def compact_soon(bootstrap: str, topics: list[str]) -> None:
+    """Let the broker's log cleaner compact ``topics`` within seconds (whole configs: AlterConfigs replaces them)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={
+            "cleanup.policy": "compact", "segment.ms": "1000", "min.cleanable.dirty.ratio": "0.001",
+            "delete.retention.ms": "1000"})
+            for topic in topics])
+    finally:
+        await admin.close()
+
+
+async def holding(bootstrap: str, topic: str, email: str) -> int:
+    """How many records of ``topic`` (all of them, not only the latest per key) hold ``email``."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    found = 0
+    try:
+        for _ in range(4):
+            for messages in (await consumer.getmany(timeout_ms=400)).values():
+                found += sum(email.encode() in (m.key or b"") + (m.value or b"") for m in messages)
+    finally:
+        await consumer.stop()
+    return found
+
+
 async def test_forget_deletes_the_identity_and_stops_the_persons_events(
     kafka_bootstrap: str, emulator: EmulatorServer, tmp_path: Path
 ) -> None:
@@ -107,6 +140,7 @@ async def test_forget_deletes_the_identity_and_stops_the_persons_events(
         seen, value = await latest_changelog_value(kafka_bootstrap, changelog, EMAIL.encode())
         assert seen and value, "the identity is in the changelog before forget"
         assert naming(await latest_records(kafka_bootstrap, aliases), EMAIL) == [b"dev-f"]
+        await compact_soon(kafka_bootstrap, [changelog, aliases])
 
         forgot = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "streams", "forget", "--email", EMAIL], env=env, cwd=REPO,
@@ -136,6 +170,26 @@ async def test_forget_deletes_the_identity_and_stops_the_persons_events(
         assert b"dev-f" in latest and latest[b"dev-f"] is None, "the device's link is not a tombstone"
         assert naming(latest, OTHER) == [b"dev-o"], "the other person's link is missing"
     assert "f-3" not in project.events and EMAIL not in project.by_email
+
+    # Compaction: roll the segments (a tombstone of an unused key per partition, more than segment.ms apart) until
+    # the cleaner has dropped every record holding the email.
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for _ in range(30):
+            if not (await holding(kafka_bootstrap, changelog, EMAIL) + await holding(kafka_bootstrap, aliases, EMAIL)):
+                break
+            for topic in (changelog, aliases):
+                for partition in await producer.partitions_for(topic):
+                    await producer.send_and_wait(topic, None, key=b"test-segment-roll", partition=partition)
+            await asyncio.sleep(2)
+    finally:
+        await producer.stop()
+    for topic in (changelog, aliases):
+        assert await holding(kafka_bootstrap, topic, EMAIL) == 0, f"compaction left the email in {topic}"
+    assert await holding(kafka_bootstrap, aliases, OTHER) == 1, "compaction removed the other person's link"
     forgotten_answers = {k: n for k, n in project.counters.responses.items() if k.endswith(" 409")}
     assert forgotten_answers == {}, "a request for the forgotten person was sent after forget"
     assert_no_secrets_or_emails(worker.log_text(), BEFORE + AFTER)
