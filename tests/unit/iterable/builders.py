@@ -1,4 +1,4 @@
-"""Iterable requests for the sender's tests, unit and integration: one identify, one tracked event, a crowd."""
+"""Iterable requests for the sender's tests, unit and integration: an identify, a tracked event, a purchase, a crowd."""
 
 from __future__ import annotations
 
@@ -25,6 +25,16 @@ def track(person: str, event_id: str, name: str = "Viewed", **fields: Any) -> It
         "dataFields": fields,
     }
     return IterableRequest(Endpoint.EVENTS_TRACK, body, person, f"src-{event_id}")
+
+
+def purchase(person: str, order: str) -> IterableRequest:
+    body = {
+        "id": order,
+        "user": {"email": f"{person}@example.com"},
+        "total": 3.5,
+        "items": [{"id": "sku", "name": "Mug", "price": 3.5, "quantity": 1}],
+    }
+    return IterableRequest(Endpoint.COMMERCE_TRACK_PURCHASE, body, person, f"src-{order}")
 
 
 def people(n_people: int, events_each: int, prefix: str = "p") -> list[IterableRequest]:

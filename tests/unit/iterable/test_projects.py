@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import aiohttp
 import pytest
@@ -13,9 +14,10 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from streams.emulator import EmulatorConfig, EmulatorServer
-from streams.iterable import Abandoned, RetryPolicy, Sender, SenderConfig, new_http_client
+from streams.iterable import Abandoned, RateLimiter, RetryPolicy, Sender, SenderConfig, new_http_client
 from streams.iterable.projects import ProjectSenders, key_probe
 from streams.model import Endpoint, IterableRequest, ProjectType
+from tests.unit.iterable.builders import identify, purchase, track
 
 KEY_EMAIL = "key-of-the-email-project"
 KEY_USER_ID = "key-of-the-user-id-project"
@@ -96,6 +98,35 @@ async def test_a_rejected_key_in_one_project_does_not_stall_another(rig: Rig, em
                                    60)
     assert [(outcome.delivered, outcome.reason) for outcome in mixed] == [(False, "bad_api_key"), (True, None)]
     await senders.aclose()
+
+
+async def test_a_persons_order_holds_across_overlapping_deliveries(rig: Rig) -> None:
+    # The send stage overlaps batches and relies on each deliver() handing its requests to the project's
+    # sender in the order the deliveries started; an await added before that hand-over breaks this test.
+    senders = rig.senders({"mail": KEY_EMAIL})
+    sender = senders.senders["mail"]
+    sender.limiter = RateLimiter({Endpoint.COMMERCE_TRACK_PURCHASE: 4.0}, burst_seconds=0.0)
+
+    def mail(*requests: IterableRequest) -> list[IterableRequest]:
+        return [replace(request, project="mail") for request in requests]
+
+    assert (await senders.deliver(mail(identify("b"))))[0].delivered
+    order: list[str] = []
+    post = sender.client.post
+
+    async def recording(endpoint: Endpoint, body: Any) -> Any:
+        first = (body.get("events") or body.get("users") or [body])[0]
+        order.append(f"{endpoint.value} {first.get('id') or first.get('email')}")
+        return await post(endpoint, body)
+
+    sender.client.post = recording  # type: ignore[method-assign]
+    first = asyncio.create_task(senders.deliver(mail(purchase("c", "o1"), purchase("c", "o2"), purchase("c", "o3"))))
+    second = asyncio.create_task(senders.deliver(mail(identify("c", plan="x"), track("b", "e1"))))
+    outcomes = [*await first, *await second]
+    await senders.aclose()
+    assert all(outcome.delivered for outcome in outcomes)
+    assert order.index("/api/events/trackBulk e1") < order.index("/api/commerce/trackPurchase o3"), order
+    assert order.index("/api/users/bulkUpdate c@example.com") > order.index("/api/commerce/trackPurchase o3"), order
 
 
 async def test_when_no_other_project_answers_it_waits_as_one_project_does(rig: Rig) -> None:

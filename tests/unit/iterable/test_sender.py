@@ -11,18 +11,8 @@ import pytest
 from streams.errors import Reason
 from streams.iterable import DEFAULT_LIMITS, Abandoned, RateLimiter, SenderConfig
 from streams.model import Endpoint, IterableRequest, ProjectType
-from tests.unit.iterable.builders import identify, track
+from tests.unit.iterable.builders import identify, purchase, track
 from tests.unit.iterable.conftest import Rig, RigFactory
-
-
-def purchase(person: str, order: str) -> IterableRequest:
-    body = {
-        "id": order,
-        "user": {"email": f"{person}@example.com"},
-        "total": 3.5,
-        "items": [{"id": "sku", "name": "Mug", "price": 3.5, "quantity": 1}],
-    }
-    return IterableRequest(Endpoint.COMMERCE_TRACK_PURCHASE, body, person, f"src-{order}")
 
 
 class TestDeliverBatching:
