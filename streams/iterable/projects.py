@@ -122,7 +122,7 @@ class ProjectSenders:
     async def _give_up(self, name: str, sender: Sender, work: asyncio.Task[list[Outcome]],
                        part: list[IterableRequest]) -> list[Outcome]:
         paused = sender.paused
-        sender.abandon()
+        sender.abandon(f"project {name}'s requests go to the dead-letter topic")
         try:
             return await work  # it may have finished meanwhile
         except Abandoned:

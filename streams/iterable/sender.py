@@ -279,11 +279,13 @@ class Sender:
                 call.cancel()
             self._forget_done(requests)
 
-    def abandon(self) -> int:
+    def abandon(self, fate: str = "their records were given up: the next owner of their partitions delivers them"
+                ) -> int:
         """End every delivery in progress: none of their requests is sent again.
 
         Returns how many requests that left undelivered; each such ``deliver`` raises ``Abandoned``.
-        A call already on the wire cannot be taken back: Iterable may still apply it.
+        A call already on the wire cannot be taken back: Iterable may still apply it. ``fate`` says in
+        the log line what becomes of those requests.
         """
         abandoned = 0
         for work, count in self._deliveries.items():
@@ -292,8 +294,7 @@ class Sender:
                 work.cancel()
                 abandoned += count
         if abandoned:
-            log.warning("abandoned the delivery of %d requests whose records were given up; the next owner of "
-                        "their partitions delivers them", abandoned)
+            log.warning("abandoned the delivery of %d requests; %s", abandoned, fate)
         return abandoned
 
     def _start_calls(
