@@ -82,6 +82,11 @@ def link_from_bytes(data: bytes) -> Link:
     return Link(person_key, datetime.fromisoformat(since) if since else None)
 
 
+INDEX_MAX_DEVICES = 1000
+"""Most devices indexed for one person on one partition: the entry is rewritten whole for each new device (a
+shared test account can have thousands); links beyond it are stored but ``forget`` does not find them."""
+
+
 class AliasTable:
     """``aliases``: device (anonymous id) -> ``Link`` to a person; and, per person and by-device partition, the
     index of the devices linked to them there (``identity.person_devices_key``: a hash and the partition, so no
@@ -109,7 +114,7 @@ class AliasTable:
         forgotten, devices = _person_devices(self.table.get(key))
         if forgotten:
             return
-        if device not in devices:
+        if device not in devices and len(devices) < INDEX_MAX_DEVICES:
             # The index first: an indexed device without a link is harmless, a link missing from the index is not.
             self.table[key] = _LINK_VERSION + orjson.dumps([False, [*devices, device]])
         self.table[device.encode()] = link_to_bytes(link)

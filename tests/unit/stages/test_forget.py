@@ -185,3 +185,16 @@ class TestResolveForgets:
                                        _device_frame([_by_device("d-3", EMAIL, "i-3")], 0, 3)])
         link = AliasTable(pipeline.aliases).get("d-3")
         assert link is not None and link.person_key == EMAIL
+
+
+def test_the_person_index_is_bounded() -> None:
+    from streams.identity import Link
+    from streams.stages._tables import INDEX_MAX_DEVICES
+
+    table: dict[bytes, bytes] = {}
+    aliases = AliasTable(table)
+    for n in range(INDEX_MAX_DEVICES + 5):
+        aliases[f"d-{n}"] = Link(EMAIL)
+    assert aliases.get(f"d-{INDEX_MAX_DEVICES + 4}") is not None, "a link beyond the bound is still stored"
+    assert aliases.forget(EMAIL) == INDEX_MAX_DEVICES
+    assert aliases.get(f"d-{INDEX_MAX_DEVICES + 4}") is not None and aliases.get("d-0") is None
