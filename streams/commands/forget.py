@@ -18,8 +18,8 @@
    (``AliasTable.forget``). Not with ``FPI_SOURCE_KEYED_BY_DEVICE``: that worker has no by-device topic.
 
 ``unforget`` calls ``users/unforget`` and clears the markers. What is not removed (links stored before the
-index existed, held events of devices not linked yet, the internal and dead-letter topics until their
-retention): README, "The right to be forgotten".
+index existed or beyond its bound, held events of devices not linked yet, the internal and dead-letter topics
+until their retention): README, "The right to be forgotten".
 """
 
 from __future__ import annotations
