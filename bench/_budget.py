@@ -17,7 +17,7 @@ PARTS = ("decode", "hop", "resolve", "map", "encode", "tables", "send", "HTTP", 
          "other", "unattributed", "GC")
 
 _INTERNAL = {  # streams/codecs/_internal.py: its helpers serve both kinds of record, so the caller decides
-    "encode_event_internal": "hop", "decode_event_internal": "hop",
+    "encode_event_internal": "hop", "decode_event_internal": "hop", "decode_event_routing": "hop",
     "encode_request": "encode", "decode_request": "encode", "_request_record": "encode", "_request_from": "encode",
 }
 _BY_PATH: tuple[tuple[str, str], ...] = (

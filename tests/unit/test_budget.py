@@ -21,6 +21,12 @@ def test_library_files_are_named_relative_to_sys_path() -> None:
     assert part_of(ROOT + ";read_record (fastavro/_read.pyx:100)")[0] == "decode"
 
 
+def test_the_internal_codec_counts_for_its_caller_kind() -> None:
+    routing = (";ResolveStage.handle (streams/stages/_resolve.py:1);_decode (streams/stages/_resolve.py:33)"
+               ";decode_event_routing (streams/codecs/_internal.py:2);_fields (streams/codecs/_internal.py:3)")
+    assert part_of(ROOT + routing)[0] == "hop"
+
+
 def test_the_event_loop_belongs_to_its_caller() -> None:
     loop = ";BaseEventLoop.run_forever (asyncio/base_events.py:607);EpollSelector.select (selectors.py:468)"
     assert part_of(ROOT + loop) == ("framework", "EpollSelector.select (selectors.py:468)")
