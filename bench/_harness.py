@@ -255,8 +255,11 @@ def load_average() -> str:
 
 
 def command_line() -> str:
+    """The command as run from the repository root, with the interpreter that ran it."""
     module = Path(sys.argv[0]).stem
-    return " ".join([f"/tmp/venv/bin/python -m bench.{module}", *sys.argv[1:]])
+    python = Path(sys.executable)
+    shown = python.relative_to(REPO) if python.is_relative_to(REPO) else python
+    return " ".join([f"{shown} -m bench.{module}", *sys.argv[1:]])
 
 
 def now_text() -> str:

@@ -24,6 +24,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import sysconfig
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -154,7 +155,7 @@ def _table(text: str) -> str:
     for row in rows:
         parts = row.split(None, 5)
         if len(parts) == 6:
-            name = parts[5].replace("/tmp/venv/lib/python3.11/site-packages/", "").replace(str(h.REPO) + "/", "")
+            name = parts[5].replace(sysconfig.get_paths()["purelib"] + "/", "").replace(str(h.REPO) + "/", "")
             out.append(f"| {parts[1]} | {parts[3]} | {parts[0]} | `{name[:110]}` |")
     return "\n".join(out)
 
