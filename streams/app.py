@@ -16,6 +16,9 @@ Each agent takes a batch, has its stage (``streams.stages``) handle it, and acks
     requests topic (internal, frames, partitioned by person key)
       -> agent send      batches to Iterable; every request delivered or dead-lettered
     dead-letter topic
+    deletion topic (JSON, FPI_DELETION_TOPIC, optional)
+      -> agent deletions users/forget in Iterable, then control records to by-person and by-device
+                         (``streams.deletions``, as ``freshpaint-iterable forget``)
 
 The internal topics carry frames (``streams.codecs.encode_frame``): one message holds a taken
 batch's records for one partition, each record placed where its key would be (``streams.outbox``).
@@ -162,6 +165,8 @@ def build_app(settings: Settings) -> faust.App:
     )
     stages.apply.routing = routing
     _add_agents(app, settings, topics, stages)
+    if settings.deletion_topic:
+        _add_deletion_agent(app, settings, settings.deletion_topic, dead_letter)
 
     if held is not None:
         def reindex_held(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -297,6 +302,27 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
                 await stages.send.submit(batch, acked, on_error=lambda exc: _die("send", exc))
         finally:
             await stages.send.cancel()
+
+
+def _add_deletion_agent(app: faust.App, settings: Settings, name: str, dead_letter: DeadLetterSink) -> None:
+    """Deletion requests (``FPI_DELETION_TOPIC``): each record is acked once Iterable forgot the person and the
+    control records are written, or once it is dead-lettered (``streams.deletions``)."""
+    from streams.deletions import DeletionHandler
+
+    topic = app.topic(name, internal=True, key_type=bytes, value_type=bytes,
+                      key_serializer="raw", value_serializer="raw")
+    handler = DeletionHandler(settings, dead_letter, given_up=faust_patches.was_given_up)
+
+    @app.agent(topic, name="deletions")
+    async def deletions(stream: Any) -> None:
+        """One request at a time, in order: a later unforget must not overtake an earlier forget."""
+        async for batch in stream.noack_take(16, within=settings.stage_batch_seconds):
+            try:
+                for record in batch:
+                    await handler.handle(record)
+                    await stream.ack(record)
+            except Exception as exc:
+                _die("deletions", exc)
 
 
 def _add_web_pages(app: faust.App, sender: SenderService) -> None:

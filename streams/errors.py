@@ -80,6 +80,8 @@ class Reason(StrEnum):
     FORGOTTEN = "forgotten"
     """Iterable answered that the person is GDPR-forgotten (409 ``ForgottenUserError``, or a bulk
     ``forgotten*`` list): final, not retried; the dead letter keeps no request body."""
+    INVALID_DELETION_REQUEST = "invalid_deletion_request"
+    """A deletion-topic record (``FPI_DELETION_TOPIC``) that is not a request ``streams.deletions`` can do."""
 
 
 class StreamsError(Exception):

@@ -34,7 +34,7 @@ _SECRETS = frozenset({"iterable_api_key", "kafka_sasl_password", "schema_registr
                       "schema_registry_user_info", "schema_registry_token"})
 _OPTIONAL = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "schema_registry_cafile",
              "schema_registry_username", "transformations_file", "avro_dir", "hold_anonymous_seconds",
-             "projects_file")
+             "projects_file", "deletion_topic")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 ITERABLE_BASE_URLS = {
@@ -105,6 +105,10 @@ class Settings(_MappingSettings):
     """FPI_REQUESTS_TOPIC: internal Iterable requests, keyed by person key."""
     dead_letter_topic: str = "iterable.dead-letter"
     """FPI_DEAD_LETTER_TOPIC: everything that will not be sent, with its reason."""
+    deletion_topic: str | None = None
+    """FPI_DELETION_TOPIC: off by default. A topic where the platform's privacy tooling produces deletion
+    requests (JSON ``{"email": ...}`` or ``{"userId": ...}``, optional ``"action": "forget" | "unforget"``);
+    the worker does for each what ``freshpaint-iterable forget`` does (``streams.deletions``)."""
     topic_partitions: int = Field(default=4, ge=1)
     """FPI_TOPIC_PARTITIONS: partitions of internal and changelog topics (co-partitioned)."""
     topic_replication_factor: int = Field(default=1, ge=1)

@@ -59,7 +59,8 @@ def worker_topics(settings: Settings) -> list[TopicSpec]:
     ``held`` table's changelog is one of them only when anonymous events are held
     (``FPI_HOLD_ANONYMOUS_SECONDS``), as the worker declares that table only then; the ``carts`` table's
     only when carts are kept (``FPI_CARTS``); the ``devices`` table's only with ``FPI_PUSH_APP_NAME``; the
-    ``subscriptions`` table's only with a subscription trait (``Settings.subscriptions_kept``)."""
+    ``subscriptions`` table's only with a subscription trait (``Settings.subscriptions_kept``); the deletion topic
+    only with ``FPI_DELETION_TOPIC``."""
     n = settings.topic_partitions
     held = [TopicSpec(f"{settings.app_id}-held-changelog", n, compacted=True)] if settings.hold_rule() else []
     mapping = settings.mapping_config()
@@ -68,6 +69,8 @@ def worker_topics(settings: Settings) -> list[TopicSpec]:
                if mapping.push_app_name else [])
     subscriptions = ([TopicSpec(f"{settings.app_id}-subscriptions-changelog", n, compacted=True)]
                      if settings.subscriptions_kept() else [])
+    # Deletion requests (FPI_DELETION_TOPIC): any partition count, the broker's retention.
+    deletions = [TopicSpec(settings.deletion_topic, n, exact=False)] if settings.deletion_topic else []
     return [
         # A source keyed by device feeds the aliases table directly, so it is co-partitioned too.
         TopicSpec(settings.source_topic, n, exact=settings.source_keyed_by_device),
@@ -82,6 +85,7 @@ def worker_topics(settings: Settings) -> list[TopicSpec]:
         *carts,
         *devices,
         *subscriptions,
+        *deletions,
     ]
 
 

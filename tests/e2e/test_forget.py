@@ -73,6 +73,15 @@ async def latest_changelog_value(bootstrap: str, topic: str, key: bytes) -> tupl
     return seen, latest
 
 
+async def wait_tombstoned(bootstrap: str, topic: str, key: bytes, seconds: int = 60) -> None:
+    """Wait until the latest record of ``key`` in ``topic`` is a tombstone; fail after ``seconds``."""
+    for _ in range(seconds):
+        if await latest_changelog_value(bootstrap, topic, key) == (True, None):
+            return
+        await asyncio.sleep(1)
+    raise AssertionError(f"the latest record of the person in {topic} is not a tombstone after {seconds} s")
+
+
 async def latest_records(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
     """The latest value of each key of ``topic`` (``None``: a tombstone), read from the start."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
@@ -148,14 +157,7 @@ async def test_forget_deletes_the_identity_and_stops_the_persons_events(
         assert forgot.returncode == 0, forgot.stderr
         assert EMAIL not in project.by_email and EMAIL in project.forgotten_emails
 
-        async def tombstoned() -> bool:
-            return (await latest_changelog_value(kafka_bootstrap, changelog, EMAIL.encode())) == (True, None)
-
-        for _ in range(60):
-            if await tombstoned():
-                break
-            await asyncio.sleep(1)
-        assert await tombstoned(), "the latest identities changelog record of the person is not a tombstone"
+        await wait_tombstoned(kafka_bootstrap, changelog, EMAIL.encode())
 
         await produce_lines(AFTER, bootstrap=kafka_bootstrap, topic=env["FPI_SOURCE_TOPIC"])
         # f-4 names the person: dropped forgotten (and no link stored); f-3 has only the device, whose link is

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.commands.forget import _call_iterable
 from streams.emulator import EmulatorConfig, EmulatorServer
 from streams.errors import ConfigError
+from streams.forgetting import call_iterable
 from streams.model import ProjectType
 from streams.settings import Settings
 from streams.stages import Control
@@ -40,9 +40,9 @@ async def test_forget_and_unforget_reach_every_project(emulator: EmulatorServer,
     monkeypatch.setenv("FPI_TEST_TWO", SECOND)
     settings = Settings.load(projects_file=routing(tmp_path, emulator.url))
     first, second = emulator.state.project, emulator.state.projects[SECOND]
-    await _call_iterable(settings, "jane@example.com", None, Control.FORGET)
+    await call_iterable(settings, "jane@example.com", None, Control.FORGET)
     assert "jane@example.com" in first.forgotten_emails and "jane@example.com" in second.forgotten_emails
-    await _call_iterable(settings, "jane@example.com", None, Control.UNFORGET)
+    await call_iterable(settings, "jane@example.com", None, Control.UNFORGET)
     assert not first.forgotten_emails and not second.forgotten_emails
 
 
@@ -52,5 +52,5 @@ async def test_an_unset_key_variable_stops_it_before_any_call(emulator: Emulator
     monkeypatch.delenv("FPI_TEST_TWO", raising=False)
     settings = Settings.load(projects_file=routing(tmp_path, emulator.url))
     with pytest.raises(ConfigError, match="FPI_TEST_TWO"):
-        await _call_iterable(settings, "jane@example.com", None, Control.FORGET)
+        await call_iterable(settings, "jane@example.com", None, Control.FORGET)
     assert not emulator.state.project.forgotten_emails
