@@ -370,21 +370,6 @@ def drain_changelogs_in_batches(recovery: Any) -> None:
 
 async def _slurp_changelogs_in_batches(recovery: Any) -> None:  # faust's loop, batched
     queue = recovery.tables.changelog_queue
-    tp_to_table = recovery.tp_to_table
-    active_tps, standby_tps = recovery.active_tps, recovery.standby_tps
-    buffers, buffer_sizes = recovery.buffers, recovery.buffer_sizes
-    processing_times = recovery._processing_times
-
-    async def maybe_signal_recovery_end(timeout_count: int = 0) -> None:
-        if timeout_count > 1 and recovery.app.in_transaction:
-            await _detect_aborted_transactions(recovery)
-        if recovery.in_recovery and not recovery.need_recovery():
-            recovery.flush_buffers()  # apply anything still in the buffers
-            recovery._set_recovery_ended()
-            if recovery._actives_span is not None:
-                recovery._actives_span.set_tag("Actives-Ready", True)
-            recovery.signal_recovery_end.set()
-
     timeout_count = 0
     while not recovery.should_stop:
         try:
@@ -395,7 +380,7 @@ async def _slurp_changelogs_in_batches(recovery: Any) -> None:  # faust's loop, 
                 timeout_count += 1
                 if recovery.should_stop:
                     return
-                await maybe_signal_recovery_end(timeout_count)
+                await _maybe_signal_recovery_end(recovery, timeout_count)
                 continue
             timeout_count = 0
             events = [first]
@@ -406,49 +391,12 @@ async def _slurp_changelogs_in_batches(recovery: Any) -> None:  # faust's loop, 
             actives = 0
             for event in events:
                 try:  # as faust's loop: an error costs the record, not the rest of the take
-                    message = event.message
-                    tp, offset = message.tp, message.offset
-                    bufsize = buffer_sizes.get(tp)
-                    if tp in active_tps:
-                        table = tp_to_table[tp]
-                        offsets = recovery.active_offsets
-                        if bufsize is None:
-                            bufsize = buffer_sizes[tp] = table.recovery_buffer_size
-                        recovery._active_events_received_at[tp] = now
-                        actives += 1
-                    elif tp in standby_tps:
-                        table = tp_to_table[tp]
-                        offsets = recovery.standby_offsets
-                        if bufsize is None:
-                            bufsize = buffer_sizes[tp] = table.standby_buffer_size
-                            recovery._standby_events_received_at[tp] = now
-                    else:
-                        log.warning("Recovery dropped a changelog record of %s (offset %s): the partition is no "
-                                    "longer assigned", tp, offset)
-                        continue
-                    seen_offset = offsets.get(tp)
-                    if seen_offset is None or offset > seen_offset:
-                        offsets[tp] = offset
-                        buffer = buffers[table]
-                        buffer.append(event)
-                        if table._on_changelog_event:  # what faust's on_changelog_event checks, without a coroutine
-                            await table.on_changelog_event(event)
-                        if len(buffer) >= bufsize:
-                            table.apply_changelog_batch(buffer)
-                            buffer.clear()
-                            recovery._last_flush_at = now
+                    actives += await _buffer_changelog_event(recovery, event, now)
                 except Exception as exc:
                     log.warning("Error in recovery %s", exc)
             if actives:
-                # faust keeps the time between two active records for its estimate of the time remaining
-                finished, last = monotonic(), getattr(recovery, "_last_active_event_processed_at", None)
-                if last is not None:
-                    samples = recovery.num_samples_required_for_estimate
-                    processing_times.extend([(finished - last) / actives] * min(actives, samples))
-                    while len(processing_times) > samples:
-                        processing_times.popleft()
-                recovery._last_active_event_processed_at = finished
-            await maybe_signal_recovery_end()
+                _note_processing_time(recovery, actives)
+            await _maybe_signal_recovery_end(recovery)
             standby_ready = recovery._standbys_span is None and recovery.tables.standbys_ready
             if not standby_ready and not recovery.standby_remaining_total():
                 if recovery._standbys_span:
@@ -457,6 +405,69 @@ async def _slurp_changelogs_in_batches(recovery: Any) -> None:  # faust's loop, 
                 recovery.tables.on_standbys_ready()
         except Exception as exc:
             log.warning("Error in recovery %s", exc)  # faust's loop logs and goes on the same way
+
+
+async def _maybe_signal_recovery_end(recovery: Any, timeout_count: int = 0) -> None:
+    if timeout_count > 1 and recovery.app.in_transaction:
+        await _detect_aborted_transactions(recovery)
+    if recovery.in_recovery and not recovery.need_recovery():
+        recovery.flush_buffers()  # apply anything still in the buffers
+        recovery._set_recovery_ended()
+        if recovery._actives_span is not None:
+            recovery._actives_span.set_tag("Actives-Ready", True)
+        recovery.signal_recovery_end.set()
+
+
+async def _buffer_changelog_event(recovery: Any, event: Any, now: float) -> int:
+    """Buffer one changelog record as faust's loop does, applying the table's buffer when it is full.
+
+    Returns 1 for a record of an active partition, else 0 (faust's estimate of the time left counts those)."""
+    message = event.message
+    tp, offset = message.tp, message.offset
+    buffer_sizes = recovery.buffer_sizes
+    bufsize = buffer_sizes.get(tp)
+    active = 0
+    if tp in recovery.active_tps:
+        table = recovery.tp_to_table[tp]
+        offsets = recovery.active_offsets
+        if bufsize is None:
+            bufsize = buffer_sizes[tp] = table.recovery_buffer_size
+        recovery._active_events_received_at[tp] = now
+        active = 1
+    elif tp in recovery.standby_tps:
+        table = recovery.tp_to_table[tp]
+        offsets = recovery.standby_offsets
+        if bufsize is None:
+            bufsize = buffer_sizes[tp] = table.standby_buffer_size
+            recovery._standby_events_received_at[tp] = now
+    else:
+        log.warning("Recovery dropped a changelog record of %s (offset %s): the partition is no "
+                    "longer assigned", tp, offset)
+        return 0
+    seen_offset = offsets.get(tp)
+    if seen_offset is None or offset > seen_offset:
+        offsets[tp] = offset
+        buffer = recovery.buffers[table]
+        buffer.append(event)
+        if table._on_changelog_event:  # what faust's on_changelog_event checks, without a coroutine
+            await table.on_changelog_event(event)
+        if len(buffer) >= bufsize:
+            table.apply_changelog_batch(buffer)
+            buffer.clear()
+            recovery._last_flush_at = now
+    return active
+
+
+def _note_processing_time(recovery: Any, actives: int) -> None:
+    """faust keeps the time between two active records for its estimate of the time remaining."""
+    processing_times = recovery._processing_times
+    finished, last = monotonic(), getattr(recovery, "_last_active_event_processed_at", None)
+    if last is not None:
+        samples = recovery.num_samples_required_for_estimate
+        processing_times.extend([(finished - last) / actives] * min(actives, samples))
+        while len(processing_times) > samples:
+            processing_times.popleft()
+    recovery._last_active_event_processed_at = finished
 
 
 async def _detect_aborted_transactions(recovery: Any) -> None:
