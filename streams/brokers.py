@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Mapping
 from typing import Any
 
-from streams.errors import BrokerUnavailable, ConfigError
+from streams.errors import BrokerUnavailable, ConfigError, TopicMissing
 from streams.settings import Settings
 from streams.wiring import aiokafka_security
 
-__all__ = ["client_options", "start_client"]
+__all__ = ["client_options", "partitions_of", "start_client"]
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -58,6 +59,23 @@ async def start_client(client: Any, bootstrap: str, timeout: float = 60.0) -> No
             f"cannot reach Kafka at {bootstrap} ({type(exc).__name__}): check "
             "FPI_KAFKA_BOOTSTRAP, that the brokers are up, and FPI_KAFKA_SECURITY_PROTOCOL / the SASL settings"
         )) from None
+
+
+async def partitions_of(options: Mapping[str, Any], topic: str) -> list[int]:
+    """The partition numbers of ``topic``. Raises ``TopicMissing`` when it does not exist (checked
+    against the topic list first: a metadata request for one topic would create it on brokers with
+    auto-creation on), ``BrokerUnavailable`` when Kafka cannot be reached."""
+    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+
+    admin = AIOKafkaAdminClient(**options)
+    await start_client(admin, options["bootstrap_servers"])
+    try:
+        if topic not in await admin.list_topics():
+            raise TopicMissing(f"topic {topic!r} does not exist")
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(p["partition"] for d in described if d["topic"] == topic for p in d["partitions"])
 
 
 async def _diagnose(client: Any) -> str | None:

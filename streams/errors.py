@@ -7,8 +7,9 @@ code (dead letters and metrics key on it; nothing branches on message text) and 
     StreamsError
     ├── ConfigError                 settings, schemas or transformation rules are invalid (fail at start-up;
     │   │                           commands exit 2)
-    │   └── UnsupportedDependencies faust-streaming, mode-streaming or aiokafka is not the set the faust
-    │                               patches were written for
+    │   ├── UnsupportedDependencies faust-streaming, mode-streaming or aiokafka is not the set the faust
+    │   │                           patches were written for
+    │   └── TopicMissing            a topic the command or the worker needs does not exist
     ├── BrokerUnavailable           Kafka could not be reached (commands exit 1)
     ├── DecodeError                 bytes on a topic could not become a record
     │   ├── UnknownMagicByte
@@ -47,6 +48,7 @@ __all__ = [
     "Rejected",
     "RetriableDelivery",
     "StreamsError",
+    "TopicMissing",
     "TruncatedRecord",
     "UnknownMagicByte",
     "UnknownSchemaId",
@@ -111,6 +113,11 @@ class UnsupportedDependencies(ConfigError):
     set ``streams.faust_patches`` was written for; install ``constraints.txt``, or re-check the patches."""
 
     reason = Reason.UNSUPPORTED_DEPENDENCIES
+
+
+class TopicMissing(ConfigError):
+    """Raised when a topic the command or the worker needs does not exist; create it
+    (``freshpaint-iterable topics create``) or correct the topic setting."""
 
 
 class BrokerUnavailable(StreamsError):

@@ -44,13 +44,12 @@ async def tell_worker(settings: Settings, keys: list[str], control: Control) -> 
     """Write one control record per person key to the by-person topic (and to every partition of the by-device
     topic, unless ``FPI_SOURCE_KEYED_BY_DEVICE``) and wait for the broker's acks.
 
-    Raises ``BrokerUnavailable``, or ``click.ClickException`` when the topic does not exist.
+    Raises ``BrokerUnavailable``, or ``TopicMissing`` when a topic does not exist.
     """
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
-    from streams.brokers import client_options, start_client
+    from streams.brokers import client_options, partitions_of, start_client
     from streams.codecs import FrameItem, encode_frame
-    from streams.commands._kafka_io import partitions_of
     from streams.outbox import Partitioner
 
     options = client_options(settings)

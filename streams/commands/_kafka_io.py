@@ -9,29 +9,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import click
-
-from streams.brokers import start_client
+from streams.brokers import partitions_of, start_client
 from streams.replay import PartitionRange
 
-__all__ = ["consumer_without_group", "partitions_of", "read_ranges", "whole_topic"]
-
-
-async def partitions_of(options: Mapping[str, Any], topic: str) -> list[int]:
-    """The partition numbers of ``topic``. Raises ``click.ClickException`` when it does not exist
-    (checked against the topic list first: a metadata request for one topic would create it on
-    brokers with auto-creation on)."""
-    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
-
-    admin = AIOKafkaAdminClient(**options)
-    await start_client(admin, options["bootstrap_servers"])
-    try:
-        if topic not in await admin.list_topics():
-            raise click.ClickException(f"topic {topic!r} does not exist")
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return sorted(p["partition"] for d in described if d["topic"] == topic for p in d["partitions"])
+__all__ = ["consumer_without_group", "read_ranges", "whole_topic"]
 
 
 def consumer_without_group(options: Mapping[str, Any]) -> Any:

@@ -391,9 +391,9 @@ async def purge_person(settings: Settings, to: str, email: str | None, user_id: 
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
-    from streams.brokers import client_options, start_client
+    from streams.brokers import client_options, partitions_of, start_client
     from streams.codecs import decode_dead_letter
-    from streams.commands._kafka_io import partitions_of, read_ranges, whole_topic
+    from streams.commands._kafka_io import read_ranges, whole_topic
     from streams.errors import StreamsError
     from streams.topics import TopicSpec, _new_topic
 

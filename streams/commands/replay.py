@@ -29,9 +29,9 @@ from typing import Any
 
 import click
 
-from streams.brokers import client_options, start_client
+from streams.brokers import client_options, partitions_of, start_client
 from streams.codecs import SourceCodec, load_schemas
-from streams.commands._kafka_io import consumer_without_group, partitions_of, read_ranges
+from streams.commands._kafka_io import consumer_without_group, read_ranges
 from streams.errors import DecodeError, InvalidEvent, StreamsError
 from streams.explain import ExplainState, decision_record, explain_all
 from streams.mapping import MappingConfig

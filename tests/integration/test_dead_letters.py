@@ -18,12 +18,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import click
 import pytest
 
 from streams.commands.dead_letters import StoredLetter, read_dead_letters
 from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorConfig, EmulatorServer
+from streams.errors import TopicMissing
 from streams.settings import Settings
 from tests.support import EMULATOR_KEY, REPO, WorkerProcess, settings_of, unique, wait_for, worker_env
 
@@ -70,7 +70,7 @@ async def test_a_redriven_dead_letter_that_now_passes_lands_and_the_rest_stay(
                 while True:
                     try:
                         found = await _letters(settings)
-                    except click.ClickException:  # the worker has not created the topic yet
+                    except TopicMissing:  # the worker has not created the topic yet
                         found = []
                     if len(found) >= 2:
                         return found

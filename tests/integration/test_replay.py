@@ -22,17 +22,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import click
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams._support import metric_samples, metric_sum
+from streams.brokers import partitions_of
 from streams.codecs import decode_dead_letter
-from streams.commands._kafka_io import partitions_of, read_ranges, whole_topic
+from streams.commands._kafka_io import read_ranges, whole_topic
 from streams.commands.produce import produce_lines
 from streams.commands.replay import plan_replay, replay_range
 from streams.emulator import EmulatorConfig, EmulatorServer
+from streams.errors import TopicMissing
 from streams.explain import explain_lines
 from streams.mapping import MappingConfig
 from streams.replay import EventFilter
@@ -300,7 +301,7 @@ async def _settled(p: Pipeline, timeout: float = 120) -> None:
         for topic in topics:
             try:
                 partitions = await partitions_of(options, topic)
-            except click.ClickException:  # not created yet: the worker is starting
+            except TopicMissing:  # not created yet: the worker is starting
                 return False
             ends = await _ends(p.bootstrap, topic, partitions)
             committed = await _committed(p.bootstrap, settings.app_id, topic)
