@@ -1,4 +1,4 @@
-"""Fixtures of the sender tests: a fake clock, and the emulator served on loopback in the test's loop.
+"""Fixtures of the sender tests: a fake clock, the emulator served on loopback in the test's loop, a call recorder.
 
 aiohttp has no in-process (ASGI) transport, so each rig runs the emulator app on uvicorn, on a free
 port of 127.0.0.1, in the test's own event loop; the emulator reads the same fake clock.
@@ -134,3 +134,17 @@ async def rig_factory(clock: FakeClock) -> AsyncIterator[RigFactory]:
 @pytest.fixture
 async def rig(rig_factory: RigFactory) -> Rig:
     return await rig_factory()
+
+
+def record_calls(sender: Any) -> list[str]:
+    """The sender's calls from now on, in the order they were made: ``"<path> <first item's id or email>"``."""
+    order: list[str] = []
+    post = sender.client.post
+
+    async def recording(endpoint: Any, body: Any) -> Any:
+        first = (body.get("events") or body.get("users") or [body])[0]
+        order.append(f"{endpoint.value} {first.get('id') or first.get('email')}")
+        return await post(endpoint, body)
+
+    sender.client.post = recording
+    return order

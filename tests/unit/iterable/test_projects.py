@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
 
 import aiohttp
 import pytest
@@ -18,6 +17,7 @@ from streams.iterable import Abandoned, RateLimiter, RetryPolicy, Sender, Sender
 from streams.iterable.projects import ProjectSenders, key_probe
 from streams.model import Endpoint, IterableRequest, ProjectType
 from tests.unit.iterable.builders import identify, purchase, track
+from tests.unit.iterable.conftest import record_calls
 
 KEY_EMAIL = "key-of-the-email-project"
 KEY_USER_ID = "key-of-the-user-id-project"
@@ -111,15 +111,7 @@ async def test_a_persons_order_holds_across_overlapping_deliveries(rig: Rig) -> 
         return [replace(request, project="mail") for request in requests]
 
     assert (await senders.deliver(mail(identify("b"))))[0].delivered
-    order: list[str] = []
-    post = sender.client.post
-
-    async def recording(endpoint: Endpoint, body: Any) -> Any:
-        first = (body.get("events") or body.get("users") or [body])[0]
-        order.append(f"{endpoint.value} {first.get('id') or first.get('email')}")
-        return await post(endpoint, body)
-
-    sender.client.post = recording  # type: ignore[method-assign]
+    order = record_calls(sender)
     first = asyncio.create_task(senders.deliver(mail(purchase("c", "o1"), purchase("c", "o2"), purchase("c", "o3"))))
     second = asyncio.create_task(senders.deliver(mail(identify("c", plan="x"), track("b", "e1"))))
     outcomes = [*await first, *await second]

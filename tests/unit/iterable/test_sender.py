@@ -12,7 +12,7 @@ from streams.errors import Reason
 from streams.iterable import DEFAULT_LIMITS, Abandoned, RateLimiter, SenderConfig
 from streams.model import Endpoint, IterableRequest, ProjectType
 from tests.unit.iterable.builders import identify, purchase, track
-from tests.unit.iterable.conftest import Rig, RigFactory
+from tests.unit.iterable.conftest import Rig, RigFactory, record_calls
 
 
 class TestDeliverBatching:
@@ -183,25 +183,12 @@ class TestScheduling:
 class TestOverlappingDeliveries:
     """Deliveries may run at once (the send stage overlaps batches); a person's order holds across them."""
 
-    @staticmethod
-    def _recorded(sender: Any) -> list[str]:
-        order: list[str] = []
-        post = sender.client.post
-
-        async def recording(endpoint: Endpoint, body: Any) -> Any:
-            first = (body.get("events") or body.get("users") or [body])[0]
-            order.append(f"{endpoint.value} {first.get('id') or first.get('email')}")
-            return await post(endpoint, body)
-
-        sender.client.post = recording
-        return order
-
     async def test_a_later_delivery_waits_for_the_persons_calls_in_an_earlier_one(self, rig: Rig) -> None:
         sender = rig.sender()
         # Real time, 4 purchases a second: the first delivery is still sending when the second starts.
         sender.limiter = RateLimiter({Endpoint.COMMERCE_TRACK_PURCHASE: 4.0}, burst_seconds=0.0)
         assert (await sender.deliver([identify("b")]))[0].delivered
-        order = self._recorded(sender)
+        order = record_calls(sender)
         first = asyncio.create_task(sender.deliver([purchase("c", "o1"), purchase("c", "o2"), purchase("c", "o3")]))
         second = asyncio.create_task(sender.deliver([identify("c", plan="x"), track("b", "e1")]))
         outcomes = [*await first, *await second]
