@@ -5,6 +5,10 @@ and is warmed up first; then the workload is produced at ``--rate`` events/s for
 Each event's wall-clock produce time is matched with its first arrival at the emulator (the
 emulator records arrivals per event / purchase id). Target (issue 19 goal 4): p99 ≤ 0.3 s at 500/s.
 
+After the run, the time is split per hop: the Kafka timestamp of the source record, of the frame on each
+internal topic that holds it (frames name their source record), and the emulator's arrival. Each hop is
+the stage that wrote the next record: its consumer fetch, take window, work and producer linger.
+
     python -m bench.bench_latency                  # 500 events/s for 60 s
     python -m bench.bench_latency --env FPI_SEND_LINGER_SECONDS=0.2   # another take window
     python -m bench.bench_latency --smoke          # 100 events/s for 2 s
@@ -40,6 +44,63 @@ def _ids(n: int, tag: str) -> list[str | None]:
     return out
 
 
+PARTITIONS = 4
+"""Of the source topic (created here) and of the worker's topics (``worker_env``)."""
+
+HOPS = ("route", "resolve", "apply", "send")
+"""Source -> by-device -> by-person -> requests -> Iterable: each hop named after the stage that ends it."""
+
+
+async def _read_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` (read from the start to the end offsets of this moment)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[Any] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def hop_times(bootstrap: str, source: str, internal: tuple[str, str, str],
+                    arrivals: dict[str, float]) -> dict[str, list[float]]:
+    """Seconds spent in each hop (``HOPS``) per source record that reached Iterable."""
+    from streams.codecs import decode_frame, decode_request
+
+    at: dict[tuple[int, int], list[float]] = {
+        (r.partition, r.offset): [r.timestamp / 1000] for r in await _read_all(bootstrap, source)}
+    last: dict[tuple[int, int], str] = {}
+    for n, topic in enumerate(internal):
+        for record in await _read_all(bootstrap, topic):
+            for item in decode_frame(record.value):
+                _, partition, offset = item.source
+                times = at.get((partition or 0, offset or 0))
+                if times is None or len(times) != n + 1:
+                    continue  # not from the source topic, or a second request of the same event
+                times.append(record.timestamp / 1000)
+                if n == 2:
+                    request = decode_request(item.value)
+                    last[(partition or 0, offset or 0)] = next(
+                        (i for i in (str(request.body.get("id")), request.source_event_id) if i in arrivals), "")
+    hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
+    for coordinates, times in at.items():
+        arrival = arrivals.get(last.get(coordinates, ""))
+        if len(times) == 4 and arrival is not None:
+            for hop, (start, end) in zip(HOPS, zip(times, [*times[1:], arrival], strict=True), strict=True):
+                hops[hop].append(end - start)
+    return hops
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
@@ -60,7 +121,7 @@ def run(rate: float, seconds: float, timeout: float, overrides: dict[str, str]) 
     with h.broker() as bootstrap, tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         workdir = Path(tmp)
         topic = h.unique("bench-latency") + ".events"
-        asyncio.run(h.create_topic(bootstrap, topic, 4))
+        asyncio.run(h.create_topic(bootstrap, topic, PARTITIONS))
         emulator = h.Emulator(workdir, rate_limits=False)
         worker = None
         try:
@@ -81,15 +142,18 @@ def run(rate: float, seconds: float, timeout: float, overrides: dict[str, str]) 
                 if ids[index] is not None:
                     sent_at.setdefault(str(ids[index]), t)
 
+            cpu0 = sampler.cpu()
             started = time.monotonic()
             asyncio.run(produce_encoded(records, bootstrap=bootstrap, topic=topic, rate=rate, on_sent=on_sent))
             produce_seconds = time.monotonic() - started
             want = expected(len(records), tag)
-            cpu0 = sampler.cpu()
             h.wait_delivered(emulator, len(warm.event_ids) + len(want.event_ids),
                              len(warm.purchase_ids) + len(want.purchase_ids), timeout, sampler, (worker,))
             cpu = sampler.cpu() - cpu0
             arrivals = emulator.arrivals()
+            app = env["FPI_APP_ID"]
+            hops = asyncio.run(hop_times(bootstrap, topic, (f"{app}-by-device", env["FPI_BY_PERSON_TOPIC"],
+                                                            env["FPI_REQUESTS_TOPIC"]), arrivals))
         finally:
             if worker is not None:
                 worker.stop()
@@ -97,8 +161,17 @@ def run(rate: float, seconds: float, timeout: float, overrides: dict[str, str]) 
     latencies = [arrivals[i] - t for i, t in sent_at.items() if i in arrivals]
     return {"events": n, "rate": n / produce_seconds, "measured": len(latencies),
             "p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "p99": percentile(latencies, 99),
-            "max": max(latencies), "mean": statistics.fmean(latencies), "cpu_after_produce": cpu,
+            "max": max(latencies), "mean": statistics.fmean(latencies), "worker_cpu": cpu, "hops": hops,
             "load_before": load_before, "load_after": h.load_average()}
+
+
+def hop_table(hops: dict[str, list[float]]) -> str:
+    rows = ["| hop | records | p50 | p95 | p99 | mean |", "|---|---:|---:|---:|---:|---:|"]
+    for hop, values in hops.items():
+        if values:
+            rows.append(f"| {hop} | {len(values):,} | {percentile(values, 50):.3f} s | {percentile(values, 95):.3f} s "
+                        f"| {percentile(values, 99):.3f} s | {statistics.fmean(values):.3f} s |")
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -116,7 +189,10 @@ def main() -> None:
     r = run(args.rate, args.seconds, args.timeout, overrides)
     print(f"{r['events']:,} events at {r['rate']:.0f}/s; {r['measured']:,} tracked records: p50 {r['p50']:.3f} s, "
           f"p95 {r['p95']:.3f} s, p99 {r['p99']:.3f} s, max {r['max']:.3f} s (target p99 ≤ {TARGET_P99} s); "
-          f"windows: {windows(overrides)}; load {r['load_before']} -> {r['load_after']}")
+          f"windows: {windows(overrides)}; worker CPU {r['worker_cpu'] / r['events'] * 1e6:.0f} µs/event; "
+          f"load {r['load_before']} -> {r['load_after']}")
+    table = hop_table(r["hops"])
+    print(table)
     body = f"""
 - Command: `{h.command_line()}` (from the repository root; `--smoke` for a quick check)
 - Date: {h.now_text()}
@@ -128,6 +204,12 @@ def main() -> None:
 | p50 | p95 | p99 | max | mean |
 |---:|---:|---:|---:|---:|
 | {r['p50']:.3f} s | {r['p95']:.3f} s | **{r['p99']:.3f} s** | {r['max']:.3f} s | {r['mean']:.3f} s |
+
+Worker CPU from the first produced event to the last delivery: {r['worker_cpu'] / r['events'] * 1e6:.0f} µs per event.
+
+Per hop (Kafka timestamps of the record on each topic, then the arrival; the stage that ends the hop):
+
+{table}
 
 Target: p99 ≤ {TARGET_P99} s at 500 events/s (issue 19 goal 4).
 """
