@@ -81,6 +81,7 @@ def run(events: int, naive_seconds: float, timeout: float, smoke: bool,
                 "duplicates": counters["duplicate_event_ids"],
                 "calls": counters["requests"],
             }
+            worker_result["gc"] = orjson.loads(gc_file.read_text()) if gc_file.exists() else None
             worker_result["budget"] = cpu_budget(samples, worker_result["cpu_ms_per_1000"], gc_file)
             if worker_result["budget"] is not None:
                 worker_result["budget"]["thread_share"] = (spy.threads["thread"] / sum(spy.threads.values())
@@ -244,6 +245,7 @@ def report(result: dict[str, Any], smoke: bool, variant: str = "") -> None:
         f"bare   : aiokafka getmany + commit per batch, no work, same topic: {b['events_per_s']:,.0f} records/s, "
         f"CPU {b['cpu_us_per_event']:.1f} us/record",
         *budget_lines(w),
+        *gc_lines(w, result["events"]),
         f"load average before / after: {result['load_before']} -> {result['load_after']}",
     ]
     print("\n".join(lines))
@@ -300,6 +302,18 @@ def budget_lines(w: dict[str, Any]) -> list[str]:
             + f" = {sum(parts.values()):.1f} us/event of {w['cpu_ms_per_1000']:.1f} measured "
             f"({b['samples']:,} py-spy samples, {b.get('thread_share', 0.0):.0%} of them in faust's consumer thread; "
             f"GC measured: {b['gc_share']:.1%})"]
+
+
+def gc_lines(w: dict[str, Any], events: int) -> list[str]:
+    """The worker's collections by generation (``bench/_gc_worker.py``): what grows with the run's length."""
+    g = w.get("gc")
+    if not g or "collections" not in g:
+        return []
+    per_gen = " / ".join(f"{n:,} in {s:.2f} s" for n, s in zip(g["collections"], g["seconds"], strict=True))
+    types = ", ".join(f"{name} {count:,}" for name, count in g.get("gen2_types", {}).items())
+    per_event = g["gc_seconds"] / events * 1e6
+    return [f"gc     : generations 0 / 1 / 2: {per_gen}; {per_event:.1f} us per source event, start-up included; "
+            f"the last full collection walked {g['gen2_objects']:,} tracked objects" + (f" ({types})" if types else "")]
 
 
 def budget_table(w: dict[str, Any]) -> str:

@@ -70,14 +70,20 @@ async def _ask_registry(settings: Settings) -> None:
         await registry.subjects()
 
 
+YOUNG_THRESHOLD = 200_000
+"""Net new container objects between young-generation collections (CPython's default is 700)."""
+
+
 def _collect_garbage_less_often() -> None:
     """Keep the cyclic collector off the hot path.
 
     Start-up leaves a large, long-lived heap (faust, aiokafka, pydantic, our schemas); freezing it
-    stops every collection from re-scanning it. The event path makes few reference cycles, so a
-    young-generation threshold of 50,000 allocations instead of 700 costs little memory and saves
-    about a sixth of the CPU of the in-process stages (measured with bench/bench_profile.py).
+    stops every collection from re-scanning it. The event path makes few reference cycles, so the
+    collector's work is walking the live batches in flight (their dicts, tuples, requests and outcomes:
+    about 50,000 objects under a backlog, measured with bench/_gc_worker.py's BENCH_GC_LOG): with a
+    threshold at or below that, nearly every young collection walks a whole working set and frees next
+    to nothing. A threshold well above it leaves collections to real growth and to cycles.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    gc.set_threshold(YOUNG_THRESHOLD, 50, 100)
