@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping
@@ -72,7 +73,8 @@ def share_of_ceiling(delivered: int, seconds: float, ceiling: float) -> float:
     return delivered / (ceiling * (seconds + BURST_SECONDS))
 
 
-def run(events: int, timeout: float, hidden: Mapping[str, float]) -> dict[str, Any]:
+def run(events: int, timeout: float, hidden: Mapping[str, float], overrides: Mapping[str, str] | None = None,
+        keep_log: Path | None = None) -> dict[str, Any]:
     load_before = h.load_average()
     with h.broker() as bootstrap, tempfile.TemporaryDirectory(prefix="bench-ceiling-") as tmp:
         workdir = Path(tmp)
@@ -83,9 +85,11 @@ def run(events: int, timeout: float, hidden: Mapping[str, float]) -> dict[str, A
         emulator = h.Emulator(workdir, rate_limits=True, hidden_limits=hidden)
         try:
             result = h.run_workers(bootstrap, workdir, topic, emulator, len(want.event_ids),
-                                   len(want.purchase_ids), timeout=timeout)
+                                   len(want.purchase_ids), timeout=timeout, **(overrides or {}))
         finally:
             emulator.stop()
+            if keep_log is not None and (workdir / "worker-0.log").exists():
+                shutil.copyfile(workdir / "worker-0.log", keep_log)
     counters, timeline = result["counters"], result["timeline"]
     limits: dict[str, float] = timeline["limits"]
     items = {path: n for path, n in counters["items"].items() if path in limits or path in GUESSED}
@@ -103,6 +107,8 @@ def run(events: int, timeout: float, hidden: Mapping[str, float]) -> dict[str, A
             "fill": counters["items"].get("/api/events/trackBulk", 0) / calls / 1000 if calls else 0.0,
             "cpu_us": result["cpu"] / produced * 1e6, "core_share": result["cpu"] / seconds,
             "series": series(timeline, binding),
+            "start": {path: series(timeline, path, 20) for path in sorted(timeline["seconds"])
+                      if not path.endswith(" 429")},
             "load_before": load_before, "load_after": h.load_average()}
 
 
@@ -149,13 +155,17 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--hidden-limit", action="append", metavar="PATH=CALLS_PER_S",
                         help=f"a limit the emulator enforces without publishing it (default {DEFAULT_HIDDEN[0]})")
+    parser.add_argument("--env", action="append", default=[], metavar="FPI_NAME=VALUE",
+                        help="a setting for the worker (diagnosis: FPI_LOG_LEVEL=info)")
+    parser.add_argument("--keep-log", type=Path, metavar="PATH", help="copy the worker's log there")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:
         args.events, args.timeout = 600, 90.0
     hidden = parse_limits(args.hidden_limit or list(DEFAULT_HIDDEN))
     started = time.monotonic()
-    r = run(args.events, args.timeout, hidden)
+    overrides = dict(item.split("=", 1) for item in args.env)
+    r = run(args.events, args.timeout, hidden, overrides, args.keep_log)
     guess = min(r["guessed"].values())
     print(f"{r['events']:,} events in {r['seconds']:.1f} s = {r['rate']:,.0f} source events/s; ceiling "
           f"{r['ceiling']:,.0f}/s bound by {r['binding']} -> {r['share']:.1%} of the ceiling (at the sender's "
@@ -164,6 +174,9 @@ def main() -> None:
           f"({time.monotonic() - started:.0f} s in all)")
     print(f"  worker CPU {r['core_share']:.0%} of a core over the window; {r['binding']} calls each second "
           f"(429s in brackets): {r['series']}")
+    print("  every endpoint's calls in the run's first 20 seconds (429s in brackets):")
+    for path, start in r["start"].items():
+        print(f"    {path}: {start}")
     probing = sum(n for path, n in r["rate_limited_by"].items() if path in UNPUBLISHED)
     print(f"  429s at published limits: {r['rate_limited'] - probing} (target 0); while finding the unpublished "
           f"ones (one overshoot each, at the least): {probing}")

@@ -17,6 +17,7 @@ from streams.codecs import EventDecoder, SchemaRegistryClient, SourceCodec
 from streams.errors import RegistryUnavailable
 from streams.iterable import Outcome, Sender, SenderConfig, new_http_client
 from streams.iterable.projects import ProjectSenders, key_probe
+from streams.iterable.sender import connections_needed
 from streams.model import DeadLetter, Event, IterableRequest
 from streams.settings import Settings
 
@@ -48,8 +49,10 @@ class SenderService(Service):
         self._http = new_http_client(
             connect_timeout=self.config.connect_timeout,
             request_timeout=self.config.request_timeout,
-            # Each project's calls get their own share: a project whose calls hang never takes the others' connections.
-            max_connections=self.config.max_concurrency * 2 * max(1, len(self.projects)),
+            # Every lane of every project full (a project whose calls hang never takes the others' connections): a
+            # smaller pool made calls that held a lane slot and a rate token wait for a connection, then go together.
+            max_connections=sum(connections_needed(config) for config in self.projects.values())
+            or connections_needed(self.config),
             verify=self.verify_tls,
         )
         if self.projects:

@@ -161,7 +161,10 @@ class ProbingBucket(TokenBucket):
     ``limit x (w + server_burst)`` calls. The calls this bucket saw accepted over each recent window
     therefore bound the limit from below, and the highest of those bounds is the estimate ``limit``
     (it is the true limit for the window that began when Iterable's bucket was last full). The rate
-    then holds at ``settle`` of it: below the limit, so no more 429s. The limit may have been raised
+    then holds at ``settle`` of it: below the limit, so no more 429s. The bound is taken from when the
+    answers were read, and a worker whose event loop is busy reads a second's answers late and together:
+    the estimate then exceeds the limit by a few percent (bench_ceiling held a hidden 30 calls/s at 31, and
+    drew a 429 a minute later, at 0.99), hence 0.97. The limit may have been raised
     since: after ``reprobe_every`` seconds of demand without a 429 the rate climbs again by ``creep``
     per step until a 429 gives a new estimate (a crossing costs the few calls in flight at the time).
     429s within ``overshoot_window`` of the last one are the same overshoot (the calls that were in
@@ -175,7 +178,7 @@ class ProbingBucket(TokenBucket):
         *,
         max_rate: float = PROBE_MAX_RATE,
         growth: float = 1.3,
-        settle: float = 0.99,
+        settle: float = 0.97,
         creep: float = 0.02,
         probe_every: float = 1.0,
         reprobe_every: float = 300.0,

@@ -36,10 +36,14 @@ def _never_given_up(frame: Any) -> bool:
 class SendStage:
     """Delivers the requests of a batch of frames, in rounds of at most ``round_items`` requests.
 
-    ``submit`` lets up to ``in_flight`` batches run at once, so that one endpoint's budget is not idle
+    ``submit`` lets up to ``in_flight`` batches deliver at once, so that one endpoint's budget is not idle
     while another endpoint's calls finish a batch (issue 19); the sender keeps each person's requests in
     order across them. Frames are acked in the order their
-    batches came, each only once every request in it has an outcome (at least once).
+    batches came, each only once every request in it has an outcome (at least once). A batch whose requests
+    all have their outcomes no longer counts against ``in_flight`` while it waits for an earlier one to be
+    acked (at most ``held`` batches are kept in all): a long batch (hundreds of purchases at a rate-limited
+    endpoint) would otherwise keep the next batches from starting once the ones after it finished, and the
+    endpoints' lanes would run dry before it ends.
 
     A frame may be given up while its requests wait (an Iterable outage during a rebalance or a
     stop): ``given_up(frame)`` says so, and its delivery is then left to the next owner of its
@@ -48,15 +52,23 @@ class SendStage:
     """
 
     def __init__(self, sender: Deliverer, dead_letters: DeadLetterSink, round_items: int,
-                 given_up: Callable[[Any], bool] = _never_given_up, in_flight: int = 3) -> None:
+                 given_up: Callable[[Any], bool] = _never_given_up, in_flight: int = 3,
+                 held: int | None = None) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
+        self.held = held if held is not None else 4 * in_flight
+        if self.held < in_flight:
+            raise ValueError("held must be at least in_flight")
         self.sender = sender
         self.dead_letters = dead_letters
         self.round_items = round_items
         self.given_up = given_up
         self.in_flight = in_flight
         self._running: set[asyncio.Task[None]] = set()
+        self._delivering: set[asyncio.Task[None]] = set()
+        """Batches of ``_running`` whose requests do not all have an outcome yet."""
+        self._progress = asyncio.Event()
+        """Set when a batch finished delivering or ended."""
         self._last: asyncio.Task[None] | None = None
         self._handed: asyncio.Event | None = None
         """Set once the last submitted batch handed all its requests to the sender."""
@@ -90,7 +102,8 @@ class SendStage:
                 handed.set()
 
     async def submit(self, batch: Sequence[InputRecord], ack: Ack, on_error: Callable[[BaseException], None]) -> None:
-        """Start handling ``batch``; return once fewer than ``in_flight`` batches are running.
+        """Start handling ``batch``; return once fewer than ``in_flight`` batches are delivering (and fewer
+        than ``held`` wait for their acks).
 
         ``ack`` gets the frames ``handle`` returned, batch after batch in the order of ``submit``; a bug
         in a batch goes to ``on_error`` (the worker stops) and nothing after it is acked."""
@@ -99,9 +112,20 @@ class SendStage:
             self._handle_then_ack(batch, self._last, self._handed, handed, ack, on_error))
         self._last, self._handed = task, handed
         self._running.add(task)
-        task.add_done_callback(self._running.discard)
-        while len(self._running) >= self.in_flight:
-            await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+        self._delivering.add(task)
+        task.add_done_callback(self._ended)
+        while len(self._delivering) >= self.in_flight or len(self._running) >= self.held:
+            self._progress.clear()
+            await self._progress.wait()
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._delivered(task)
+
+    def _delivered(self, task: asyncio.Task[None] | None) -> None:
+        if task is not None:
+            self._delivering.discard(task)
+        self._progress.set()
 
     async def cancel(self) -> None:
         """End every batch still running, unacked (the agent stops: their records are delivered again)."""
@@ -115,7 +139,10 @@ class SendStage:
                                turn: asyncio.Event | None, handed: asyncio.Event, ack: Ack,
                                on_error: Callable[[BaseException], None]) -> None:
         try:
-            frames = await self.handle(batch, turn=turn, handed=handed)
+            try:
+                frames = await self.handle(batch, turn=turn, handed=handed)
+            finally:
+                self._delivered(asyncio.current_task())
             if previous is not None:
                 await asyncio.wait({previous})
             if self._failed or (previous is not None and previous.cancelled()):

@@ -136,6 +136,7 @@ async def test_when_no_other_project_answers_it_waits_as_one_project_does(rig: R
 
 
 async def test_each_project_has_its_own_share_of_connections() -> None:
+    from streams.iterable.sender import connections_needed
     from streams.services import SenderService
 
     config = SenderConfig(max_concurrency=8)
@@ -143,7 +144,9 @@ async def test_each_project_has_its_own_share_of_connections() -> None:
     await service.on_start()
     try:
         assert service._http is not None and service._http.connector is not None
-        assert service._http.connector.limit == 3 * 16  # a hanging project's 8 calls leave the others theirs
+        # Every lane of every project full: a hanging project's calls leave the others theirs, and no call that
+        # holds a lane slot and a rate token waits for a connection.
+        assert service._http.connector.limit == 3 * connections_needed(config) == 3 * 10 * 64
     finally:
         await service.on_stop()
 

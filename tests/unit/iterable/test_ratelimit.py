@@ -139,6 +139,16 @@ class TestProbingBucket:
         assert limited == 0, "held under the limit: no 429 after the first"
         assert accepted / 50.0 >= 0.87 * 150.0
 
+    def test_answers_read_late_and_together_still_settle_under_the_limit(self, clock: FakeClock) -> None:
+        """A busy event loop reads the answers to 1.02 s of calls at Iterable's 100/s in one go: the accepted
+        calls then claim 102 calls/s, and the rate must still be below the real 100."""
+        bucket = ProbingBucket(150.0, 5.0, clock=clock)
+        for _ in range(102):
+            bucket.on_success()
+        bucket.on_rate_limited(None)
+        assert bucket.limit == pytest.approx(102.0)
+        assert bucket.rate < 100.0
+
     def test_a_429_with_nothing_accepted_lately_just_slows_down(self, clock: FakeClock) -> None:
         bucket = ProbingBucket(200.0, clock=clock, cut=0.5)
         bucket.on_rate_limited(None)

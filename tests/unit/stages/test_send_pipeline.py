@@ -127,6 +127,40 @@ async def test_batches_hand_their_requests_to_the_sender_in_order() -> None:
     assert len(acked) == 2
 
 
+async def test_batches_that_finished_do_not_hold_the_next_while_an_earlier_one_delivers() -> None:
+    """Issue 19: one long batch (hundreds of purchases at 30 calls/s) kept the stage from taking more once the
+    short batches after it had finished, and the endpoints' lanes ran dry before it ended."""
+    sender = Gated()
+    stage = SendStage(sender, DeadLetterSink(DeadLetterTopic().send), round_items=10, in_flight=2, held=4)
+    acked: list[list[int]] = []
+
+    async def ack(frames: Sequence[object]) -> None:
+        acked.append([frame.message.offset for frame in frames])  # type: ignore[attr-defined]
+
+    for request_id in ("b", "c"):
+        sender.gate(request_id).set()
+    await stage.submit([_request_frame(["a"], offset=0)], ack, _never_fails)  # the long one
+    await asyncio.wait_for(stage.submit([_request_frame(["b"], offset=1)], ack, _never_fails), 1)
+    await asyncio.wait_for(stage.submit([_request_frame(["c"], offset=2)], ack, _never_fails), 1)
+    assert sender.started == ["a", "b", "c"], "b had its outcomes: c went on while a still delivers"
+    fourth = asyncio.create_task(stage.submit([_request_frame(["d"], offset=3)], ack, _never_fails))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not fourth.done(), "four batches held (held=4): submit waits before taking a fifth"
+    assert acked == [], "b and c wait for a's ack"
+    sender.gate("a").set()
+    sender.gate("d").set()
+    await asyncio.wait_for(fourth, 1)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert acked == [[0], [1], [2], [3]]
+
+
+def test_held_must_cover_in_flight() -> None:
+    with pytest.raises(ValueError, match="held"):
+        SendStage(Gated(), DeadLetterSink(DeadLetterTopic().send), round_items=10, in_flight=3, held=2)
+
+
 def test_in_flight_must_be_positive() -> None:
     with pytest.raises(ValueError, match="in_flight"):
         SendStage(Gated(), DeadLetterSink(DeadLetterTopic().send), round_items=10, in_flight=0)
