@@ -73,16 +73,21 @@ async def _read_all(bootstrap: str, topic: str) -> list[Any]:
 
 
 async def hop_times(bootstrap: str, source: str, internal: tuple[str, str, str],
-                    arrivals: dict[str, float]) -> dict[str, list[float]]:
-    """Seconds spent in each hop (``HOPS``) per source record that reached Iterable."""
+                    arrivals: dict[str, float]) -> tuple[dict[str, list[float]], dict[str, tuple[int, int]]]:
+    """Seconds spent in each hop (``HOPS``) per source record that reached Iterable, and the frames and records
+    each internal topic received (the batch sizes of the stage that wrote it)."""
     from streams.codecs import decode_frame, decode_request
 
     at: dict[tuple[int, int], list[float]] = {
         (r.partition, r.offset): [r.timestamp / 1000] for r in await _read_all(bootstrap, source)}
     last: dict[tuple[int, int], str] = {}
+    frames: dict[str, tuple[int, int]] = {}
     for n, topic in enumerate(internal):
-        for record in await _read_all(bootstrap, topic):
-            for item in decode_frame(record.value):
+        records = await _read_all(bootstrap, topic)
+        items = [(record, decode_frame(record.value)) for record in records]
+        frames[HOPS[n]] = (len(records), sum(len(frame) for _, frame in items))
+        for record, frame in items:
+            for item in frame:
                 _, partition, offset = item.source
                 times = at.get((partition or 0, offset or 0))
                 if times is None or len(times) != n + 1:
@@ -98,7 +103,7 @@ async def hop_times(bootstrap: str, source: str, internal: tuple[str, str, str],
         if len(times) == 4 and arrival is not None:
             for hop, (start, end) in zip(HOPS, zip(times, [*times[1:], arrival], strict=True), strict=True):
                 hops[hop].append(end - start)
-    return hops
+    return hops, frames
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -152,7 +157,7 @@ def run(rate: float, seconds: float, timeout: float, overrides: dict[str, str]) 
             cpu = sampler.cpu() - cpu0
             arrivals = emulator.arrivals()
             app = env["FPI_APP_ID"]
-            hops = asyncio.run(hop_times(bootstrap, topic, (f"{app}-by-device", env["FPI_BY_PERSON_TOPIC"],
+            hops, frames = asyncio.run(hop_times(bootstrap, topic, (f"{app}-by-device", env["FPI_BY_PERSON_TOPIC"],
                                                             env["FPI_REQUESTS_TOPIC"]), arrivals))
         finally:
             if worker is not None:
@@ -162,15 +167,19 @@ def run(rate: float, seconds: float, timeout: float, overrides: dict[str, str]) 
     return {"events": n, "rate": n / produce_seconds, "measured": len(latencies),
             "p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "p99": percentile(latencies, 99),
             "max": max(latencies), "mean": statistics.fmean(latencies), "worker_cpu": cpu, "hops": hops,
+            "frames": frames,
             "load_before": load_before, "load_after": h.load_average()}
 
 
-def hop_table(hops: dict[str, list[float]]) -> str:
-    rows = ["| hop | records | p50 | p95 | p99 | mean |", "|---|---:|---:|---:|---:|---:|"]
+def hop_table(hops: dict[str, list[float]], frames: dict[str, tuple[int, int]]) -> str:
+    rows = ["| hop | records | p50 | p95 | p99 | mean | frames written (records per frame) |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
     for hop, values in hops.items():
         if values:
+            written, items = frames.get(hop, (0, 0))
+            per_frame = f"{written:,} ({items / written:.1f})" if written else "-"
             rows.append(f"| {hop} | {len(values):,} | {percentile(values, 50):.3f} s | {percentile(values, 95):.3f} s "
-                        f"| {percentile(values, 99):.3f} s | {statistics.fmean(values):.3f} s |")
+                        f"| {percentile(values, 99):.3f} s | {statistics.fmean(values):.3f} s | {per_frame} |")
     return "\n".join(rows)
 
 
@@ -191,7 +200,7 @@ def main() -> None:
           f"p95 {r['p95']:.3f} s, p99 {r['p99']:.3f} s, max {r['max']:.3f} s (target p99 ≤ {TARGET_P99} s); "
           f"windows: {windows(overrides)}; worker CPU {r['worker_cpu'] / r['events'] * 1e6:.0f} µs/event; "
           f"load {r['load_before']} -> {r['load_after']}")
-    table = hop_table(r["hops"])
+    table = hop_table(r["hops"], r["frames"])
     print(table)
     body = f"""
 - Command: `{h.command_line()}` (from the repository root; `--smoke` for a quick check)
