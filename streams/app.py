@@ -236,17 +236,13 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
 
     Every stage takes its input in batches and sends its output as frames (one Kafka message per
     destination partition and batch): faust's per-message cost dominates otherwise.
-    A batch is handed over as soon as nothing more is queued for the stream, or when it is full, or
-    after the stage's window (``faust_patches.adaptive_take``): small under light load, growing under
-    backlog. It acks nothing itself, as faust's noack_take, not take_events: take_events acks the whole
-    batch in a `finally`, so a batch cut short (the agent cancelled by a shutdown or rebalance
-    mid-body) would be committed unprocessed.
+    noack_take, not take_events: take_events acks the whole batch in a `finally`, so a batch cut
+    short (the agent cancelled by a shutdown or rebalance mid-body) would be committed unprocessed.
     A batch is acked only once its stage handled it and handed its output to the producer buffer:
     faust flushes the producer before it commits consumed offsets, so a commit never covers an
     event whose output is still held in an outbox.
     """
     batch_items, batch_wait = settings.stage_batch_items, settings.stage_batch_seconds
-    take = faust_patches.adaptive_take
 
     async def ack(stream: Any, batch: Sequence[Any]) -> None:
         for record in batch:
@@ -256,7 +252,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
         @app.agent(topics.sources, name="resolve")
         async def resolve_source(stream: Any) -> None:
             """Decode source records already keyed by device id and resolve their person."""
-            async for batch in take(stream, batch_items, batch_wait):
+            async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
                     await stages.resolve.handle_decoded(await stages.route.decode(batch))
                     await ack(stream, batch)
@@ -266,7 +262,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
         @app.agent(topics.sources, name="route")
         async def route(stream: Any) -> None:
             """Decode source records and re-key them by device / anonymous id."""
-            async for batch in take(stream, batch_items, batch_wait):
+            async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
                     await stages.route.handle(batch)
                     await ack(stream, batch)
@@ -276,7 +272,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
         @app.agent(topics.by_device, name="resolve")
         async def resolve(stream: Any) -> None:
             """Attach the person key to each event; drop events of never-identified devices."""
-            async for batch in take(stream, FRAMES_PER_TAKE, settings.frame_take_seconds):
+            async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.frame_take_seconds):
                 try:
                     await stages.resolve.handle(batch)
                     await ack(stream, batch)
@@ -286,7 +282,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
     @app.agent(topics.by_person, name="apply")
     async def apply(stream: Any) -> None:
         """Run the mapping core per person; emit Iterable requests or dead letters."""
-        async for batch in take(stream, FRAMES_PER_TAKE, settings.frame_take_seconds):
+        async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.frame_take_seconds):
             try:
                 await stages.apply.handle(batch)
                 await ack(stream, batch)
@@ -302,7 +298,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
             await ack(stream, frames)
 
         try:
-            async for batch in take(stream, FRAMES_PER_TAKE, settings.send_linger_seconds):
+            async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.send_linger_seconds):
                 await stages.send.submit(batch, acked, on_error=lambda exc: _die("send", exc))
         finally:
             await stages.send.cancel()

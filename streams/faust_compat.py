@@ -62,7 +62,6 @@ _PRODUCER = "faust.transport.producer"
 _RECOVERY = "faust.tables.recovery"
 _BATCHED = "faust_patches.drain_changelogs_in_batches"
 _DIRECT = "faust_patches.queue_changelog_records_directly"
-_TAKE = "faust_patches.adaptive_take"
 
 CONTACTS: Final[tuple[Contact, ...]] = (
     *_on_class(_PRODUCER, "ProducerBuffer", "faust_patches.flush_the_whole_producer_buffer",
@@ -119,11 +118,6 @@ CONTACTS: Final[tuple[Contact, ...]] = (
     *_on_instances("faust.serializers.schemas", "Schema", _DIRECT, "key_type", "value_type", "key_serializer",
                    "value_serializer"),
     *_on_class("mode.utils.queues", "FlowControlQueue", _DIRECT, "pressure_high_size", "qsize", "put_nowait"),
-    *_on_class("faust.streams", "Stream", _TAKE, "noack_take", "add_processor", "_enable_passive", "wait_for_stopped",
-               "wait", "crash", "should_stop", "enable_acks", "current_event", "loop"),
-    *_on_instances("faust.streams", "Stream", _TAKE, "_processors", "channel", "log"),
-    *_on_class("mode.utils.queues", "ThrowableQueue", _TAKE, "empty"),
-    *_on_class("mode.utils.futures", "", _TAKE, "notify"),
 )
 """Every attribute of faust, mode and aiokafka that ``streams.faust_patches`` and ``streams.app`` rely on."""
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from time import monotonic
 from types import CoroutineType, GeneratorType
 from typing import Any
@@ -20,7 +20,6 @@ import faust
 from faust.streams import _current_event
 from faust.utils.tracing import finish_span
 from mode.services import ServiceTask, WaitResults
-from mode.utils.futures import notify
 
 log = logging.getLogger(__name__)
 
@@ -265,77 +264,6 @@ def _discard(waitable: Any) -> None:
     """Close a coroutine that will never run (so it is not reported as never awaited)."""
     if isinstance(waitable, CoroutineType | GeneratorType):  # concrete types: no ABC check per record
         waitable.close()
-
-
-async def adaptive_take(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
-    """Batches of up to ``max_`` events of ``stream``, handed over as soon as nothing more is queued.
-
-    faust's ``Stream.noack_take`` hands a batch over when it holds ``max_`` events, and otherwise
-    only when ``within`` has passed: under light load every event waited up to the whole window at
-    every stage it crossed (at 500 events/s, 0.1 s on the first stage and 0.01 s on each of the three
-    frame stages, most of the end-to-end p50; bench/RESULTS.md, goal 4). Here the batch is also
-    handed over when the stream's queue is empty after an event was added, that is once everything
-    the consumer fetched for this stream is in the batch. Under light load a batch is what one fetch
-    brought; under backlog the queue does not run dry, so batches fill to ``max_`` as before, and
-    while a batch is being handled the next one gathers in the queue. ``within`` still bounds the
-    wait of a batch whose queue keeps receiving without reaching ``max_``.
-
-    The rest is faust's ``noack_take`` (faust-streaming 0.15.3) unchanged: events, not values, are
-    yielded and nothing is acked here; at most ``max_`` events per batch; the stream's own acks are
-    off while the take runs. ``tests/unit/test_faust_compat.py`` holds the digest of the method it
-    was written from.
-    """
-    buffer: list[Any] = []
-    buffer_full = asyncio.Event()
-    buffer_consumed = asyncio.Event()
-    buffer_consuming: asyncio.Future[None] | None = None
-    queue_empty: Callable[[], bool] = stream.channel.queue.empty
-    stream_enable_acks: bool = stream.enable_acks
-    channel_it = aiter(stream.channel)
-
-    async def add_to_buffer(value: Any) -> Any:
-        nonlocal buffer_consuming
-        try:
-            if buffer_consuming is not None:  # a batch is being handled: wait for it
-                try:
-                    await buffer_consuming
-                finally:
-                    buffer_consuming = None
-            event = stream.current_event
-            if event is None:
-                raise RuntimeError("Take buffer found current_event is None")
-            buffer.append(event)
-            if len(buffer) >= max_:
-                buffer_full.set()
-                buffer_consumed.clear()
-                await stream.wait(buffer_consumed)  # never more than max_ events in a batch
-            elif queue_empty():
-                buffer_full.set()  # everything fetched so far is in the batch: hand it over now
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            stream.log.exception("Error adding to take buffer: %r", exc)
-            await stream.crash(exc)
-        return value
-
-    stream.enable_acks = False
-    stream.add_processor(add_to_buffer)
-    stream._enable_passive(channel_it)
-    try:
-        while not stream.should_stop:
-            await stream.wait_for_stopped(buffer_full, timeout=within)
-            if buffer:
-                buffer_consuming = stream.loop.create_future()
-                try:
-                    yield list(buffer)
-                finally:
-                    buffer.clear()
-                    notify(buffer_consuming)
-                    buffer_full.clear()
-                    buffer_consumed.set()
-    finally:
-        stream.enable_acks = stream_enable_acks
-        stream._processors.remove(add_to_buffer)
 
 
 def make_current(event: Any) -> None:

@@ -175,14 +175,12 @@ class Settings(_MappingSettings):
     stage_batch_items: int = Field(default=2000, ge=1)
     """FPI_STAGE_BATCH_ITEMS: source records the first agent takes at a time."""
     stage_batch_seconds: float = Field(default=0.1, gt=0)
-    """FPI_STAGE_BATCH_SECONDS: the longest the first agent gathers a batch while records keep arriving. A batch is
-    handed over as soon as nothing more is fetched (``faust_patches.adaptive_take``), so under light load it is
-    what one fetch brought and under backlog it fills to FPI_STAGE_BATCH_ITEMS; longer windows mean fuller
-    frames on the internal topics (less CPU per event) and more latency only while records trickle in."""
+    """FPI_STAGE_BATCH_SECONDS: how long the first agent gathers a batch before handling it; longer windows mean
+    fuller frames on the internal topics (less CPU per event) and more latency."""
     frame_take_seconds: float = Field(default=0.01, gt=0)
-    """FPI_FRAME_TAKE_SECONDS: the longest the agents of the internal topics (resolve, apply) wait for more frames
-    while frames keep arriving; a take is handed over as soon as nothing more is fetched. A frame is already a
-    batch (an upstream take for one partition): under backlog the frames queued meanwhile fill the take."""
+    """FPI_FRAME_TAKE_SECONDS: how long the agents of the internal topics (resolve, apply) wait for more frames.
+    A frame is already a batch (an upstream take for one partition), so a long wait only adds latency: under
+    light load a frame is handled at once, under backlog the frames queued meanwhile fill the take."""
     consumer_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
     """FPI_CONSUMER_FETCH_BYTES: most bytes fetched per partition per request. Kafka's 1 MiB default holds about
     one frame of an internal topic and ~1,000 source events, and fetch round trips then cap a worker near 3,000
@@ -193,9 +191,9 @@ class Settings(_MappingSettings):
     """FPI_SEND_BATCH_ITEMS: most requests handed to the sender in one delivery round; it folds them into
     bulk calls of up to 1,000 items, so rounds of several thousand keep those calls full."""
     send_linger_seconds: float = Field(default=0.01, gt=0)
-    """FPI_SEND_LINGER_SECONDS: the longest the send agent waits for more frames while frames keep arriving; it
-    delivers as soon as nothing more is fetched. Batches grow by themselves under backlog: while its three
-    deliveries in flight wait for Iterable, frames queue, and the next take holds up to eight of them."""
+    """FPI_SEND_LINGER_SECONDS: how long the send agent waits for more frames before delivering what it has.
+    Short, because batches grow by themselves under backlog: while its three deliveries in flight wait for
+    Iterable, frames queue, and the next take holds up to eight of them."""
     drain_seconds: float = Field(default=30.0, ge=0)
     """FPI_DRAIN_SECONDS: on stop, and when a rebalance takes partitions away, how long deliveries in flight may
     still finish. After that they are given up: left uncommitted, they are delivered again by the next owner of

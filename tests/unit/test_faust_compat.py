@@ -16,7 +16,6 @@ import aiokafka
 import click
 import pytest
 from click.testing import CliRunner
-from faust.streams import Stream
 from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
@@ -118,18 +117,6 @@ class TestContracts:
         tree = _tree(Recovery._slurp_changelogs.fun)
         assert hashlib.sha256(ast.unparse(tree).encode()).hexdigest() == _SLURP_CHANGELOGS_DIGEST
 
-    def test_faust_take_is_the_one_the_adaptive_take_was_written_from(self) -> None:
-        # adaptive_take is faust's noack_take plus the hand-over when the queue is empty; on any change to
-        # faust's (comments aside), re-read it, carry the change over and update the digest.
-        tree = _tree(Stream.noack_take)
-        assert hashlib.sha256(ast.unparse(tree).encode()).hexdigest() == _NOACK_TAKE_DIGEST
-
-    def test_a_stream_takes_each_event_off_its_channel_queue_before_its_processors_run(self) -> None:
-        # what makes "the queue is empty" in the take's processor mean "nothing more fetched for this stream"
-        source = inspect.getsource(Stream._py_aiter)
-        assert "chan_queue = chan.queue" in source and "channel_value = chan_quick_get()" in source
-        assert source.index("chan_quick_get()") < source.index("for processor in processors:")
-
     def test_mode_starts_each_service_task_as_looked_up_on_the_instance(self) -> None:
         # so that the batched loop, set on one Recovery instance, replaces faust's for that instance only
         assert isinstance(vars(Recovery)["_slurp_changelogs"], ServiceTask)
@@ -148,9 +135,6 @@ class TestContracts:
 
 _SLURP_CHANGELOGS_DIGEST = "37b7821eba6e4d7b0a48921ec5646bd2979097b14c4b61770e33bf44e1a5ffc8"
 """SHA-256 of ``ast.unparse`` of faust-streaming 0.15.3's ``Recovery._slurp_changelogs``."""
-
-_NOACK_TAKE_DIGEST = "90934d9297b84ffabdc1ae3cbe851591953d6bd843e8e3311e899e514cc473ed"
-"""SHA-256 of ``ast.unparse`` of faust-streaming 0.15.3's ``Stream.noack_take``."""
 
 
 class TestGuard:
