@@ -401,10 +401,10 @@ class Sender:
         """Calls of ``endpoint`` allowed in flight at once now: ``max_concurrency``, or a second of calls at the
         endpoint's rate (at most ``LANE_MAX_CALLS``) once that rate is known to be under Iterable's limit.
 
-        With a fixed 8, a rate of 30 calls/s needed answers within 0.27 s, and a worker whose event loop was busy
-        with its other stages took longer: trackPurchase went out at 13-21 calls/s of a found 30 (issue 19). A probe
-        that has not found its limit yet keeps ``max_concurrency``: every call in flight when it crosses the limit
-        is answered 429.
+        With a fixed 8, 30 calls/s needs every answer within 0.27 s; on a loaded machine answers take longer (a
+        trace of bench_ceiling saw 30 calls in trackPurchase's lane for seconds while the emulator counted 4-19 a
+        second; issue 19). A probe that has not found its limit yet keeps ``max_concurrency``: every call in flight
+        when it crosses the limit is answered 429.
         """
         base = self.config.max_concurrency
         bucket = self.limiter.bucket(endpoint)
