@@ -12,6 +12,7 @@ sets the same marker again and the resolve stage finds no link left to delete.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -67,9 +68,12 @@ async def tell_worker(settings: Settings, keys: list[str], control: Control) -> 
             # A frame of one item, as the worker's outboxes write them; the Kafka key stays empty (the
             # outboxes send frames unkeyed, to a partition they choose), so the email is not a message key.
             frame = encode_frame([FrameItem(key, control_to_bytes(control), ("forget", None, None))])
-            await producer.send_and_wait(topic, frame, partition=partition)
-            for device_partition in by_device:
-                await producer.send_and_wait(by_device_topic, frame, partition=device_partition)
+            # Each record goes to a partition of its own: sent together, acked together (one round trip,
+            # not one per by-device partition).
+            acks = [await producer.send(topic, frame, partition=partition)]
+            acks += [await producer.send(by_device_topic, frame, partition=device_partition)
+                     for device_partition in by_device]
+            await asyncio.gather(*acks)
             written.append((forgotten_key(person_key), partition))
     finally:
         await producer.stop()
