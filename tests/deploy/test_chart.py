@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+from streams.settings import Settings
+from streams.source_reader import source_group
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "freshpaint-iterable"
 SCRIPT = ROOT / "dev" / "validate-deploy"
@@ -99,6 +102,56 @@ class TestProfiles:
         assert env == {k: v for k, v in settings.items() if k != "FPI_TRANSFORMATIONS_FILE"}
         assert env["FPI_REPLAY_TOPIC"] == "freshpaint.replay"
         assert {"FPI_KAFKA_SASL_USERNAME", "FPI_KAFKA_SASL_PASSWORD"} <= {e["name"] for e in container["env"]}
+
+
+def reading_group(settings: dict[str, str]) -> str:
+    """The consumer group whose members read the source topic, as the worker derives it (streams/app.py):
+    the first stage's own group with the aiokafka reader, faust's group otherwise."""
+    names = ("FPI_APP_ID", "FPI_SOURCE_READER", "FPI_SOURCE_KEYED_BY_DEVICE")
+    parsed = Settings.model_validate({name.removeprefix("FPI_").lower(): settings[name]
+                                      for name in names if name in settings})
+    if parsed.source_reader == "aiokafka" and not parsed.source_keyed_by_device:
+        return source_group(parsed.app_id)
+    return parsed.app_id
+
+
+def keda_group(objects: list[dict[str, Any]]) -> str:
+    scaled = next(d for d in objects if d["kind"] == "ScaledObject")
+    (trigger,) = scaled["spec"]["triggers"]
+    return str(trigger["metadata"]["consumerGroup"])
+
+
+class TestSourceGroup:
+    """KEDA scales on the source topic's lag in the group that reads it: ``<FPI_APP_ID>-source`` with the
+    aiokafka reader (the default), ``FPI_APP_ID`` with FPI_SOURCE_READER=faust or FPI_SOURCE_KEYED_BY_DEVICE."""
+
+    @pytest.fixture(autouse=True)
+    def _no_settings_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("FPI_APP_ID", "FPI_SOURCE_READER", "FPI_SOURCE_KEYED_BY_DEVICE"):
+            monkeypatch.delenv(name, raising=False)
+
+    @pytest.mark.parametrize(("extra", "group"), [
+        ((), "freshpaint-iterable-source"),
+        (("--set-string", "settings.FPI_SOURCE_READER=faust"), "freshpaint-iterable"),
+        (("--set-string", "settings.FPI_SOURCE_KEYED_BY_DEVICE=true"), "freshpaint-iterable"),
+        (("--set-string", "settings.FPI_SOURCE_READER=aiokafka,settings.FPI_SOURCE_KEYED_BY_DEVICE=false,"
+          "settings.FPI_APP_ID=acme"), "acme-source"),
+    ], ids=["default", "faust-reader", "keyed-by-device", "explicit-aiokafka"])
+    def test_chart(self, extra: tuple[str, ...], group: str) -> None:
+        result = helm_template(CHART, "prod", *extra)
+        assert result.returncode == 0, result.stderr
+        chart = docs(result.stdout)
+        assert keda_group(chart) == group
+        assert reading_group(settings_of(chart)) == group
+
+    def test_chart_rejects_an_unknown_reader(self) -> None:
+        result = helm_template(CHART, "prod", "--set-string", "settings.FPI_SOURCE_READER=kafka")
+        assert result.returncode == 1
+        assert "FPI_SOURCE_READER must be aiokafka or faust" in result.stderr
+
+    def test_overlay(self) -> None:
+        overlay = kustomize("prod")
+        assert keda_group(overlay) == reading_group(settings_of(overlay)) == "freshpaint-iterable-source"
 
 
 class TestCopies:

@@ -21,6 +21,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{- define "fpi.caFile" -}}/etc/freshpaint-iterable-ca/ca.crt{{- end }}
 
+{{/* The consumer group that reads the source topic, whose lag KEDA scales on (streams/settings.py,
+FPI_SOURCE_READER): the first stage's own group <FPI_APP_ID>-source with the aiokafka reader (the default),
+faust's group FPI_APP_ID with FPI_SOURCE_READER=faust or FPI_SOURCE_KEYED_BY_DEVICE=true. */}}
+{{- define "fpi.sourceGroup" -}}
+{{- $appId := .Values.settings.FPI_APP_ID | default "freshpaint-iterable" }}
+{{- $reader := .Values.settings.FPI_SOURCE_READER | default "aiokafka" | toString }}
+{{- if not (has $reader (list "aiokafka" "faust")) }}
+{{- fail (printf "settings.FPI_SOURCE_READER must be aiokafka or faust, not %q" $reader) }}
+{{- end }}
+{{- $keyed := has (.Values.settings.FPI_SOURCE_KEYED_BY_DEVICE | default false | toString | lower) (list "true" "1" "yes" "on" "t" "y") }}
+{{- if and (eq $reader "aiokafka") (not $keyed) }}{{ printf "%s-source" $appId }}{{ else }}{{ $appId }}{{ end }}
+{{- end }}
+
 {{/* Every FPI_* setting of the ConfigMap: .Values.settings plus the ones the chart derives. */}}
 {{- define "fpi.settings" -}}
 {{- $s := deepCopy .Values.settings }}
