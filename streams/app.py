@@ -6,7 +6,10 @@ Each agent takes a batch, has its stage (``streams.stages``) handle it, and acks
 (``design.md``)::
 
     source topic (Avro, any key)
-      -> agent route     decode; dead-letter poison; re-key by device / anonymous id
+      -> stage route     decode; dead-letter poison; re-key by device / anonymous id. Read with aiokafka
+                         directly, in its own consumer group (``streams.source_reader``), not by an agent:
+                         the one topic where faust's per-record cost would be paid per event
+                         (FPI_SOURCE_READER=faust keeps the agent)
     by-device topic (internal, frames)   [skipped when FPI_SOURCE_KEYED_BY_DEVICE=true]
       -> agent resolve   table aliases: anonymous id -> person key; anonymous events dropped, or held
                          in table held until their device is linked (FPI_HOLD_ANONYMOUS_SECONDS)
@@ -33,19 +36,23 @@ faust before it commits the consumed offsets, so a forwarded event is never comm
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 
 from streams import faust_patches, metrics
+from streams.brokers import client_options
 from streams.outbox import Outbox, Partitioner
 from streams.services import DecoderService, SenderService
 from streams.settings import Settings
+from streams.source_reader import SourceReader, SourceRecord, source_group
 from streams.stages import (
     AliasTable,
     ApplyStage,
@@ -153,8 +160,11 @@ def build_app(settings: Settings) -> faust.App:
 
     dead_letter = DeadLetterSink(lambda key, value: topics.dead_letters.send(key=key, value=value))
     enter = faust_patches.make_current
+    reads_source = not settings.source_keyed_by_device and settings.source_reader == "aiokafka"
+    route_letters = _AwaitedDeadLetters(topics.dead_letters) if reads_source else None
     stages = _Stages(
-        route=RouteStage(decoder, dead_letter, outbox(topics.by_device), settings.max_record_bytes),
+        route=RouteStage(decoder, DeadLetterSink(route_letters.send) if route_letters else dead_letter,
+                         outbox(topics.by_device), settings.max_record_bytes),
         resolve=ResolveStage(AliasTable(aliases), dead_letter, outbox(topics.by_person), enter=enter,
                              held=HeldTable(held) if held is not None else None, hold=hold),
         apply=ApplyStage(IdentityTable(identities), mapping_config, dead_letter, outbox(topics.requests),
@@ -165,6 +175,7 @@ def build_app(settings: Settings) -> faust.App:
     )
     stages.apply.routing = routing
     _add_agents(app, settings, topics, stages)
+    reader = _add_source_reader(app, settings, topics, stages.route, route_letters) if route_letters else None
     if settings.deletion_topic:
         _add_deletion_agent(app, settings, settings.deletion_topic, dead_letter)
 
@@ -180,7 +191,7 @@ def build_app(settings: Settings) -> faust.App:
         """Nothing consumes the dead-letter topic here, so faust would not create it."""
         await topics.dead_letters.maybe_declare()
 
-    _add_web_pages(app, sender)
+    _add_web_pages(app, sender, reader)
     return app
 
 
@@ -244,9 +255,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
     """
     batch_items, batch_wait = settings.stage_batch_items, settings.stage_batch_seconds
 
-    async def ack(stream: Any, batch: Sequence[Any]) -> None:
-        for record in batch:
-            await stream.ack(record)
+    ack = _ack
 
     if settings.source_keyed_by_device:
         @app.agent(topics.sources, name="resolve")
@@ -259,15 +268,8 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
                 except Exception as exc:
                     _die("resolve", exc)
     else:
-        @app.agent(topics.sources, name="route")
-        async def route(stream: Any) -> None:
-            """Decode source records and re-key them by device / anonymous id."""
-            async for batch in stream.noack_take(batch_items, within=batch_wait):
-                try:
-                    await stages.route.handle(batch)
-                    await ack(stream, batch)
-                except Exception as exc:
-                    _die("route", exc)
+        if settings.source_reader == "faust":
+            _add_route_agent(app, settings, topics, stages)
 
         @app.agent(topics.by_device, name="resolve")
         async def resolve(stream: Any) -> None:
@@ -304,6 +306,85 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
             await stages.send.cancel()
 
 
+async def _ack(stream: Any, batch: Sequence[Any]) -> None:
+    for record in batch:
+        await stream.ack(record)
+
+
+def _add_route_agent(app: faust.App, settings: Settings, topics: _Topics, stages: _Stages) -> None:
+    """The first stage as a faust agent (FPI_SOURCE_READER=faust)."""
+    @app.agent(topics.sources, name="route")
+    async def route(stream: Any) -> None:
+        """Decode source records and re-key them by device / anonymous id."""
+        async for batch in stream.noack_take(settings.stage_batch_items, within=settings.stage_batch_seconds):
+            try:
+                await stages.route.handle(batch)
+                await _ack(stream, batch)
+            except Exception as exc:
+                _die("route", exc)
+
+
+class _AwaitedDeadLetters:
+    """Sends the first stage's dead letters and keeps their acknowledgements, which the reader awaits before it
+    commits the fetch they came from."""
+
+    def __init__(self, topic: Any) -> None:
+        self.topic = topic
+        self.pending: list[Awaitable[Any]] = []
+
+    async def send(self, key: bytes | None, value: bytes) -> None:
+        self.pending.append(await self.topic.send(key=key, value=value))
+
+    def taken(self) -> list[Awaitable[Any]]:
+        pending, self.pending = self.pending, []
+        return pending
+
+
+def _add_source_reader(app: faust.App, settings: Settings, topics: _Topics, route: RouteStage,
+                       letters: _AwaitedDeadLetters) -> SourceReader:
+    """The first stage on its own aiokafka consumer (``streams.source_reader``), started once faust has
+    started (its producer carries the stage's output) and stopped before faust stops."""
+    async def handle(records: Sequence[SourceRecord]) -> list[Awaitable[Any]]:
+        try:
+            return [*await route.handle(records), *letters.taken()]
+        except Exception as exc:
+            _die("route", exc)
+            raise  # unreachable: _die exits
+
+    reader = SourceReader(
+        topics=(settings.source_topic, settings.replay_topic), group_id=source_group(settings.app_id),
+        takeover_group_id=settings.app_id, client_options=client_options(settings), handle=handle,
+        max_records=settings.stage_batch_items, wait_seconds=settings.stage_batch_seconds,
+        fetch_bytes=settings.consumer_fetch_bytes, session_timeout_seconds=settings.kafka_session_timeout_seconds,
+        instance_id=settings.consumer_instance_id)
+
+    reading: list[asyncio.Task[None]] = []
+
+    @app.task  # type: ignore[untyped-decorator]  # faust is untyped
+    async def read_sources() -> None:
+        reading.extend(task for task in (asyncio.current_task(),) if task is not None)
+        try:
+            await reader.start()
+            await reader.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _die("the source reader", exc)
+        finally:
+            await asyncio.shield(reader.stop())
+
+    async def stop_reading(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Before faust flushes and stops its producer: a fetch in hand would otherwise produce into a stopped
+        producer (mode stops an app's children before it cancels its tasks)."""
+        for task in reading:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.on_before_shutdown.connect(stop_reading)
+    return reader
+
+
 def _add_deletion_agent(app: faust.App, settings: Settings, name: str, dead_letter: DeadLetterSink) -> None:
     """Deletion requests (``FPI_DELETION_TOPIC``): each record is acked once Iterable forgot the person and the
     control records are written, or once it is dead-lettered (``streams.deletions``)."""
@@ -325,7 +406,7 @@ def _add_deletion_agent(app: faust.App, settings: Settings, name: str, dead_lett
                 _die("deletions", exc)
 
 
-def _add_web_pages(app: faust.App, sender: SenderService) -> None:
+def _add_web_pages(app: faust.App, sender: SenderService, reader: SourceReader | None) -> None:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     # faust's PrometheusMonitor would cost ~6 label lookups per message per hop (a quarter of the
@@ -338,11 +419,12 @@ def _add_web_pages(app: faust.App, sender: SenderService) -> None:
         # faust reads changelogs without committing offsets, so their "lag" never reached 0 and would
         # have fed the lag alert and the autoscaler a backlog that is not one.
         changelogs = app.tables.changelog_topics
-        lag.sample(
+        positions = [
             (tp.topic, tp.partition, highwater, faust_patches.committed_offset(consumer, tp))
             for tp in consumer.assignment()
             if tp.topic not in changelogs and (highwater := consumer.highwater(tp)) is not None
-        )
+        ]
+        lag.sample([*positions, *(reader.lag_positions() if reader else ())])
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -359,6 +441,8 @@ def _add_web_pages(app: faust.App, sender: SenderService) -> None:
             problems.append("rebalancing")
         if not app.consumer.assignment():
             problems.append("no partitions assigned")
+        if reader is not None and not reader.joined:
+            problems.append(f"source reader not yet in consumer group {reader.group_id}")
         if sender.paused:
             problems.append("sender paused: Iterable rejected the API key (401)"
                             + (" of every project" if sender.projects else ""))

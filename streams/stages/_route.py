@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from streams import metrics
 from streams.codecs import Source, encode_event_internal
@@ -56,12 +56,13 @@ class RouteStage:
         self.to_resolve = to_resolve
         self.max_record_bytes = max_record_bytes
 
-    async def handle(self, batch: Sequence[InputRecord]) -> None:
-        """Decode and re-key a batch; its output is handed to the producer before this returns."""
+    async def handle(self, batch: Sequence[InputRecord]) -> list[Awaitable[Any]]:
+        """Decode and re-key a batch; its output is handed to the producer before this returns, and what is
+        returned finishes once Kafka has it."""
         for _, source, event, value in await self.decode(batch):
             key = routing_key(event)
             self.to_resolve.add(key.encode() if key else None, value, source)
-        self.to_resolve.flush()
+        return self.to_resolve.flush()
 
     async def decode(self, batch: Sequence[InputRecord]) -> list[Decoded]:
         """Each record of ``batch`` that decodes and fits, counted by event type."""

@@ -27,6 +27,12 @@ async def app(tmp_path: Path) -> AsyncIterator[faust.App]:
     gc.collect()
 
 
+@pytest.fixture
+async def faust_first_stage_app(tmp_path: Path) -> AsyncIterator[faust.App]:
+    yield build_app(settings_of(worker_env("127.0.0.1:1", "http://127.0.0.1:1", tmp_path, FPI_SOURCE_READER="faust")))
+    gc.collect()  # as in ``app``
+
+
 def _stream_queue_maxsize(app: faust.App, agent_name: str) -> Any:
     agent = next(a for a in app.agents.values() if a.name.endswith(agent_name))
     return agent.channel.clone(is_iterator=True).queue.maxsize
@@ -37,6 +43,14 @@ async def test_internal_stages_buffer_a_few_takes_of_frames(app: faust.App) -> N
         assert _stream_queue_maxsize(app, stage) == FRAMES_BUFFERED, stage
 
 
-async def test_the_source_stage_keeps_fausts_record_buffer(app: faust.App) -> None:
+async def test_no_agent_reads_the_source_topics_by_default(app: faust.App) -> None:
+    # The first stage reads them with aiokafka (streams.source_reader), in its own consumer group.
+    read_by_agents = {name for agent in app.agents.values() for name in agent.channel.topics}
+    assert f"{app.conf.id}-by-device" in read_by_agents
+    assert not {name for name in read_by_agents if name.endswith((".events", ".replay", "-replay"))}, read_by_agents
+
+
+async def test_the_faust_source_stage_keeps_fausts_record_buffer(faust_first_stage_app: faust.App) -> None:
     # Source records are ~1 KB and taken 2,000 at a time: faust's 4,096-record default fits them.
+    app = faust_first_stage_app
     assert _stream_queue_maxsize(app, "route") == app.conf.stream_buffer_maxsize
