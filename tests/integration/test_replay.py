@@ -38,6 +38,7 @@ from streams.explain import explain_lines
 from streams.mapping import MappingConfig
 from streams.replay import EventFilter
 from streams.settings import Settings
+from streams.source_reader import source_group
 from tests.reliability.workload import iterable_state
 from tests.support import EMULATOR_KEY, REPO, WorkerProcess, settings_of, unique, wait_for, worker_env
 
@@ -209,7 +210,7 @@ async def test_a_replay_leaves_the_live_groups_committed_offsets_untouched(pipel
                        _line("track", f"{user}-ev", t0 + timedelta(seconds=1), user, event="Opened")])
     project = p.emulator.state.project
     await asyncio.to_thread(_wait, lambda: f"{user}-ev" in project.events, "live delivery")
-    group, source, replay_topic = settings.app_id, settings.source_topic, settings.replay_topic
+    group, source, replay_topic = source_group(settings.app_id), settings.source_topic, settings.replay_topic
     options = {"bootstrap_servers": p.bootstrap}
     partitions = await partitions_of(options, source)
     ranges = await plan_replay(options, source, from_offsets=dict.fromkeys(partitions, 0))
@@ -304,7 +305,8 @@ async def _settled(p: Pipeline, timeout: float = 120) -> None:
             except TopicMissing:  # not created yet: the worker is starting
                 return False
             ends = await _ends(p.bootstrap, topic, partitions)
-            committed = await _committed(p.bootstrap, settings.app_id, topic)
+            reader = source_group(settings.app_id) if topic in topics[:2] else settings.app_id
+            committed = await _committed(p.bootstrap, reader, topic)
             if any(committed.get(n, 0) < end for n, end in ends.items() if end):
                 return False
         return True

@@ -30,6 +30,7 @@ from streams.codecs import decode_dead_letter
 from streams.commands.produce import produce_lines
 from streams.emulator import EmulatorServer
 from streams.model import DeadLetter
+from streams.source_reader import source_group
 from tests.reliability.load import BackgroundLoad
 from tests.reliability.workload import Expected, iterable_state
 from tests.support import WorkerProcess, free_port, wait_for, worker_env
@@ -321,7 +322,7 @@ class Rig:
 
 
 def wait_settled(bootstrap: str, env: Mapping[str, str], timeout: float | None = None) -> None:
-    """Until the live group has committed the end of every topic it reads: nothing left in flight.
+    """Until the live groups have committed the end of every topic they read: nothing left in flight.
 
     The send stage commits a frame only once Iterable answered for every request in it, so after
     this nothing more reaches Iterable unless a worker is still retrying what it was given up.
@@ -338,7 +339,11 @@ def wait_settled(bootstrap: str, env: Mapping[str, str], timeout: float | None =
         await admin.start()
         await consumer.start()
         try:
-            committed = {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(group)).items()}
+            committed = {}
+            # faust's group, then the first stage's, which reads the source and replay topics
+            for reader in (group, source_group(group)):
+                found = await admin.list_consumer_group_offsets(reader)
+                committed.update({tp: meta.offset for tp, meta in found.items()})
             await consumer.topics()  # fetches the metadata partitions_for_topic reads
             tps = [TopicPartition(topic, n) for topic in topics for n in consumer.partitions_for_topic(topic) or ()]
             ends = await consumer.end_offsets(tps) if tps else {}
