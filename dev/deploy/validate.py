@@ -267,6 +267,16 @@ def _url_port(url: str) -> int | None:
     return int(match.group(2)) if match.group(2) else (443 if match.group(1) == "https" else 80)
 
 
+def _source_group(settings: dict[str, str]) -> str:
+    """The consumer group whose lag on the source topic KEDA should read: ``streams.source_reader.source_group``
+    (this script runs in its own environment, without the package)."""
+    app_id = settings.get("FPI_APP_ID", "freshpaint-iterable")
+    keyed = settings.get("FPI_SOURCE_KEYED_BY_DEVICE", "false").lower() in ("1", "true", "yes", "on")
+    if settings.get("FPI_SOURCE_READER", "aiokafka") == "aiokafka" and not keyed:
+        return f"{app_id}-source"
+    return app_id
+
+
 def check_kafka_wiring(path: Path, docs: list[dict[str, Any]], settings: dict[str, str],
                        problems: Problems) -> None:
     """The settings, the NetworkPolicy and KEDA's trigger describe the same Kafka and registry."""
@@ -290,6 +300,10 @@ def check_kafka_wiring(path: Path, docs: list[dict[str, Any]], settings: dict[st
                 if trigger.get("type") != "kafka":
                     continue
                 meta = trigger.get("metadata") or {}
+                group = _source_group(settings)
+                if meta.get("consumerGroup") != group:
+                    problems.add(where, f"KEDA consumerGroup {meta.get('consumerGroup')!r} is not the group that reads "
+                                        f"the source topic, {group!r} (FPI_APP_ID, FPI_SOURCE_READER)")
                 if meta.get("bootstrapServers") != bootstrap:
                     problems.add(where, f"KEDA bootstrapServers {meta.get('bootstrapServers')!r} is not "
                                         f"FPI_KAFKA_BOOTSTRAP {bootstrap!r}")

@@ -85,6 +85,9 @@ BROKEN = {
     "KEDA field of the wrong type": (
         "k8s/overlays/prod/scaledobject.yaml", "pollingInterval: 30", "pollingInterval: soon",
         "ScaledObject/freshpaint-iterable"),
+    "autoscaler on faust's group, not the source reader's": (
+        "k8s/overlays/prod/scaledobject.yaml", "consumerGroup: freshpaint-iterable-source",
+        "consumerGroup: freshpaint-iterable", "KEDA consumerGroup 'freshpaint-iterable' is not the group"),
     "autoscaler beyond the partitions": (
         "k8s/overlays/prod/scaledobject.yaml", "maxReplicaCount: 12", "maxReplicaCount: 20",
         "max replicas 20 != FPI_TOPIC_PARTITIONS 12"),
