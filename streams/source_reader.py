@@ -170,8 +170,8 @@ class SourceReader:
 
     def lag_positions(self) -> Iterable[tuple[str, int, int, int | None]]:
         """(topic, partition, high watermark, committed offset) of each assigned partition whose high
-        watermark is known, for ``fpi_consumer_lag``."""
-        for tp in self._consumer.assignment():
+        watermark is known, for ``fpi_consumer_lag`` (none before ``start``)."""
+        for tp in self._consumer.assignment() if self._consumer is not None else ():
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
                 yield tp.topic, tp.partition, highwater, self._committed.get(tp)

@@ -187,3 +187,9 @@ async def test_a_new_group_starts_where_the_takeover_group_left(kafka_bootstrap:
         assert source.joined
     finally:
         await stopped(source, task)
+
+
+async def test_a_reader_not_started_reports_no_lag_and_is_not_joined() -> None:
+    # The lag timer runs from the app's start; the reader joins a moment later.
+    source = reader("127.0.0.1:1", "t", "g", Recorder())
+    assert list(source.lag_positions()) == [] and not source.joined
