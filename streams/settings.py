@@ -179,9 +179,12 @@ class Settings(_MappingSettings):
     Not used with FPI_SOURCE_KEYED_BY_DEVICE, whose first stage keeps a table and stays in faust."""
     stage_batch_items: int = Field(default=2000, ge=1)
     """FPI_STAGE_BATCH_ITEMS: source records the first stage takes at a time."""
-    stage_batch_seconds: float = Field(default=0.1, gt=0)
-    """FPI_STAGE_BATCH_SECONDS: how long the first agent gathers a batch before handling it; longer windows mean
-    fuller frames on the internal topics (less CPU per event) and more latency."""
+    stage_batch_seconds: float = Field(default=0.02, gt=0)
+    """FPI_STAGE_BATCH_SECONDS: how long the first stage gathers a batch before handling it (with the aiokafka
+    reader: once a fetch's first records arrived, how long it waits for more while it has fewer than
+    FPI_STAGE_BATCH_ITEMS). Under backlog a fetch fills at once and the window does not matter; under light load
+    a longer one means fuller frames (less CPU per event) and more latency: at 500 events/s, 0.1 s read p99 0.21 s
+    and 0.87 ms of CPU per event, 0.02 s read p99 0.13 s and 1.09 ms (bench/RESULTS.md, 2026-12-01)."""
     frame_take_seconds: float = Field(default=0.01, gt=0)
     """FPI_FRAME_TAKE_SECONDS: how long the agents of the internal topics (resolve, apply) wait for more frames.
     A frame is already a batch (an upstream take for one partition), so a long wait only adds latency: under
