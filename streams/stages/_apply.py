@@ -24,7 +24,7 @@ from streams.steps import apply_step
 
 from ._control import Control, control_from_bytes, is_control
 from ._dead_letters import DeadLetterSink
-from ._records import EnterRecord, InputRecord, nothing_to_enter
+from ._records import EnterRecord, InputRecord, let_others_run, nothing_to_enter
 from ._tables import CartTable, DeviceTable, IdentityTable, SubscriptionTable
 
 __all__ = ["ApplyStage"]
@@ -173,7 +173,9 @@ class ApplyStage:
         devices = _HeldByPerson(self.devices)
         subscriptions = _HeldByPerson(self.subscriptions)
         out: list[tuple[bytes, IterableRequest, Source]] = []
-        for frame in frames:
+        for position, frame in enumerate(frames):
+            if position:
+                await let_others_run()
             self.enter(frame)
             held.frame = carts.frame = devices.frame = subscriptions.frame = frame
             for item, event in await self.dead_letters.frame_items(frame, _decode):

@@ -20,7 +20,7 @@ from streams.steps import hold_step, resolve_step
 
 from ._control import Control, control_from_bytes, is_control
 from ._dead_letters import DeadLetterSink
-from ._records import EnterRecord, InputRecord, nothing_to_enter
+from ._records import EnterRecord, InputRecord, let_others_run, nothing_to_enter
 from ._route import Decoded
 from ._tables import AliasTable, HeldEntry, HeldRecord, HeldTable
 
@@ -106,7 +106,9 @@ class ResolveStage:
         (and, when holding, is in Kafka before the ``held`` table is written)."""
         drops: Counter[str] = Counter()
         view = self._begin()
-        for frame in frames:
+        for position, frame in enumerate(frames):
+            if position:
+                await let_others_run()
             self.enter(frame)
             self.aliases.partition = frame.message.partition
             if view is not None:
