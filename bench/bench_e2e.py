@@ -4,7 +4,8 @@ the naive forwarder (one HTTP request per event) on the same topic and data.
 The workload (``bench/workload.py``) is pre-loaded on a 4-partition topic before the worker starts.
 Throughput is source events per second from the first to the last record the emulator received;
 worker CPU is /proc utime+stime over the same window; peak RSS is the worker's VmHWM. The emulator
-runs in its own process (``python -m streams emulator --no-rate-limits``).
+runs in its own process (``python -m streams emulator --no-rate-limits``). The same CPU is also cut into slices
+of about 100,000 delivered events (a tenth of a shorter run) with a verdict for issue 19 goal 5 (``bench/_slices.py``).
 
     python -m bench.bench_e2e                      # 1,000,000 events (needs ~2 GB free for the emulator)
     python -m bench.bench_e2e --events 200000
@@ -30,6 +31,7 @@ import orjson
 
 from bench import _harness as h
 from bench._budget import PARTS, budget, samples_by_part, samples_by_thread
+from bench._slices import slice_size, slices, slices_line, verdict, verdict_line
 from bench.workload import encoded, expected, produce_encoded
 
 
@@ -58,8 +60,9 @@ def run(events: int, naive_seconds: float, timeout: float, smoke: bool,
             sampler = h.Sampler(worker)
             emulator_sampler = h.Sampler(emulator.process)
             emulator_cpu0 = emulator_sampler.cpu()
+            log = DeliveryLog(emulator, sampler)
             try:
-                cpu = h.wait_delivered(emulator, len(want.event_ids), len(want.purchase_ids), timeout, sampler,
+                cpu = h.wait_delivered(log, len(want.event_ids), len(want.purchase_ids), timeout, sampler,  # type: ignore[arg-type]
                                        (worker,), on_first=spy.start)
                 sampler.sample()
                 samples = spy.stop()
@@ -81,6 +84,10 @@ def run(events: int, naive_seconds: float, timeout: float, smoke: bool,
                 "duplicates": counters["duplicate_event_ids"],
                 "calls": counters["requests"],
             }
+            records_per_event = (len(want.event_ids) + len(want.purchase_ids)) / produced
+            worker_result["slice_size"] = slice_size(produced)
+            worker_result["slices"] = slices([(records / records_per_event, cpu_s) for records, cpu_s in log.points],
+                                             worker_result["slice_size"])
             worker_result["gc"] = orjson.loads(gc_file.read_text()) if gc_file.exists() else None
             worker_result["budget"] = cpu_budget(samples, worker_result["cpu_ms_per_1000"], gc_file)
             if worker_result["budget"] is not None:
@@ -123,6 +130,23 @@ def run(events: int, naive_seconds: float, timeout: float, smoke: bool,
             "naive": naive_result, "ratio": worker_result["events_per_s"] / naive_result["events_per_s"],
             "floor": floor, "floor_inline": floor_inline, "bare": bare,
             "load_before": load_before, "load_after": h.load_average()}
+
+
+class DeliveryLog:
+    """The emulator as ``wait_delivered`` polls it (every 0.5 s once records flow), noting at each poll from the
+    first delivery on the records delivered so far and the worker's CPU seconds, read together: the series
+    ``bench/_slices.py`` cuts into slices."""
+
+    def __init__(self, emulator: h.Emulator, sampler: h.Sampler) -> None:
+        self.emulator, self.sampler = emulator, sampler
+        self.points: list[tuple[int, float]] = []
+
+    def counters(self) -> dict[str, Any]:
+        counters = self.emulator.counters()
+        delivered = counters["unique_event_ids"] + counters["unique_purchase_ids"]
+        if delivered:
+            self.points.append((delivered, self.sampler.cpu()))
+        return counters
 
 
 class Profiler:
@@ -244,6 +268,9 @@ def report(result: dict[str, Any], smoke: bool, variant: str = "") -> None:
         f"({floor_share} of the worker's)",
         f"bare   : aiokafka getmany + commit per batch, no work, same topic: {b['events_per_s']:,.0f} records/s, "
         f"CPU {b['cpu_us_per_event']:.1f} us/record",
+        f"slices : worker CPU us per source event, slices of ~{w['slice_size']:,} events delivered: "
+        f"{slices_line(w['slices'], w['slice_size'])}",
+        f"goal 5 : {verdict_line(verdict(w['slices']))}",
         *budget_lines(w),
         *gc_lines(w, result["events"]),
         f"load average before / after: {result['load_before']} -> {result['load_after']}",
@@ -268,6 +295,13 @@ def report(result: dict[str, Any], smoke: bool, variant: str = "") -> None:
 | measured window | {w['seconds']:.1f} s | {n['seconds']:.1f} s |
 
 Ratio: the worker delivers **{result['ratio']:.1f}x** the naive forwarder's events/s.
+
+The worker's CPU per source event (µs) in slices of about {w['slice_size']:,} events, in order:
+{slices_line(w['slices'], w['slice_size'])}.
+(`bench/_slices.py`: its /proc CPU and the emulator's count of delivered records, read together at each 0.5 s poll,
+records scaled to source events; *fill*, the first slice, is charged with the records still in the pipeline when it
+ends, *drain*, the last, gets them back.) Issue 19 goal 5 within this run, the steady slices (neither fill nor
+drain) late against early: **{verdict_line(verdict(w['slices']))}**.
 
 Framework floor, same topic and data (`bench/faust_floor.py`: a faust agent that only takes and acks the
 records, as the worker's first agent does):

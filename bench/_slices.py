@@ -1,0 +1,112 @@
+"""Issue 19 goal 5 inside one run: the worker's CPU per source event in consecutive slices of the run, and whether
+the late slices cost what the early ones did.
+
+Two runs of the same length differ by 27-29% on a shared machine (bench/RESULTS.md, "what grows, by function"),
+so one run per length cannot show a 10% growth; the slices of one run share its machine and its load.
+
+The input is a series of ``(source events delivered so far, worker CPU seconds)`` points, from the first
+delivery on, as ``bench_e2e`` polls the emulator. A slice ends at the first point at or past each multiple of
+``size`` events, so slices are "about" ``size``: a point every 0.5 s at ~4,000 events/s puts each cut within
+~2,000 events of its multiple. The first slice is marked ``fill`` (the work on records still in the pipeline when
+it ends is charged to it) and the last ``drain`` (it gets that work back); the verdict leaves both out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+WITHIN = 0.10  # goal 5: within 10%
+FULL_RUN = 1_000_000
+SLICE = 100_000
+
+
+@dataclass(frozen=True)
+class Slice:
+    first: float  # source events delivered when the slice began
+    last: float  # ... and when it ended
+    cpu_s: float  # worker CPU seconds in between
+    mark: str = ""  # "fill" (the first slice), "drain" (the last one), else ""
+
+    @property
+    def events(self) -> float:
+        return self.last - self.first
+
+    @property
+    def us_per_event(self) -> float:
+        return self.cpu_s / self.events * 1e6
+
+
+def slice_size(events: int) -> int:
+    """100,000 events for a run of 1,000,000 or more, else a tenth of the run (at least 1)."""
+    return SLICE if events >= FULL_RUN else max(events // 10, 1)
+
+
+def slices(points: Sequence[tuple[float, float]], size: float) -> list[Slice]:
+    """Cut ``(events, cpu_s)`` points into slices ending at the first point at or past each multiple of ``size``;
+    the remainder after the last multiple is the last slice (if it has events)."""
+    if not points:
+        return []
+    out: list[tuple[float, float, float]] = []
+    start, end = points[0], points[-1]
+    boundary = (start[0] // size + 1) * size
+    for point in points[1:]:
+        if point[0] >= boundary:
+            out.append((start[0], point[0], point[1] - start[1]))
+            start, boundary = point, (point[0] // size + 1) * size
+    if end[0] > start[0]:
+        out.append((start[0], end[0], end[1] - start[1]))
+    marks = ["fill"] + [""] * (len(out) - 2) + ["drain"] if len(out) > 1 else ["fill"] * len(out)
+    return [Slice(first, last, cpu, mark) for (first, last, cpu), mark in zip(out, marks, strict=True)]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    early_us: float  # CPU per event over the first half of the steady slices (events-weighted)
+    late_us: float  # ... over the last half
+    compared: int  # slices on each side
+
+    @property
+    def ratio(self) -> float:
+        return self.late_us / self.early_us
+
+    @property
+    def within(self) -> bool:
+        return abs(self.ratio - 1) <= WITHIN
+
+
+def verdict(cut: Sequence[Slice]) -> Verdict | None:
+    """The last half of the steady slices (neither fill nor drain) against the first half; None with fewer
+    than two steady slices (a run too short to have them, or a smoke run delivered in one poll)."""
+    steady = [s for s in cut if not s.mark]
+    half = len(steady) // 2
+    if half == 0:
+        return None
+    early, late = steady[:half], steady[-half:]
+    return Verdict(_us(early), _us(late), half)
+
+
+def _us(cut: Sequence[Slice]) -> float:
+    return sum(s.cpu_s for s in cut) / sum(s.events for s in cut) * 1e6
+
+
+def slices_line(cut: Sequence[Slice], size: float) -> str:
+    """``262 (fill, 1,843-101,020) 240 193 ... 150 (drain, 900,410-1,000,000)``: µs per event, in order."""
+    if not cut:
+        return "n/a: no records delivered between two polls"
+    shown = []
+    for s in cut:
+        text = f"{s.us_per_event:.0f}"
+        if s.mark or abs(s.events - size) > size / 4:
+            what = ", ".join(filter(None, [s.mark, f"{s.first:,.0f}-{s.last:,.0f}"]))
+            text += f" ({what})"
+        shown.append(text)
+    return " ".join(shown)
+
+
+def verdict_line(v: Verdict | None) -> str:
+    if v is None:
+        return "n/a: fewer than 2 slices between the fill and the drain slice"
+    side = "slice" if v.compared == 1 else f"{v.compared} slices"
+    return (f"last {side} {v.late_us:.1f} us/event against first {side} after the fill {v.early_us:.1f}: "
+            f"{v.ratio:.2f}x, {'within' if v.within else 'NOT within'} {WITHIN:.0%}")
