@@ -31,7 +31,7 @@ import orjson
 
 from bench import _harness as h
 from bench._budget import PARTS, budget, samples_by_part, samples_by_thread
-from bench._slices import slice_size, slices, slices_line, verdict, verdict_line
+from bench._slices import PIPELINE, slice_size, slices, slices_line, verdict, verdict_line
 from bench.workload import encoded, expected, produce_encoded
 
 
@@ -300,8 +300,9 @@ The worker's CPU per source event (µs) in slices of about {w['slice_size']:,} e
 {slices_line(w['slices'], w['slice_size'])}.
 (`bench/_slices.py`: its /proc CPU and the emulator's count of delivered records, read together at each 0.5 s poll,
 records scaled to source events; *fill*, the first slice, is charged with the records still in the pipeline when it
-ends, *drain*, the last, gets them back.) Issue 19 goal 5 within this run, the steady slices (neither fill nor
-drain) late against early: **{verdict_line(verdict(w['slices']))}**.
+ends, *drain*, the last, gets them back, and so are the slices holding any of the first or last {PIPELINE:,} events.)
+Issue 19 goal 5 within this run, the steady slices (neither fill nor drain) late against early:
+**{verdict_line(verdict(w['slices']))}**.
 
 Framework floor, same topic and data (`bench/faust_floor.py`: a faust agent that only takes and acks the
 records, as the worker's first agent does):

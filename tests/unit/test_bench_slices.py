@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench._slices import Slice, slice_size, slices, slices_line, verdict, verdict_line
+from bench._slices import PIPELINE, Slice, slice_size, slices, slices_line, verdict, verdict_line
 
 
-def run(us_per_event: list[float], size: int = 1000, step: int = 250) -> list[tuple[float, float]]:
+def run(us_per_event: list[float], size: int = 100_000, step: int = 25_000) -> list[tuple[float, float]]:
     """Points every ``step`` events, each slice of ``size`` events at its own cost."""
     points, cpu = [(0.0, 0.0)], 0.0
     for cost in us_per_event:
@@ -23,10 +23,18 @@ def test_slice_size_is_100000_from_a_million_events_on_else_a_tenth() -> None:
 
 
 def test_slices_give_each_stretch_its_own_cpu_per_event_and_mark_the_ends() -> None:
-    cut = slices(run([300, 200, 210, 190, 100]), 1000)
+    cut = slices(run([300, 200, 210, 190, 100]), 100_000)
     assert [round(s.us_per_event) for s in cut] == [300, 200, 210, 190, 100]
     assert [s.mark for s in cut] == ["fill", "", "", "", "drain"]
-    assert [(s.first, s.last) for s in cut] == [(0, 1000), (1000, 2000), (2000, 3000), (3000, 4000), (4000, 5000)]
+    assert [(s.first / 1000, s.last / 1000) for s in cut] == [(0, 100), (100, 200), (200, 300), (300, 400), (400, 500)]
+
+
+def test_in_a_short_run_every_slice_holding_the_first_or_last_pipeline_events_is_fill_or_drain() -> None:
+    assert PIPELINE == 30_000
+    cut = slices(run([330, 300, 260, 200, 210, 190, 205, 150, 50, 30], 10_000, 2_500), 10_000)
+    assert [s.mark for s in cut] == ["fill"] * 3 + [""] * 4 + ["drain"] * 3
+    v = verdict(cut)
+    assert v is not None and v.compared == 2 and v.early_us == pytest.approx(205) and v.within
 
 
 def test_a_slice_ends_at_the_first_point_past_its_boundary_and_the_rest_is_the_last_slice() -> None:
@@ -41,12 +49,12 @@ def test_a_slice_ends_at_the_first_point_past_its_boundary_and_the_rest_is_the_l
 
 
 def test_flat_run_is_within_and_a_run_that_grows_is_not() -> None:
-    flat = verdict(slices(run([400, 200, 210, 190, 205, 215, 60]), 1000))
+    flat = verdict(slices(run([400, 200, 210, 190, 205, 215, 60]), 100_000))
     assert flat is not None and flat.compared == 2 and flat.within
     assert flat.early_us == pytest.approx(205) and flat.late_us == pytest.approx(210)
-    grows = verdict(slices(run([400, 200, 200, 200, 230, 230, 60]), 1000))
+    grows = verdict(slices(run([400, 200, 200, 200, 230, 230, 60]), 100_000))
     assert grows is not None and grows.ratio == pytest.approx(230 / 200) and not grows.within
-    assert "NOT within 10%" in verdict_line(grows) and "1.15x" in verdict_line(grows)
+    assert verdict_line(grows).endswith("1.15x, NOT within 10% (steady slices 200-230)")
 
 
 def test_the_verdict_weighs_slices_by_their_events_and_leaves_fill_and_drain_out() -> None:
@@ -58,8 +66,8 @@ def test_the_verdict_weighs_slices_by_their_events_and_leaves_fill_and_drain_out
 
 
 def test_too_few_steady_slices_give_no_verdict() -> None:
-    assert verdict(slices(run([300, 200, 100]), 1000)) is None
-    assert [s.mark for s in slices(run([300]), 1000)] == ["fill"]  # a smoke run delivered in one stretch
+    assert verdict(slices(run([300, 200, 100]), 100_000)) is None
+    assert [s.mark for s in slices(run([300]), 100_000)] == ["fill"]  # a smoke run delivered in one stretch
     assert verdict([]) is None
     assert verdict_line(None).startswith("n/a")
 
