@@ -54,7 +54,8 @@ def test_flat_run_is_within_and_a_run_that_grows_is_not() -> None:
     assert flat.early_us == pytest.approx(205) and flat.late_us == pytest.approx(210)
     grows = verdict(slices(run([400, 200, 200, 200, 230, 230, 60]), 100_000))
     assert grows is not None and grows.ratio == pytest.approx(230 / 200) and not grows.within
-    assert verdict_line(grows).endswith("1.15x, NOT within 10% (steady slices 200-230)")
+    assert verdict_line(grows).endswith(
+        "1.15x, NOT within 10% (steady slices 200-230; valid only while the stages keep pace with delivery)")
 
 
 def test_the_verdict_weighs_slices_by_their_events_and_leaves_fill_and_drain_out() -> None:
