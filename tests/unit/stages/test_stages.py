@@ -7,6 +7,7 @@ The chain route -> resolve -> apply is run frame by frame, as the agents do, and
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -333,3 +334,38 @@ async def test_send_skips_frames_given_up_before_it_started() -> None:
                       given_up=lambda frame: frame.message.offset == 0)
     assert await stage.handle(frames) == [frames[1]]
     assert sender.rounds == [["e-2"]]
+
+
+async def test_resolve_and_apply_let_other_tasks_run_between_frames() -> None:
+    # The sender's calls share the event loop with the stages: a take of several full frames must not keep it.
+    lines = [f'{{"type":"identify","userId":"u-{i}","anonymousId":"d-{i}","messageId":"i-{i}",'
+             f'"timestamp":"2026-05-01T10:00:00Z","traits":{{"email":"p{i}@example.com"}}}}' for i in range(40)]
+    pipeline = Pipeline()
+    await pipeline.route.handle(_source(lines))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def ticks_at_each_frame(stage: ResolveStage | ApplyStage, frames: list[Record]) -> list[int]:
+        seen: dict[int, int] = {}  # frame -> the ticker's count when the stage entered it first
+
+        def enter(frame: Any) -> None:
+            seen.setdefault(id(frame), ticks)
+
+        stage.enter = enter
+        await stage.handle(frames)
+        assert len(frames) >= 2 and len(seen) == len(frames), "the test needs a take of several frames"
+        return [seen[id(frame)] for frame in frames]
+
+    running = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    try:
+        for counts in (await ticks_at_each_frame(pipeline.resolve, pipeline.by_device.records("by-device")),
+                       await ticks_at_each_frame(pipeline.apply, pipeline.by_person.records("by-person"))):
+            assert all(later > earlier for earlier, later in itertools.pairwise(counts)), counts
+    finally:
+        running.cancel()
