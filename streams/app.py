@@ -102,7 +102,7 @@ def _die(where: str, exc: BaseException) -> None:
 @dataclass(frozen=True, slots=True)
 class _Topics:
     sources: Any
-    """The source and the replay topic: the replay topic feeds the same first agent, so replays never
+    """The source and the replay topic: the replay topic feeds the same first stage, so replays never
     touch the source's offsets."""
     by_device: Any
     by_person: Any
@@ -255,8 +255,6 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
     """
     batch_items, batch_wait = settings.stage_batch_items, settings.stage_batch_seconds
 
-    ack = _ack
-
     if settings.source_keyed_by_device:
         @app.agent(topics.sources, name="resolve")
         async def resolve_source(stream: Any) -> None:
@@ -264,7 +262,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
             async for batch in stream.noack_take(batch_items, within=batch_wait):
                 try:
                     await stages.resolve.handle_decoded(await stages.route.decode(batch))
-                    await ack(stream, batch)
+                    await _ack(stream, batch)
                 except Exception as exc:
                     _die("resolve", exc)
     else:
@@ -277,7 +275,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
             async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.frame_take_seconds):
                 try:
                     await stages.resolve.handle(batch)
-                    await ack(stream, batch)
+                    await _ack(stream, batch)
                 except Exception as exc:
                     _die("resolve", exc)
 
@@ -287,7 +285,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
         async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.frame_take_seconds):
             try:
                 await stages.apply.handle(batch)
-                await ack(stream, batch)
+                await _ack(stream, batch)
             except Exception as exc:
                 _die("apply", exc)
 
@@ -297,7 +295,7 @@ def _add_agents(app: faust.App, settings: Settings, topics: _Topics, stages: _St
         never when they were given up meanwhile (``SendStage``). A few batches are delivered at once, so
         no endpoint's budget waits for another endpoint's calls to finish a batch."""
         async def acked(frames: Sequence[Any]) -> None:
-            await ack(stream, frames)
+            await _ack(stream, frames)
 
         try:
             async for batch in stream.noack_take(FRAMES_PER_TAKE, within=settings.send_linger_seconds):

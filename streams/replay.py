@@ -4,7 +4,7 @@ The pure part of ``freshpaint-iterable replay`` and ``dead-letters``: no Kafka h
 (what a time means, which offsets a range covers, which events a filter keeps, how fast a replay
 may go) is tested without a broker. The Kafka I/O lives in ``streams.commands.replay``.
 
-How a replay reaches Iterable (the design, also in ``replay --help``): the worker's first agent
+How a replay reaches Iterable (the design, also in ``replay --help``): the worker's first stage
 consumes BOTH the source topic and the replay topic (``FPI_REPLAY_TOPIC``). ``replay`` reads a
 range of the source topic with its own consumer that has no consumer group (partitions assigned
 by hand, positions set by seek, nothing committed) and produces the selected records unchanged

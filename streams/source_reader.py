@@ -21,8 +21,9 @@ topic, as faust's group would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition  # type: ignore[import-untyped]
@@ -34,6 +35,10 @@ from streams.brokers import start_client
 __all__ = ["HandleFetch", "SourceReader", "SourceRecord", "source_group"]
 
 log = logging.getLogger("streams.source_reader")
+
+FETCH_MAX_BYTES = 52_428_800
+"""A fetch's bound over all partitions: the Java client's and aiokafka's default (50 MiB), raised to the per-partition
+bound when FPI_CONSUMER_FETCH_BYTES is larger."""
 
 HandleFetch = Callable[[Sequence["SourceRecord"]], Awaitable[Sequence[Awaitable[Any]]]]
 """Handles a fetch's records in order and returns what finishes once Kafka has acknowledged its output."""
@@ -88,7 +93,7 @@ class SourceReader:
         self._consumer_options: dict[str, Any] = dict(
             group_id=group_id, group_instance_id=instance_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=fetch_bytes,
-            fetch_max_bytes=max(fetch_bytes, 52_428_800), session_timeout_ms=int(session_timeout_seconds * 1000),
+            fetch_max_bytes=max(fetch_bytes, FETCH_MAX_BYTES), session_timeout_ms=int(session_timeout_seconds * 1000),
             heartbeat_interval_ms=min(3000, int(session_timeout_seconds * 1000) // 3),  # a join waits for a beat
             rebalance_timeout_ms=int(session_timeout_seconds * 1000), **self._client_options)
         self._consumer: Any = None
@@ -183,7 +188,8 @@ class SourceReader:
 
     async def assigned(self, partitions: Iterable[TopicPartition]) -> None:
         """Reads the group's committed offsets of ``partitions``, the lag's reference until the next commit."""
-        self._committed = await self._group_offsets(self.group_id, list(partitions))
+        async with self._admin() as admin:
+            self._committed = await _group_offsets(admin, self.group_id, list(partitions))
         self.joined = True
 
     async def _take_over(self, group: str) -> None:
@@ -193,15 +199,11 @@ class SourceReader:
         from the start. A group another worker already joined took over before it joined; its members refuse
         this commit, which is then not needed.
         """
-        admin = AIOKafkaAdminClient(**self._client_options)
-        await start_client(admin, self._client_options["bootstrap_servers"])
-        try:
+        async with self._admin() as admin:
             described = await admin.describe_topics(list(self.topics))
-        finally:
-            await admin.close()
-        partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-        ours = await self._group_offsets(self.group_id, partitions)
-        taken = await self._group_offsets(group, [tp for tp in partitions if tp not in ours])
+            partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+            ours = await _group_offsets(admin, self.group_id, partitions)
+            taken = await _group_offsets(admin, group, [tp for tp in partitions if tp not in ours])
         if not taken:
             return
         seeder = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, **self._client_options)
@@ -217,17 +219,23 @@ class SourceReader:
             await seeder.stop()
         log.info("%d source partitions start where consumer group %s left them", len(taken), group)
 
-    async def _group_offsets(self, group: str, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """``group``'s committed offsets of ``partitions`` (absent: never committed)."""
-        if not partitions:
-            return {}
+    @contextlib.asynccontextmanager
+    async def _admin(self) -> AsyncIterator[Any]:
+        """One admin client for a few requests (``BrokerUnavailable`` if no broker answers)."""
         admin = AIOKafkaAdminClient(**self._client_options)
         await start_client(admin, self._client_options["bootstrap_servers"])
         try:
-            found = await admin.list_consumer_group_offsets(group, partitions=list(partitions))
+            yield admin
         finally:
             await admin.close()
-        return {tp: meta.offset for tp, meta in found.items() if meta.offset >= 0}
+
+
+async def _group_offsets(admin: Any, group: str, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    """``group``'s committed offsets of ``partitions`` (absent: never committed)."""
+    if not partitions:
+        return {}
+    found = await admin.list_consumer_group_offsets(group, partitions=list(partitions))
+    return {tp: meta.offset for tp, meta in found.items() if meta.offset >= 0}
 
 
 class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped

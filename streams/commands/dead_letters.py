@@ -259,7 +259,7 @@ def redrive_target(stored: StoredLetter, settings: Settings,
         return settings.requests_topic, person, frame
     if letter.event is not None:
         event = letter.event
-        # The key `produce` gives a source record: device id, else user id (the first agent re-keys).
+        # The key `produce` gives a source record: device id, else user id (the first stage re-keys).
         key = event.anonymous_id or event.user_id
         return (
             settings.replay_topic,

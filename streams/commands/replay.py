@@ -1,6 +1,6 @@
 """``freshpaint-iterable replay``: re-feed a range of the source topic through the pipeline.
 
-Design: the worker's first agent consumes BOTH the source topic and the replay topic
+Design: the worker's first stage consumes BOTH the source topic and the replay topic
 (``FPI_REPLAY_TOPIC``, default ``freshpaint.replay``). This command reads a range of the source
 topic with its own aiokafka consumer WITHOUT a consumer group (partitions assigned by hand,
 positions set by seek, nothing committed), and produces the selected records unchanged (same key,
