@@ -52,13 +52,14 @@ from streams.brokers import client_options
 from streams.outbox import Outbox, Partitioner
 from streams.services import DecoderService, SenderService
 from streams.settings import Settings
-from streams.source_reader import SourceReader, SourceRecord, source_group
+from streams.source_reader import Backlog, SourceReader, SourceRecord, source_group
 from streams.stages import (
     AliasTable,
     ApplyStage,
     CartTable,
     DeadLetterSink,
     DeviceTable,
+    FrameSizes,
     HeldTable,
     IdentityTable,
     ResolveStage,
@@ -158,7 +159,8 @@ def build_app(settings: Settings) -> faust.App:
     def outbox(topic: Any) -> Outbox:
         return Outbox(topic, partition_of, settings.max_record_bytes)
 
-    dead_letter = DeadLetterSink(lambda key, value: topics.dead_letters.send(key=key, value=value))
+    frame_sizes = FrameSizes()
+    dead_letter = DeadLetterSink(lambda key, value: topics.dead_letters.send(key=key, value=value), frame_sizes)
     enter = faust_patches.make_current
     reads_source = not settings.source_keyed_by_device and settings.source_reader == "aiokafka"
     route_letters = _AwaitedDeadLetters(topics.dead_letters) if reads_source else None
@@ -175,7 +177,8 @@ def build_app(settings: Settings) -> faust.App:
     )
     stages.apply.routing = routing
     _add_agents(app, settings, topics, stages)
-    reader = _add_source_reader(app, settings, topics, stages.route, route_letters) if route_letters else None
+    reader = (_add_source_reader(app, settings, topics, stages.route, route_letters, frame_sizes)
+              if route_letters else None)
     if settings.deletion_topic:
         _add_deletion_agent(app, settings, settings.deletion_topic, dead_letter)
 
@@ -339,7 +342,7 @@ class _AwaitedDeadLetters:
 
 
 def _add_source_reader(app: faust.App, settings: Settings, topics: _Topics, route: RouteStage,
-                       letters: _AwaitedDeadLetters) -> SourceReader:
+                       letters: _AwaitedDeadLetters, frame_sizes: FrameSizes) -> SourceReader:
     """The first stage on its own aiokafka consumer (``streams.source_reader``), started once faust has
     started (its producer carries the stage's output) and stopped before faust stops."""
     async def handle(records: Sequence[SourceRecord]) -> list[Awaitable[Any]]:
@@ -349,12 +352,17 @@ def _add_source_reader(app: faust.App, settings: Settings, topics: _Topics, rout
             _die("route", exc)
             raise  # unreachable: _die exits
 
+    backlog = Backlog(
+        topics=(topics.by_device.get_topic_name(), topics.by_person.get_topic_name(),
+                topics.requests.get_topic_name()),
+        max_records=settings.source_backlog_records, partitions=lambda: app.consumer.assignment(),
+        processed=lambda tp: faust_patches.processed_offset(app.consumer, tp), records_per_frame=frame_sizes.mean)
     reader = SourceReader(
         topics=(settings.source_topic, settings.replay_topic), group_id=source_group(settings.app_id),
         takeover_group_id=settings.app_id, client_options=client_options(settings), handle=handle,
         max_records=settings.stage_batch_items, wait_seconds=settings.stage_batch_seconds,
         fetch_bytes=settings.consumer_fetch_bytes, session_timeout_seconds=settings.kafka_session_timeout_seconds,
-        instance_id=settings.consumer_instance_id)
+        instance_id=settings.consumer_instance_id, backlog=backlog if settings.source_backlog_records else None)
 
     reading: list[asyncio.Task[None]] = []
 

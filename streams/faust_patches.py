@@ -282,6 +282,17 @@ def committed_offset(consumer: Any, tp: Any) -> int | None:
     return offset
 
 
+def processed_offset(consumer: Any, tp: Any) -> int | None:
+    """The offset after the last record of ``tp`` the agents acknowledged, committed or not yet (``None``:
+    none since this worker got ``tp``). Our agents acknowledge in order, so the last acknowledgement is the
+    highest; faust keeps them in a private list until its next commit."""
+    acked: list[int] | None = consumer._acked.get(tp)
+    committed: int | None = consumer._committed_offset.get(tp)
+    if acked:
+        return max(max(acked) + 1, committed or 0)
+    return committed
+
+
 def bound_stream_buffer(topic: Any, maxsize: int) -> None:
     """Bound the queue of every stream of ``topic`` to ``maxsize`` messages.
 

@@ -29,6 +29,7 @@ __all__ = [
     "RATE_LIMITER_WAIT",
     "REQUESTS_OUT",
     "SENDER_PAUSED",
+    "SOURCE_PAUSED_SECONDS",
     "LagSampler",
     "add_counts",
 ]
@@ -68,6 +69,9 @@ PROJECT_REQUESTS = Counter("fpi_project_requests_total",
                            "and outcome (delivered, or the dead letter's reason).", ["project", "outcome"])
 PROJECT_PAUSED = Gauge("fpi_project_paused", "1 while a project's sender is paused by a bad API key "
                        "(FPI_PROJECTS_FILE).", ["project"])
+SOURCE_PAUSED_SECONDS = Counter("fpi_source_paused_seconds_total",
+                                "Seconds the first stage did not read the source because the stages after it were "
+                                "behind (FPI_SOURCE_BACKLOG_RECORDS); the backlog waited in the source topic.")
 CONSUMER_LAG = Gauge("fpi_consumer_lag", "Messages behind the end of each assigned partition (high watermark "
                      "minus committed offset), sampled every few seconds.", ["topic", "partition"])
 

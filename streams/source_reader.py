@@ -16,6 +16,13 @@ assignor and its members would not share partitions with a plain consumer. Befor
 partition this group never committed starts where faust's group left it (an upgrade from a worker
 whose first stage was a faust agent; the offsets are copied before joining), else at the start of the
 topic, as faust's group would.
+
+Back-pressure: the stages after this one share its process and event loop. Unchecked, the reader
+decoded and mapped far ahead of a rate-limited sender (about 300,000 events in one benchmark), and that
+work starved the sender's calls. So before each fetch the reader asks ``Backlog`` whether one of this
+worker's internal topics holds more unprocessed records than ``FPI_SOURCE_BACKLOG_RECORDS``; while one does, its
+partitions are paused (it keeps polling, so it stays in its group) and the backlog stays in the source
+topic, where the lag alert and the autoscaler see it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,15 +38,25 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 from aiokafka.errors import CommitFailedError, KafkaError  # type: ignore[import-untyped]
 
+from streams import metrics
 from streams.brokers import start_client
 
-__all__ = ["HandleFetch", "SourceReader", "SourceRecord", "source_group"]
+__all__ = ["Backlog", "HandleFetch", "SourceReader", "SourceRecord", "source_group"]
 
 log = logging.getLogger("streams.source_reader")
 
 FETCH_MAX_BYTES = 52_428_800
 """A fetch's bound over all partitions: the Java client's and aiokafka's default (50 MiB), raised to the per-partition
 bound when FPI_CONSUMER_FETCH_BYTES is larger."""
+
+BACKLOG_POLL_SECONDS = 0.1
+"""How often a paused reader asks again whether the stages after it caught up."""
+
+BACKLOG_LOG_SECONDS = 60.0
+"""A pause this long is logged (once per pause): the backlog waits in the source topic meanwhile."""
+
+OffsetsOf = Callable[[list[TopicPartition]], Awaitable[Mapping[TopicPartition, int]]]
+"""aiokafka's ``end_offsets`` or ``beginning_offsets``."""
 
 HandleFetch = Callable[[Sequence["SourceRecord"]], Awaitable[Sequence[Awaitable[Any]]]]
 """Handles a fetch's records in order and returns what finishes once Kafka has acknowledged its output."""
@@ -76,13 +94,56 @@ class SourceRecord:
                    dict(record.headers) if record.headers else None)
 
 
+class Backlog:
+    """Whether the stages after the first have fallen behind: the records waiting on this worker's partitions
+    of the internal topics, all together against ``max_records``.
+
+    Kafka counts a backlog in frames (offsets), and a frame holds anything from one record to a whole take, so
+    frames are turned into records with the size of the topic's recent frames (``records_per_frame``). End
+    offsets are asked of the broker: faust's own high watermarks stop moving while its stream buffers are
+    full, which is just when they matter. Processed is what faust committed or acknowledged since, else the log's start.
+    """
+
+    def __init__(self, *, topics: Iterable[str], max_records: int,
+                 partitions: Callable[[], Iterable[tuple[str, int]]],
+                 processed: Callable[[Any], int | None], records_per_frame: Callable[[str], float]) -> None:
+        self.topics = frozenset(topics)
+        self.max_records = max_records
+        self._partitions = partitions
+        self._processed = processed
+        self._records_per_frame = records_per_frame
+
+    async def behind(self, end_offsets: OffsetsOf, beginning_offsets: OffsetsOf) -> tuple[str, int] | None:
+        """When more than ``max_records`` records wait, the topic where most of them wait and about how many;
+        else ``None``."""
+        owned = [(tp, TopicPartition(tp[0], tp[1])) for tp in self._partitions() if tp[0] in self.topics]
+        if not owned:
+            return None
+        processed = {ours: self._processed(theirs) for theirs, ours in owned}
+        ends = await end_offsets(list(processed))
+        # Nothing processed since this worker got the partition (a new topic, or an outage from the start):
+        # the stage starts at the log's start, as faust's group does without a committed offset.
+        unknown = [tp for tp, offset in processed.items() if offset is None]
+        starts = await beginning_offsets(unknown) if unknown else {}
+        frames: dict[str, int] = {}
+        for tp, offset in processed.items():
+            done, end = offset if offset is not None else starts.get(tp), ends.get(tp)
+            if done is not None and end is not None and end > done:
+                frames[tp.topic] = frames.get(tp.topic, 0) + end - done
+        waiting = {topic: round(count * self._records_per_frame(topic)) for topic, count in frames.items()}
+        if sum(waiting.values()) > self.max_records:
+            return max(waiting.items(), key=lambda item: item[1])
+        return None
+
+
 class SourceReader:
     """Reads ``topics`` in group ``group_id`` and hands each fetch to ``handle``; see the module's docstring."""
 
     def __init__(self, *, topics: Sequence[str], group_id: str, takeover_group_id: str | None,
                  client_options: Mapping[str, Any], handle: HandleFetch, max_records: int,
                  wait_seconds: float, fetch_bytes: int, session_timeout_seconds: float,
-                 instance_id: str | None = None) -> None:
+                 instance_id: str | None = None, backlog: Backlog | None = None) -> None:
+        self.backlog = backlog
         self.topics = tuple(topics)
         self.group_id = group_id
         self.takeover_group_id = takeover_group_id
@@ -114,18 +175,51 @@ class SourceReader:
     async def run(self) -> None:
         """Read, handle and commit until cancelled."""
         while True:
-            fetched = await self._gather()
+            held = await self._wait_for_stages() if self.backlog is not None else {}
+            fetched = await self._gather(held)
             if fetched:
                 async with self._in_hand:
                     await self._handle_fetch(fetched)
 
-    async def _gather(self) -> dict[TopicPartition, list[Any]]:
-        """What the consumer has, waiting up to the window for more while fewer than ``max_records``: under
-        backlog a fetch fills at once, under light load the window bounds the wait (and the frames' size)."""
-        fetched: dict[TopicPartition, list[Any]] = {}
-        count = 0
+    async def _wait_for_stages(self) -> dict[TopicPartition, list[Any]]:
+        """Returns once the stages after this one are within the backlog's bound. Meanwhile the assigned
+        partitions are paused and the consumer keeps polling (a consumer that stops polling for
+        max.poll.interval.ms is put out of its group). A partition assigned during the wait is not paused by
+        its first poll: its records are returned, to be handled first."""
+        assert self.backlog is not None
+        held: dict[TopicPartition, list[Any]] = {}
+        behind = await self.backlog.behind(self._consumer.end_offsets, self._consumer.beginning_offsets)
+        if behind is None:
+            return held
+        started = counted = time.monotonic()
+        logged = False
+        while behind is not None:
+            self._consumer.pause(*self._consumer.assignment())
+            for tp, records in (await self._consumer.getmany(timeout_ms=int(BACKLOG_POLL_SECONDS * 1000))).items():
+                held.setdefault(tp, []).extend(records)
+            now = time.monotonic()
+            metrics.SOURCE_PAUSED_SECONDS.inc(now - counted)  # as it goes: a pause may last as long as an outage
+            counted = now
+            if not logged and now - started >= BACKLOG_LOG_SECONDS:
+                logged = True
+                log.info("reading the source waits: this worker's internal topics hold more than "
+                         "FPI_SOURCE_BACKLOG_RECORDS=%d records it has not processed (%s the most, about %d)",
+                         self.backlog.max_records, *behind)
+            behind = await self.backlog.behind(self._consumer.end_offsets, self._consumer.beginning_offsets)
+        metrics.SOURCE_PAUSED_SECONDS.inc(time.monotonic() - counted)
+        self._consumer.resume(*self._consumer.assignment())
+        if logged:
+            log.info("reading the source goes on after %.0f s", time.monotonic() - started)
+        return held
+
+    async def _gather(self, held: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
+        """What the consumer has (after ``held``), waiting up to the window for more while fewer than
+        ``max_records``: under backlog a fetch fills at once, under light load the window bounds the wait
+        (and the frames' size)."""
+        fetched = held
+        count = sum(map(len, held.values()))
         loop = asyncio.get_running_loop()
-        deadline: float | None = None
+        deadline: float | None = loop.time() + self._window if count else None
         while count < self._max_records:
             timeout = 1.0 if deadline is None else deadline - loop.time()
             if timeout <= 0:

@@ -11,6 +11,7 @@ through outboxes, so it runs in a test with dicts and in-memory sinks, no broker
 from ._apply import ApplyStage
 from ._control import CONTROL_TAG, Control, control_from_bytes, control_to_bytes, is_control
 from ._dead_letters import DeadLetterSink, SendRecord
+from ._frame_sizes import FrameSizes
 from ._records import Coordinates, EnterRecord, InputRecord, nothing_to_enter
 from ._resolve import ResolveStage
 from ._route import Decoded, RouteStage, SourceDecoder, source_of
@@ -50,6 +51,7 @@ __all__ = [
     "Deliverer",
     "DeviceTable",
     "EnterRecord",
+    "FrameSizes",
     "HeldEntry",
     "HeldRecord",
     "HeldTable",

@@ -12,6 +12,7 @@ from streams.codecs import FrameItem, dead_letter_for_undecodable, decode_frame,
 from streams.errors import StreamsError
 from streams.model import DeadLetter, Event
 
+from ._frame_sizes import FrameSizes
 from ._records import InputRecord
 
 __all__ = ["DeadLetterSink", "SendRecord"]
@@ -28,8 +29,10 @@ class DeadLetterSink:
     """Writes dead letters: a metric by reason, a log line with the source coordinates (no personal
     data: the detail names fields, not values), and the Avro record on the dead-letter topic."""
 
-    def __init__(self, send: SendRecord) -> None:
+    def __init__(self, send: SendRecord, frame_sizes: FrameSizes | None = None) -> None:
         self._send = send
+        self.frame_sizes = frame_sizes
+        """Told the size of every frame ``frame_items`` reads, when set."""
 
     async def __call__(self, letter: DeadLetter, key: bytes | None) -> None:
         metrics.DEAD_LETTERS.labels(letter.reason).inc()
@@ -58,6 +61,8 @@ class DeadLetterSink:
             await self(dead_letter_for_undecodable(frame.value, exc, message.topic, message.partition, message.offset,
                                                    datetime.now(UTC)), frame.key)
             return []
+        if self.frame_sizes is not None:
+            self.frame_sizes.observe(message.topic, len(items))
         decoded: list[tuple[FrameItem, T]] = []
         for item in items:
             try:

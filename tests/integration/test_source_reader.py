@@ -193,3 +193,40 @@ async def test_a_reader_not_started_reports_no_lag_and_is_not_joined() -> None:
     # The lag timer runs from the app's start; the reader joins a moment later.
     source = reader("127.0.0.1:1", "t", "g", Recorder())
     assert list(source.lag_positions()) == [] and not source.joined
+
+
+async def test_reading_waits_while_a_later_stage_is_behind(kafka_bootstrap: str, topic: str) -> None:
+    """A later stage's topic holding more unprocessed records than the bound stops the reader (its partitions
+    paused, the source's records left there) until the stage catches up; the pause is counted."""
+    from streams import metrics
+    from streams.source_reader import Backlog
+
+    downstream = f"{topic}-down"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(downstream, num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+    await produce(kafka_bootstrap, downstream, 0, 4)
+    await produce(kafka_bootstrap, downstream, 1, 3)
+    processed: dict[tuple[str, int], int] = {(downstream, 0): 0, (downstream, 1): 0}
+    backlog = Backlog(topics=[downstream], max_records=50, partitions=lambda: list(processed),
+                      processed=lambda tp: processed[tp], records_per_frame=lambda topic: 10.0)
+    await produce(kafka_bootstrap, topic, 0, 10)
+    paused_before = metrics.SOURCE_PAUSED_SECONDS._value.get()
+    handle = Recorder()
+    source = SourceReader(topics=[topic], group_id=f"g-{uuid.uuid4().hex[:8]}", takeover_group_id=None,
+                          client_options={"bootstrap_servers": kafka_bootstrap}, handle=handle, max_records=500,
+                          wait_seconds=0.01, fetch_bytes=1 << 20, session_timeout_seconds=10, backlog=backlog)
+    task = await running(source)
+    try:
+        await wait_for(lambda: source.joined)
+        await asyncio.sleep(2.0)
+        assert handle.records == [], "read while the later stage held 7 frames of 10 records against a bound of 50"
+        processed[(downstream, 1)] = 2  # 4 + 1 frames, 50 records waiting: within the bound
+        await wait_for(lambda: len(handle.records) == 10)
+        assert handle.offsets(0) == list(range(10))
+        assert metrics.SOURCE_PAUSED_SECONDS._value.get() - paused_before >= 1.5
+    finally:
+        await stopped(source, task)

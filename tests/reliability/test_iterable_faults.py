@@ -60,6 +60,37 @@ def test_outage_then_refused_connections_delays_but_loses_nothing(rig_factory: A
     assert max(rss_during) - rss_first < 150 * 1024, "worker memory grew with the lag"
 
 
+def test_an_outage_leaves_the_backlog_in_the_source_topic(rig_factory: Any) -> None:
+    """Back-pressure (FPI_SOURCE_BACKLOG_RECORDS): while Iterable is down, the first stage stops reading once the
+    internal topics hold the bound, so the backlog waits in the source topic (where KEDA and the lag alert see it)
+    instead of being decoded and mapped ahead; once Iterable is back, all of it is delivered."""
+    workload, expected = planned(PROFILE.outage_events, seed=15)
+    rig = rig_factory(FPI_SOURCE_BACKLOG_RECORDS="300", FPI_STAGE_BATCH_ITEMS="100")
+    rig.emulator.set_faults(outage_seconds=3600)
+    worker = rig.start_worker()
+    port = rig.env["FPI_WEB_PORT"]
+    produced = rig.produce(workload.lines)
+    wait_for(lambda: metric_sum(scrape(port), "fpi_source_paused_seconds_total") > 3, PROFILE.deliver_timeout,
+             what="the first stage to wait for the later ones")
+    decoded = metric_sum(scrape(port), "fpi_events_in_total")
+    time.sleep(3)
+    still = scrape(port)
+    assert worker.alive(), worker.log_text()[-3000:]
+    # Read while paused: at most the bound (in records of the internal topics) and a few fetches of 100 ahead
+    # of it, while the frames' sizes are learnt. Without the bound, all of it is decoded within seconds.
+    assert decoded < produced / 2, f"{decoded:.0f} of {produced} events decoded while Iterable was down"
+    assert metric_sum(still, "fpi_events_in_total") - decoded < 200, "reading went on while the stages were behind"
+    assert metric_sum(still, "fpi_consumer_lag", topic=rig.env["FPI_SOURCE_TOPIC"]) > produced / 2
+
+    rig.emulator.set_faults(outage_seconds=0)
+    rig.wait_delivered(expected)
+    letters = rig.wait_dead_letters(sum(expected.dead.values()))
+    rig.report("outage-backlog-in-source", produced, letters, decoded_during_outage=int(decoded),
+               paused_seconds=round(metric_sum(scrape(port), "fpi_source_paused_seconds_total"), 1))
+    assert {letter.reason for letter in letters} <= set(expected.dead)
+    assert len(letters) == sum(expected.dead.values())
+
+
 def test_throttling_storm_slows_the_sender_and_loses_nothing(rig_factory: Any) -> None:
     workload, expected = planned(PROFILE.throttle_events, seed=12)
     rig = rig_factory()
