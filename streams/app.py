@@ -49,6 +49,7 @@ import faust
 
 from streams import faust_patches, metrics
 from streams.brokers import client_options
+from streams.errors import StreamsError
 from streams.outbox import Outbox, Partitioner
 from streams.services import DecoderService, SenderService
 from streams.settings import Settings
@@ -98,6 +99,15 @@ def _die(where: str, exc: BaseException) -> None:
     logging.shutdown()
     sys.stderr.flush()
     os._exit(70)
+
+
+def _fail(where: str, exc: StreamsError) -> None:
+    """Stop the worker on an expected failure the operator must fix (a broker that stopped answering): one
+    line naming the setting, as the command line shows such errors, not a traceback; nothing was committed."""
+    log.critical("%s stopped: %s", where, exc, extra={"reason": exc.reason.value})
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +384,8 @@ def _add_source_reader(app: faust.App, settings: Settings, topics: _Topics, rout
             await reader.run()
         except asyncio.CancelledError:
             raise
+        except StreamsError as exc:  # BrokerUnavailable: the brokers stopped answering since the start-up check
+            _fail("the source reader", exc)
         except Exception as exc:
             _die("the source reader", exc)
         finally:

@@ -75,3 +75,4 @@ def test_frame_sizes_follow_the_recent_frames_of_each_topic() -> None:
         sizes.observe("a", 4)
     assert sizes.mean("a") == pytest.approx(4.0, abs=0.01)
     assert sizes.mean("b") == 0.0
+
