@@ -144,6 +144,7 @@ class SourceReader:
                  wait_seconds: float, fetch_bytes: int, session_timeout_seconds: float,
                  instance_id: str | None = None, backlog: Backlog | None = None) -> None:
         self.backlog = backlog
+        self._looked_at = float("-inf")
         self.topics = tuple(topics)
         self.group_id = group_id
         self.takeover_group_id = takeover_group_id
@@ -188,7 +189,12 @@ class SourceReader:
         its first poll: its records are returned, to be handled first."""
         assert self.backlog is not None
         held: dict[TopicPartition, list[Any]] = {}
+        # At most one look a poll interval while the stages keep up: under light load a fetch holds a few
+        # events, and a broker round trip for each of them cost more CPU than the fetch.
+        if time.monotonic() - self._looked_at < BACKLOG_POLL_SECONDS:
+            return held
         behind = await self.backlog.behind(self._consumer.end_offsets, self._consumer.beginning_offsets)
+        self._looked_at = time.monotonic()
         if behind is None:
             return held
         started = counted = time.monotonic()
