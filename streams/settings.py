@@ -187,10 +187,11 @@ class Settings(_MappingSettings):
     and 0.87 ms of CPU per event, 0.02 s read p99 0.13 s and 1.09 ms (bench/RESULTS.md, 2026-12-01)."""
     source_backlog_records: int = Field(default=20_000, ge=0)
     """FPI_SOURCE_BACKLOG_RECORDS: back-pressure. The first stage (the aiokafka reader) stops reading the source
-    while one of this worker's internal topics (by device, by person, requests) holds more records than this that
-    its stage has not processed (frames counted at the size of the topic's recent frames); the backlog then waits
-    in the source topic, where the lag alert and the autoscaler see it. The sender's three deliveries in flight
-    hold up to 15,000 requests (FPI_SEND_BATCH_ITEMS), so less would leave it waiting. 0: never stop."""
+    while this worker's partitions of the internal topics (by device, by person, requests) hold more records, all
+    together, than this that their stages have not processed (frames counted at the size of the topic's recent
+    frames); the backlog then waits in the source topic, where the lag alert and the autoscaler see it. The
+    sender's three deliveries in flight hold up to 15,000 requests (FPI_SEND_BATCH_ITEMS), so less would leave it
+    waiting. 0: never stop."""
     frame_take_seconds: float = Field(default=0.01, gt=0)
     """FPI_FRAME_TAKE_SECONDS: how long the agents of the internal topics (resolve, apply) wait for more frames.
     A frame is already a batch (an upstream take for one partition), so a long wait only adds latency: under

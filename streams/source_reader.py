@@ -19,8 +19,8 @@ topic, as faust's group would.
 
 Back-pressure: the stages after this one share its process and event loop. Unchecked, the reader
 decoded and mapped far ahead of a rate-limited sender (about 300,000 events in one benchmark), and that
-work starved the sender's calls. So before each fetch the reader asks ``Backlog`` whether one of this
-worker's internal topics holds more unprocessed records than ``FPI_SOURCE_BACKLOG_RECORDS``; while one does, its
+work starved the sender's calls. So before each fetch the reader asks ``Backlog`` whether this worker's
+internal topics hold more unprocessed records than ``FPI_SOURCE_BACKLOG_RECORDS``; while they do, its
 partitions are paused (it keeps polling, so it stays in its group) and the backlog stays in the source
 topic, where the lag alert and the autoscaler see it.
 """
@@ -193,7 +193,7 @@ class SourceReader:
         # events, and a broker round trip for each of them cost more CPU than the fetch.
         if time.monotonic() - self._looked_at < BACKLOG_POLL_SECONDS:
             return held
-        behind = await self.backlog.behind(self._consumer.end_offsets, self._consumer.beginning_offsets)
+        behind = await self._look()
         self._looked_at = time.monotonic()
         if behind is None:
             return held
@@ -211,12 +211,23 @@ class SourceReader:
                 log.info("reading the source waits: this worker's internal topics hold more than "
                          "FPI_SOURCE_BACKLOG_RECORDS=%d records it has not processed (%s the most, about %d)",
                          self.backlog.max_records, *behind)
-            behind = await self.backlog.behind(self._consumer.end_offsets, self._consumer.beginning_offsets)
+            behind = await self._look()
         metrics.SOURCE_PAUSED_SECONDS.inc(time.monotonic() - counted)
         self._consumer.resume(*self._consumer.assignment())
         if logged:
             log.info("reading the source goes on after %.0f s", time.monotonic() - started)
         return held
+
+    async def _look(self) -> tuple[str, int] | None:
+        """``Backlog.behind``; a broker that does not answer the offsets request counts as not behind (the
+        next look asks again), rather than stopping the worker over a measure."""
+        assert self.backlog is not None
+        try:
+            return await self.backlog.behind(self._consumer.end_offsets, self._consumer.beginning_offsets)
+        except KafkaError as exc:
+            log.warning("could not read the internal topics' end offsets (%s); reading the source goes on",
+                        type(exc).__name__)
+            return None
 
     async def _gather(self, held: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
         """What the consumer has (after ``held``), waiting up to the window for more while fewer than

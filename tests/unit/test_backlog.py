@@ -76,3 +76,26 @@ def test_frame_sizes_follow_the_recent_frames_of_each_topic() -> None:
     assert sizes.mean("a") == pytest.approx(4.0, abs=0.01)
     assert sizes.mean("b") == 0.0
 
+
+
+async def test_a_broker_that_does_not_answer_the_look_lets_reading_go_on() -> None:
+    from aiokafka.errors import KafkaTimeoutError
+
+    from streams.source_reader import SourceReader
+
+    class Silent:
+        async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+            raise KafkaTimeoutError()
+
+        beginning_offsets = end_offsets
+
+    backlog = Backlog(topics=["a"], max_records=1, partitions=lambda: [("a", 0)], processed=lambda tp: 0,
+                      records_per_frame=one_record_each)
+    reader = SourceReader(topics=["s"], group_id="g", takeover_group_id=None, client_options={},
+                          handle=None,  # type: ignore[arg-type]  # never called here
+                          max_records=1, wait_seconds=0.01, fetch_bytes=1 << 20, session_timeout_seconds=10,
+                          backlog=backlog)
+    reader._consumer = Silent()
+    assert await reader._look() is None
+    with pytest.raises(KafkaTimeoutError):  # the same look without the guard
+        await backlog.behind(reader._consumer.end_offsets, reader._consumer.beginning_offsets)
