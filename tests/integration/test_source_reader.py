@@ -196,8 +196,8 @@ async def test_a_reader_not_started_reports_no_lag_and_is_not_joined() -> None:
 
 
 async def test_reading_waits_while_a_later_stage_is_behind(kafka_bootstrap: str, topic: str) -> None:
-    """A later stage's topic holding more unprocessed records than the bound stops the reader (its partitions
-    waiting, the source's records left there) until the stage catches up; the pause is counted."""
+    """A later stage's topic holding more unprocessed records than the bound stops the reader (the source's
+    records stay there) until the stage catches up; the pause is counted."""
     from streams import metrics
     from streams.source_reader import Backlog
 
