@@ -9,8 +9,9 @@ __all__ = ["FrameSizes"]
 class FrameSizes:
     """A moving mean of records per frame, by topic, over about the last ``span`` frames read.
 
-    A frame's size depends on the upstream take (a whole fetch for one partition, or eight frames' worth),
-    so frames alone say little: 8 frames were 1,000 records or 60,000 in the same benchmark."""
+    A frame's size depends on the upstream take (a fetch's records for one partition, or eight frames' worth)
+    and on the partition count, so frames alone say little: about 450 records a by-person frame in a benchmark
+    on 4 partitions, 1-6 in a test fetching 100 records on 16 (bench/RESULTS.md, issue 19, session 8)."""
 
     def __init__(self, span: int = 64) -> None:
         self._weight = 1.0 / span
