@@ -96,18 +96,21 @@ def _die(where: str, exc: BaseException) -> None:
     """Stop the worker without committing: the event that hit a bug is redelivered after restart."""
     log.critical("unexpected error in %s; stopping the worker so no offset is committed past it", where,
                  exc_info=exc)
+    _exit_now(70)
+
+
+def _exit_now(code: int) -> None:
+    """Exit at once, logs flushed: no shutdown path that could commit offsets runs."""
     logging.shutdown()
     sys.stderr.flush()
-    os._exit(70)
+    os._exit(code)
 
 
 def _fail(where: str, exc: StreamsError) -> None:
     """Stop the worker on an expected failure the operator must fix (a broker that stopped answering): one
     line naming the setting, as the command line shows such errors, not a traceback; nothing was committed."""
     log.critical("%s stopped: %s", where, exc, extra={"reason": exc.reason.value})
-    logging.shutdown()
-    sys.stderr.flush()
-    os._exit(1)
+    _exit_now(1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -287,7 +287,7 @@ def processed_offset(consumer: Any, tp: Any) -> int | None:
     none since this worker got ``tp``). Our agents acknowledge in order, so the last acknowledgement is the
     highest; faust keeps them in a private list until its next commit."""
     acked: list[int] | None = consumer._acked.get(tp)
-    committed: int | None = consumer._committed_offset.get(tp)
+    committed = committed_offset(consumer, tp)
     if acked:
         return max(max(acked) + 1, committed or 0)
     return committed
