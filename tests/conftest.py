@@ -11,11 +11,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import hypothesis  # noqa: F401  (imported here, see below)
 import pytest
 
 from streams._support import LocalBroker
 from streams.emulator import EmulatorConfig, EmulatorServer
 from tests.support import EMULATOR_KEY
+
+# hypothesis is imported now, while pytest collects, and not at the end of a session that ran no test of
+# it (its plugin imports it for the summary): pytest rewrites it with ast.parse, and after a test that
+# built a faust app, CPython 3.11.7 can fail there with "AST constructor recursion depth mismatch"
+# (python/cpython#106905), which fails `pytest tests/unit/test_app_buffers.py` run alone.
 
 
 @pytest.fixture(scope="session")
